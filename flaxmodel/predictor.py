@@ -1,0 +1,179 @@
+"""Jitted inference over a fixed grid of static shapes, and ``load_classifier``.
+
+XLA compiles one program per input shape.  The predictor pads every batch up to
+a (batch size, sequence length) bucket from a small fixed grid, so a run
+compiles at most once per bucket however many texts it sees, and sorts texts by
+length first so that each batch wastes little padding.  The softmax (or sigmoid)
+is fused into the jitted function, parameters are placed on the first device
+once, and the same :class:`Classifier` is safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import functools
+import hashlib
+import threading
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from flaxmodel.checkpoint import load_checkpoint
+from flaxmodel.config import EncoderConfig
+from flaxmodel.model import Params, apply, probabilities
+from flaxmodel.tokenizer import TextEncoder
+
+# Tweets are short (median ~29 tokens): fine buckets at the bottom, coarse above.
+DEFAULT_LENGTH_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def length_buckets(max_length: int, candidates: Sequence[int] = DEFAULT_LENGTH_BUCKETS) -> tuple[int, ...]:
+    return tuple(sorted({b for b in candidates if b < max_length} | {max_length}))
+
+
+def batch_buckets(batch_size: int) -> tuple[int, ...]:
+    """Powers of two from 8 up to the batch size: a short final batch costs at most 2x."""
+    sizes = {batch_size}
+    size = 8
+    while size < batch_size:
+        sizes.add(size)
+        size *= 2
+    return tuple(sorted(sizes))
+
+
+def _bucket(value: int, buckets: Sequence[int]) -> int:
+    i = bisect.bisect_left(buckets, value)
+    if i == len(buckets):
+        raise ValueError(f"{value} exceeds the largest bucket {buckets[-1]}")
+    return buckets[i]
+
+
+def _forward(params: Params, input_ids: jax.Array, attention_mask: jax.Array, *, config, dtype) -> jax.Array:
+    return probabilities(apply(params, input_ids, attention_mask, config=config, dtype=dtype), config)
+
+
+class Classifier:
+    """A loaded text classifier: tokenizer, parameters on device, jitted forward."""
+
+    def __init__(
+        self,
+        config: EncoderConfig,
+        params: Params,
+        text_encoder: TextEncoder,
+        *,
+        name: str = "model",
+        dtype: str = "float32",
+        batch_size: int = 64,
+    ):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        self.config = config
+        self.name = name
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.text_encoder = text_encoder
+        self.max_length = text_encoder.max_length
+        self.length_buckets = length_buckets(self.max_length)
+        self.batch_buckets = batch_buckets(batch_size)
+        self.pad_id = config.pad_token_id
+        self.host_params = params
+        compute = DTYPES[dtype]
+        self.params = jax.device_put(jax.tree_util.tree_map(lambda p: jnp.asarray(p, compute), params))
+        self._jitted = jax.jit(functools.partial(_forward, config=config, dtype=compute))
+        self._shapes: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.config.labels
+
+    @property
+    def num_compiles(self) -> int:
+        """Distinct (batch, length) shapes run so far: each one compiled once."""
+        return len(self._shapes)
+
+    @functools.cached_property
+    def weights_hash(self) -> str:
+        """Short SHA-256 over the parameters, to tell which weights labelled a row."""
+        digest = hashlib.sha256()
+        for path, value in sorted(traverse_util.flatten_dict(self.host_params).items()):
+            digest.update("/".join(path).encode())
+            digest.update(np.ascontiguousarray(value, dtype=np.float32).tobytes())
+        return digest.hexdigest()[:16]
+
+    def bucket_length(self, length: int) -> int:
+        return _bucket(length, self.length_buckets)
+
+    def bucket_batch(self, size: int) -> int:
+        return _bucket(size, self.batch_buckets)
+
+    def pad(self, sequences: Sequence[Sequence[int]], length: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Right-pads sequences into ``[rows, length]`` id and mask arrays."""
+        ids = np.full((rows, length), self.pad_id, dtype=np.int32)
+        mask = np.zeros((rows, length), dtype=np.int32)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        return ids, mask
+
+    def predict_padded(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Probabilities of one already bucket-shaped batch."""
+        shape = tuple(input_ids.shape)
+        if shape not in self._shapes:
+            with self._lock:
+                self._shapes.add(shape)
+        return np.asarray(self._jitted(self.params, input_ids, attention_mask))
+
+    def predict_ids(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Probabilities ``[n, num_labels]`` for token id sequences, in input order."""
+        out = np.zeros((len(sequences), self.config.num_labels), dtype=np.float32)
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            batch = [sequences[i] for i in chunk]
+            length = self.bucket_length(max(len(s) for s in batch))
+            ids, mask = self.pad(batch, length, self.bucket_batch(len(batch)))
+            out[chunk] = self.predict_padded(ids, mask)[: len(batch)]
+        return out
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities ``[n_texts, n_labels]``; texts past ``max_length`` are truncated."""
+        if isinstance(texts, str):
+            raise TypeError("predict_proba takes a sequence of texts, not one string")
+        if not len(texts):
+            return np.zeros((0, self.config.num_labels), dtype=np.float32)
+        return self.predict_ids(self.text_encoder.encode(texts))
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        """The most probable label name of each text."""
+        return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]
+
+
+def load_classifier(
+    path: str | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    dtype: str = "float32",
+    batch_size: int = 64,
+    max_length: int | None = None,
+) -> Classifier:
+    """Loads a Hugging Face style checkpoint folder (local or on a Beam filesystem).
+
+    ``labels`` names the classes when the folder holds only a base encoder (a
+    fresh head is initialised, with a warning).  ``max_length`` caps the tokens
+    per text (default: what the model's position table allows).
+    """
+    from flaxmodel.default_model import default_model_path
+
+    path = str(path) if path is not None else default_model_path()
+    checkpoint = load_checkpoint(path, labels=labels)
+    config = checkpoint.config
+    limit = config.max_length if max_length is None else min(max_length, config.max_length)
+    text_encoder = TextEncoder.from_folder(path, limit)
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return Classifier(config, checkpoint.params, text_encoder, name=name, dtype=dtype, batch_size=batch_size)

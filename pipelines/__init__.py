@@ -1,0 +1,1 @@
+"""Apache Beam pipelines: moderation (text shards in, labeled Parquet out) and evaluation."""

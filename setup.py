@@ -1,0 +1,41 @@
+"""Packaging for the moderation engine; also the ``--setup_file`` Dataflow stages."""
+
+from setuptools import find_packages, setup
+
+BEAM_VERSION = "2.77.0"
+JAX_VERSION = "0.10.2"
+
+setup(
+    name="moderation-engine",
+    version="0.1.0",
+    description="Apache Beam pipelines running Flax/JAX text classifiers for content moderation",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["flaxmodel", "flaxmodel.*", "pipelines", "pipelines.*"]),
+    package_data={"flaxmodel": ["default/*", "default/**/*"]},
+    install_requires=[
+        f"apache-beam=={BEAM_VERSION}",
+        f"jax=={JAX_VERSION}",
+        "flax==0.12.8",
+        "optax==0.2.8",
+        "orbax-checkpoint==0.12.8",
+        "tokenizers==0.23.3",
+        "safetensors==0.8.0",
+        "pyarrow==25.0.1",
+        "numpy>=2.0",
+        "tqdm>=4.60",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "transformers==5.24.0", "torch==2.13.0"],
+        "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
+        "gpu": [f"jax[cuda12]=={JAX_VERSION}"],
+        "tpu": [f"jax[tpu]=={JAX_VERSION}"],
+    },
+    entry_points={
+        "console_scripts": [
+            "moderate=pipelines.moderate:main",
+            "moderate-evaluate=pipelines.evaluate:main",
+            "flaxmodel-train=flaxmodel.train:main",
+        ]
+    },
+)
