@@ -11,6 +11,18 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 FORMATS = ("auto", "text", "jsonl", "csv", "parquet")
 AGGREGATIONS = ("max", "mean")
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+def parse_flag(value: str) -> bool:
+    """A boolean option's value; Dataflow Flex Templates pass every parameter as ``--name=value``."""
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected one of {_TRUE + _FALSE}, got {value!r}")
 
 
 class ModerationOptions(PipelineOptions):
@@ -28,7 +40,14 @@ class ModerationOptions(PipelineOptions):
         parser.add_argument("--text_field", default="text", help="Field (JSONL, Parquet) or column (CSV) holding the text.")
         parser.add_argument("--id_field", default=None, help="Field holding the record id; default: stable id from file path and position.")
         parser.add_argument("--keep_fields", default="", help="Comma-separated input fields copied to the output rows.")
-        parser.add_argument("--keep_text", action="store_true", default=False, help="Also write the text to the output rows.")
+        parser.add_argument(
+            "--keep_text",
+            nargs="?",
+            const=True,
+            default=False,
+            type=parse_flag,
+            help="Also write the text to the output rows (--keep_text, or --keep_text=true|false as templates pass it).",
+        )
         parser.add_argument(
             "--threshold",
             default="",
