@@ -25,6 +25,10 @@ def parse_flag(value: str) -> bool:
     raise ValueError(f"expected one of {_TRUE + _FALSE}, got {value!r}")
 
 
+class OptionError(ValueError):
+    """A flag value that cannot work; the message says which flag and what to change."""
+
+
 class ModerationOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
@@ -59,6 +63,12 @@ class ModerationOptions(PipelineOptions):
         parser.add_argument("--aggregate", default="max", choices=AGGREGATIONS, help="How window scores combine into the record's scores.")
         parser.add_argument("--batch_size", type=int, default=64, help="Largest number of windows per model batch.")
         parser.add_argument("--max_batch_tokens", type=int, default=8192, help="Token budget of one padded batch.")
+        parser.add_argument(
+            "--sort_buffer",
+            type=int,
+            default=4096,
+            help="Windows buffered per bundle, then sorted by length and cut into batches; more means less padding.",
+        )
         parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="Compute dtype.")
         parser.add_argument("--max_payload_bytes", type=int, default=1024, help="Cap on the raw payload kept in dead-letter rows.")
         parser.add_argument(

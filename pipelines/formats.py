@@ -1,0 +1,277 @@
+"""Parsing input shards into records: plain text, JSONL, CSV and Parquet.
+
+Every parser takes the file's raw bytes (lines, or the open file for Parquet)
+and decodes them itself, so a bad byte, line or row becomes a dead-letter row
+and never fails the job.  Each yields :class:`~pipelines.records.Record` or
+:class:`~pipelines.records.DeadLetter` items in file order; ``position`` is the
+0-based line where the record starts (text, JSONL, CSV, header included) or the
+0-based row (Parquet).
+
+* text: every line is a record (a blank line is an ``empty_text`` dead letter).
+* JSONL: one JSON object per line; blank lines hold no record and are skipped.
+* CSV: header row, then rows; quoted fields may span lines.  Lines are decoded
+  with ``surrogateescape`` so that invalid UTF-8 in one row dead-letters only
+  that row; blank lines are skipped.
+* Parquet: the text, id and kept columns are read in record batches.
+
+The default record id is ``<file path>:<position>``, stable across runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
+
+from apache_beam.metrics import Metrics
+
+from pipelines import records as R
+from pipelines.metrics import NAMESPACE
+
+TEXT, JSONL, CSV, PARQUET = "text", "jsonl", "csv", "parquet"
+EXTENSIONS = {
+    ".txt": TEXT,
+    ".text": TEXT,
+    ".jsonl": JSONL,
+    ".ndjson": JSONL,
+    ".json": JSONL,
+    ".csv": CSV,
+    ".parquet": PARQUET,
+    ".pq": PARQUET,
+}
+COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".deflate", ".zst", ".zstd", ".lzma", ".xz")
+_BOM = b"\xef\xbb\xbf"
+_PARQUET_BATCH_ROWS = 4096
+
+Item = R.Record | R.DeadLetter
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """Which fields hold the text, the id and the passthrough values."""
+
+    text_field: str = "text"
+    id_field: str | None = None
+    keep_fields: tuple[str, ...] = ()
+    max_payload_bytes: int = 1024
+
+
+def detect_format(path: str) -> str | None:
+    """The format implied by a path's extension (compression suffix ignored), or None."""
+    name = path.rsplit("/", 1)[-1].lower()
+    for suffix in COMPRESSED_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    dot = name.rfind(".")
+    return EXTENSIONS.get(name[dot:]) if dot >= 0 else None
+
+
+def default_id(source: str, position: int) -> str:
+    return f"{source}:{position}"
+
+
+def as_field_string(value: object) -> str | None:
+    """Passthrough values are written as strings: JSON for numbers, booleans and containers."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int, float, list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _encodable(text: str) -> bool:
+    """False for strings holding lone surrogates (undecodable bytes or JSON ``\\ud800`` escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _strip_eol(line: bytes) -> bytes:
+    if line.endswith(b"\n"):
+        line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+    return line
+
+
+class _Builder:
+    """Checks a record's fields and turns it into a Record or a dead letter."""
+
+    def __init__(self, source: str, spec: FieldSpec):
+        self.source = source
+        self.spec = spec
+
+    def dead(self, position: int, reason: str, payload: bytes, detail: str) -> R.DeadLetter:
+        return R.dead_letter(self.source, position, reason, payload, detail, self.spec.max_payload_bytes)
+
+    def from_mapping(self, row: Mapping[str, object], position: int, payload: Callable[[], bytes]) -> Item:
+        spec = self.spec
+        if spec.text_field not in row:
+            return self.dead(position, R.MISSING_TEXT, payload(), f"no field {spec.text_field!r}")
+        text = row[spec.text_field]
+        if text is None:
+            return self.dead(position, R.NULL_TEXT, payload(), f"field {spec.text_field!r} is null")
+        if not isinstance(text, str):
+            return self.dead(position, R.NON_STRING_TEXT, payload(), f"field {spec.text_field!r} is a {type(text).__name__}")
+        if spec.id_field is None:
+            record_id = default_id(self.source, position)
+        else:
+            record_id = as_field_string(row.get(spec.id_field))
+            if not record_id:
+                return self.dead(position, R.MISSING_ID, payload(), f"no value in id field {spec.id_field!r}")
+        fields = {name: as_field_string(row.get(name)) for name in spec.keep_fields}
+        strings = [text, record_id, *(v for v in fields.values() if v is not None)]
+        if not all(_encodable(s) for s in strings):
+            return self.dead(position, R.INVALID_UTF8, payload(), "a string holds a lone surrogate")
+        return self.text_record(text, position, payload, record_id, fields)
+
+    def text_record(
+        self, text: str, position: int, payload: Callable[[], bytes], record_id: str | None = None, fields=None
+    ) -> Item:
+        if not text.strip():
+            return self.dead(position, R.EMPTY_TEXT, payload(), "empty or whitespace-only text")
+        if record_id is None:
+            record_id = default_id(self.source, position)
+        if fields is None:
+            fields = {name: None for name in self.spec.keep_fields}
+        return R.Record(record_id, self.source, position, text, fields)
+
+
+def _skip_blank() -> None:
+    Metrics.counter(NAMESPACE, "blank_lines_skipped").inc()
+
+
+def parse_text(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[Item]:
+    build = _Builder(source, spec)
+    for position, raw in enumerate(lines):
+        line = _strip_eol(raw)
+        if position == 0 and line.startswith(_BOM):
+            line = line[len(_BOM) :]
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            yield build.dead(position, R.INVALID_UTF8, line, str(err))
+            continue
+        yield build.text_record(text, position, lambda: line)
+
+
+def parse_jsonl(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[Item]:
+    build = _Builder(source, spec)
+    for position, raw in enumerate(lines):
+        line = _strip_eol(raw)
+        if position == 0 and line.startswith(_BOM):
+            line = line[len(_BOM) :]
+        if not line.strip():
+            _skip_blank()
+            continue
+        try:
+            value = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            yield build.dead(position, R.INVALID_UTF8, line, str(err))
+            continue
+        except (ValueError, RecursionError) as err:
+            yield build.dead(position, R.INVALID_JSON, line, str(err) or type(err).__name__)
+            continue
+        if not isinstance(value, dict):
+            yield build.dead(position, R.INVALID_JSON, line, f"expected a JSON object, got {type(value).__name__}")
+            continue
+        yield build.from_mapping(value, position, lambda: line)
+
+
+class _LineTracker:
+    """Feeds decoded lines to ``csv.reader`` and remembers which raw lines made each row.
+
+    ``csv.reader`` pulls exactly the lines of one row before returning it, so
+    the lines taken since the previous row are that row's raw text.
+    """
+
+    def __init__(self, lines: Iterable[bytes]):
+        self._lines = iter(lines)
+        self._taken: list[str] = []
+        self._next = 0
+        self.start = 0
+
+    def __iter__(self) -> "_LineTracker":
+        return self
+
+    def __next__(self) -> str:
+        raw = next(self._lines)
+        if self._next == 0 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        self._next += 1
+        line = raw.decode("utf-8", "surrogateescape")
+        self._taken.append(line)
+        return line
+
+    def take(self) -> tuple[int, bytes]:
+        """The start line and raw bytes of the row just read."""
+        start, raw = self.start, "".join(self._taken).encode("utf-8", "surrogateescape")
+        self._taken = []
+        self.start = self._next
+        return start, raw
+
+
+def parse_csv(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[Item]:
+    build = _Builder(source, spec)
+    tracker = _LineTracker(lines)
+    reader = csv.reader(tracker, strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as err:
+        start, raw = tracker.take()
+        yield build.dead(start, R.UNREADABLE_FILE, raw, f"CSV header cannot be parsed: {err}")
+        return
+    start, raw = tracker.take()
+    if not all(_encodable(name) for name in header):
+        yield build.dead(start, R.UNREADABLE_FILE, raw, "CSV header is not valid UTF-8")
+        return
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            start, raw = tracker.take()
+            yield build.dead(start, R.INVALID_CSV, raw, str(err))
+            continue
+        start, raw = tracker.take()
+        if not row:
+            _skip_blank()
+            continue
+        if not all(_encodable(field) for field in row):
+            yield build.dead(start, R.INVALID_UTF8, raw, "row holds bytes that are not UTF-8")
+        elif len(row) != len(header):
+            yield build.dead(start, R.INVALID_CSV, raw, f"expected {len(header)} fields, got {len(row)}")
+        else:
+            yield build.from_mapping(dict(zip(header, row)), start, lambda raw=raw: raw)
+
+
+def parse_parquet(file: BinaryIO, source: str, spec: FieldSpec) -> Iterator[Item]:
+    import pyarrow.parquet as pq
+
+    build = _Builder(source, spec)
+    parquet = pq.ParquetFile(file)
+    present = set(parquet.schema_arrow.names)
+    wanted = [c for c in dict.fromkeys([spec.text_field, spec.id_field, *spec.keep_fields]) if c in present]
+    position = 0
+    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=wanted):
+        columns = {name: batch.column(name).to_pylist() for name in wanted}
+        for i in range(batch.num_rows):
+            row = {name: values[i] for name, values in columns.items()}
+            yield build.from_mapping(row, position, lambda row=row: json.dumps(row, default=str).encode())
+            position += 1
+
+
+def parse(fmt: str, file: BinaryIO, source: str, spec: FieldSpec) -> Iterator[Item]:
+    """Records of one opened (already decompressed) file in format ``fmt``."""
+    if fmt == PARQUET:
+        return parse_parquet(file, source, spec)
+    lines = iter(file.readline, b"")
+    parsers = {TEXT: parse_text, JSONL: parse_jsonl, CSV: parse_csv}
+    return parsers[fmt](lines, source, spec)

@@ -1,0 +1,115 @@
+"""The moderation pipeline: text shards in, labeled Parquet out.
+
+``python -m pipelines.moderate --input GLOB [--input GLOB ...] --output DIR
+[--model CHECKPOINT] [flags of pipelines.options] [Beam options]``
+
+Read (:class:`~pipelines.io.ReadRecords`) -> classify
+(:class:`~pipelines.classify.ClassifyRecords`) -> ``DIR/labels-*.parquet``, and
+every record that could not be labeled -> ``DIR/dead_letter-*.parquet``
+(schemas in :mod:`pipelines.outputs`).  :func:`build` constructs the graph
+without running it (the deploy and evaluation code reuse it); everything that
+can be checked before reading data (globs, model, thresholds, output columns)
+is checked there.  The same code runs on the DirectRunner (in-process or
+``--direct_running_mode=multi_processing``) and on Dataflow with its standard
+options.  Every transform lives in an importable module of this package, so
+workers need no ``--save_main_session``.  At the end, :func:`main` prints a
+summary from the run's metrics and exits 1 if any record went missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from typing import Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from flaxmodel.checkpoint import CheckpointError
+from flaxmodel.config import ConfigError
+from flaxmodel.tokenizer import TokenizerError
+from pipelines.classify import ClassifyRecords
+from pipelines.io import ReadRecords, WriteParquet
+from pipelines.metrics import summarize
+from pipelines.options import ModerationOptions, OptionError
+from pipelines.outputs import DEAD_LETTER_SCHEMA, dead_letter_row, label_row, labels_schema
+from pipelines.thresholds import parse_thresholds
+
+LABELS_NAME = "labels"
+DEAD_LETTER_NAME = "dead_letter"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModerationGraph:
+    """The main PCollections of a built pipeline, and the model's labels."""
+
+    records: beam.PCollection
+    scored: beam.PCollection
+    label_rows: beam.PCollection
+    dead_letters: beam.PCollection
+    labels: tuple[str, ...]
+
+
+def check_output(directory: str) -> None:
+    """Refuses a directory holding outputs of an earlier run: new and old shards would mix under one glob."""
+    patterns = [FileSystems.join(directory, f"{name}-*.parquet") for name in (LABELS_NAME, DEAD_LETTER_NAME)]
+    existing = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
+    if existing:
+        raise OptionError(f"--output {directory}: already holds {existing[0]} from an earlier run; remove it or pick another directory")
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool = True) -> ModerationGraph:
+    """Adds the moderation graph to ``pipeline``; raises before any data is read if a flag cannot work.
+
+    ``validate=False`` skips the checks that touch the inputs and the output
+    directory (matching globs, existing outputs), for building a graph on a
+    machine that cannot reach them.  The model is always loaded, since the
+    output schema comes from its labels.
+    """
+    opts = options.view_as(ModerationOptions)
+    read = ReadRecords.from_options(opts, validate=validate)
+    classify = ClassifyRecords.from_options(opts)
+    labels = classify.labels
+    thresholds = parse_thresholds(opts.threshold, labels)
+    keep_fields = read.spec.keep_fields
+    schema = labels_schema(labels, keep_text=opts.keep_text, keep_fields=keep_fields)
+    if validate:
+        check_output(opts.output)
+
+    records, read_failures = pipeline | "Read" >> read
+    scored, inference_failures = records | "Classify" >> classify
+    label_rows = scored | "LabelRows" >> beam.Map(
+        label_row, labels, thresholds, keep_text=opts.keep_text, keep_fields=keep_fields
+    )
+    dead_letters = (read_failures, inference_failures) | "DeadLetters" >> beam.Flatten()
+    _ = label_rows | "WriteLabels" >> WriteParquet(opts.output, LABELS_NAME, schema)
+    _ = (
+        dead_letters
+        | "DeadLetterRows" >> beam.Map(dead_letter_row)
+        | "WriteDeadLetters" >> WriteParquet(opts.output, DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA)
+    )
+    return ModerationGraph(records, scored, label_rows, dead_letters, labels)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    options = PipelineOptions(list(sys.argv[1:] if argv is None else argv))
+    pipeline = beam.Pipeline(options=options)
+    try:
+        graph = build(pipeline, options)
+    except (OptionError, CheckpointError, ConfigError, TokenizerError, FileNotFoundError) as err:
+        print(f"moderate: error: {err}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    result = pipeline.run()
+    result.wait_until_finish()
+    summary = summarize(result, time.perf_counter() - start, graph.labels)
+    print(summary.render())
+    return 0 if summary.balanced else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The output tables: fixed pyarrow schemas and the rows that fill them.
+
+``labels-*.parquet`` (:func:`labels_schema`), one row per labeled record:
+
+==============  =========  ====================================================
+column          type       meaning
+==============  =========  ====================================================
+id              string     record id (``--id_field``, or ``<file>:<position>``)
+label           string     the class with the highest aggregated score
+score           float32    that class's score
+<label>         float32    one column per class, named from the model's id2label
+flagged         bool       a class reached its ``--threshold``; null if none set
+num_tokens      int32      tokens of the whole text, special tokens included
+num_windows     int32      windows the text was split into
+truncated       bool       the text needed more than ``--max_windows`` windows
+model           string     ``<checkpoint folder name>@<weights hash>``
+text            string     the text, with ``--keep_text`` only
+<field>         string     each ``--keep_fields`` field, as a string (or null)
+==============  =========  ====================================================
+
+``dead_letter-*.parquet`` (:data:`DEAD_LETTER_SCHEMA`), one row per record that
+could not be labeled: ``source`` (file path), ``position`` (line or row),
+``reason`` (a code from :data:`pipelines.records.REASONS`), ``payload`` (raw
+bytes, capped at ``--max_payload_bytes``) and ``detail`` (the error message).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import pyarrow as pa
+
+from pipelines.classify import Scored
+from pipelines.options import OptionError
+from pipelines.records import DeadLetter
+from pipelines.thresholds import is_flagged
+
+FIXED_COLUMNS = ("id", "label", "score", "flagged", "num_tokens", "num_windows", "truncated", "model", "text")
+
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("position", pa.int64(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("payload", pa.binary(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+    ]
+)
+
+
+def labels_schema(labels: Sequence[str], *, keep_text: bool, keep_fields: Sequence[str]) -> pa.Schema:
+    """The labels table's schema; raises :class:`OptionError` if two columns would share a name."""
+    clashing = sorted(set(labels) & set(FIXED_COLUMNS))
+    if clashing:
+        raise OptionError(f"the model's labels {clashing} clash with fixed output columns {list(FIXED_COLUMNS)}")
+    for name in keep_fields:
+        if name in FIXED_COLUMNS or name in labels:
+            hint = "; use --id_field to take ids from it" if name == "id" else ""
+            raise OptionError(f"--keep_fields {name}: clashes with an output column of the same name{hint}")
+    if len(set(keep_fields)) != len(keep_fields):
+        raise OptionError(f"--keep_fields {','.join(keep_fields)}: a field is listed twice")
+    fields = [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("score", pa.float32(), nullable=False),
+        *(pa.field(name, pa.float32(), nullable=False) for name in labels),
+        pa.field("flagged", pa.bool_()),
+        pa.field("num_tokens", pa.int32(), nullable=False),
+        pa.field("num_windows", pa.int32(), nullable=False),
+        pa.field("truncated", pa.bool_(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+    ]
+    if keep_text:
+        fields.append(pa.field("text", pa.string(), nullable=False))
+    fields.extend(pa.field(name, pa.string()) for name in keep_fields)
+    return pa.schema(fields)
+
+
+def label_row(
+    scored: Scored,
+    labels: Sequence[str],
+    thresholds: Mapping[str, float],
+    *,
+    keep_text: bool,
+    keep_fields: Sequence[str],
+) -> dict:
+    scores = {name: float(value) for name, value in zip(labels, scored.scores)}
+    row = {
+        "id": scored.record.id,
+        "label": scored.label,
+        "score": scores[scored.label],
+        **scores,
+        "flagged": is_flagged(scores, thresholds),
+        "num_tokens": scored.num_tokens,
+        "num_windows": scored.num_windows,
+        "truncated": scored.truncated,
+        "model": scored.model,
+    }
+    if keep_text:
+        row["text"] = scored.record.text
+    for name in keep_fields:
+        row[name] = scored.record.fields.get(name)
+    return row
+
+
+def dead_letter_row(dead: DeadLetter) -> dict:
+    return dead._asdict()
