@@ -25,6 +25,7 @@ from flax import traverse_util
 from flaxmodel import files
 from flaxmodel.architecture import DENSE, EMBED, NORM, Architecture
 from flaxmodel.config import ConfigError, EncoderConfig
+from flaxmodel.layers import ACTIVATIONS
 from flaxmodel.model import ARCHITECTURES, Params, init_params
 from flaxmodel.torch_bin import load_torch_state_dict
 
@@ -73,7 +74,14 @@ def load_config(folder: str) -> EncoderConfig:
         raw = json.loads(files.read_bytes(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
-    return EncoderConfig.from_hf_dict(raw, source=path)
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+    config = EncoderConfig.from_hf_dict(raw, source=path)
+    if config.hidden_act not in ACTIVATIONS:
+        raise ConfigError(
+            f"{path}: unsupported activation function {config.hidden_act!r}; supported: {sorted(ACTIVATIONS)}"
+        )
+    return config
 
 
 def load_checkpoint(folder: str, *, labels: Sequence[str] | None = None, seed: int = 0) -> Checkpoint:

@@ -94,6 +94,8 @@ class EncoderConfig:
             fields = (_distilbert_fields if architecture == "distilbert" else _bert_fields)(cfg)
         except KeyError as missing:
             raise ConfigError(f"{source}: missing required key {missing}") from None
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
         if fields["hidden_size"] % fields["num_heads"]:
             raise ConfigError(
                 f"{source}: hidden size {fields['hidden_size']} is not a multiple of "

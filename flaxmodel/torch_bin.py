@@ -14,6 +14,7 @@ import collections
 import io
 import pickle
 import zipfile
+import zlib
 from typing import Any
 
 import ml_dtypes
@@ -43,11 +44,21 @@ class _StorageType:
 
 
 def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any) -> np.ndarray:
+    size, stride = tuple(size), tuple(stride)
+    if not isinstance(storage, np.ndarray) or len(size) != len(stride) or min((offset, *size, *stride)) < 0:
+        raise ValueError(f"malformed tensor record (offset {offset}, size {size}, stride {stride})")
+    if 0 in size:
+        return np.zeros(size, dtype=storage.dtype)
+    # as_strided does no bounds checking: a truncated storage would read foreign memory.
+    last = offset + sum((n - 1) * step for n, step in zip(size, stride))
+    if last >= storage.size:
+        raise ValueError(
+            f"a tensor of shape {size} needs {last + 1} elements of a storage holding {storage.size}; "
+            "the file is truncated or corrupt"
+        )
     itemsize = storage.dtype.itemsize
-    if not size:
-        return storage[offset].copy()
     view = np.lib.stride_tricks.as_strided(
-        storage[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride)
+        storage[offset:], shape=size, strides=tuple(s * itemsize for s in stride)
     )
     return np.array(view)
 
@@ -82,7 +93,12 @@ class _WeightsUnpickler(pickle.Unpickler):
         if kind != "storage" or not isinstance(storage_type, _StorageType):
             raise UnsafePickleError(f"unsupported persistent id {pid!r}")
         if key not in self._storages:
-            raw = self._archive.read(f"{self._root}/data/{key}")
+            try:
+                raw = self._archive.read(f"{self._root}/data/{key}")
+            except KeyError:
+                raise ValueError(f"storage {key} is missing from the archive") from None
+            if len(raw) % storage_type.dtype.itemsize:
+                raise ValueError(f"storage {key} is not a whole number of {storage_type.dtype} elements")
             self._storages[key] = np.frombuffer(raw, dtype=storage_type.dtype)
         return self._storages[key]
 
@@ -104,7 +120,10 @@ def load_torch_state_dict(data: bytes) -> dict[str, np.ndarray]:
         byteorder = f"{root}/byteorder"
         if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
             raise ValueError("big-endian PyTorch files are not supported")
-        state = _WeightsUnpickler(archive.read(pickles[0]), archive, root).load()
+        try:
+            state = _WeightsUnpickler(archive.read(pickles[0]), archive, root).load()
+        except (pickle.UnpicklingError, EOFError, TypeError, IndexError, zipfile.BadZipFile, zlib.error) as err:
+            raise ValueError(f"corrupt PyTorch file ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
         raise ValueError("PyTorch file does not hold a state dict of tensors")
     return dict(state)
