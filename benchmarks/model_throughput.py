@@ -1,0 +1,456 @@
+"""Model-level throughput: our jitted predictor against transformers' PyTorch eager model.
+
+Both sides get the same texts, weights, batch size, maximum length and cores and
+go from raw texts to class probabilities (tokenization included).  Each runs in
+its own process, pinned to ``--threads`` cores (``harness.pin_threads``: XLA
+sizes its CPU thread pool from the process's CPU affinity, torch gets
+``torch.set_num_threads``), so that peak memory is per side and neither's
+thread pool disturbs the other.  The two alternate pass by pass, which spreads
+any drift in machine load over both; the ratio is the figure to trust.
+
+Two orders are measured: ``unsorted`` (chunks of ``--batch_size`` texts in file
+order) and ``sorted`` (texts ordered by token count first, then chunked).  Ours
+pads every chunk to its (batch, length) bucket; torch pads to the longest text
+of the chunk.  FLOPs count the matrix multiplications actually computed (two
+per multiply-add: the Q/K/V/output projections, the feed-forward pair, the two
+attention products and the pooler/classifier), on the padded shapes each side
+really ran; embeddings, norms, softmax and activations are not counted.
+
+    python -m benchmarks.model_throughput --texts ../shared/data/davidson/val.csv --json out/bench/model.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from benchmarks import harness
+
+ORDERS = ("sorted", "unsorted")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+# Reference encoders with random weights, for sizes no installed checkpoint has.
+RANDOM_MODELS = {
+    "roberta-base": {
+        "model_type": "roberta",
+        "vocab_size": 50265,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-5,
+        "max_position_embeddings": 514,
+        "type_vocab_size": 1,
+        "pad_token_id": 1,
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What both sides run; sent to the worker processes."""
+
+    model: str
+    torch_model: str
+    labels: tuple[str, ...] | None
+    batch_size: int
+    max_length: int
+    threads: int
+    dtype: str
+    torch_device: str
+    compilation_cache: str | None
+
+
+def matmul_flops(config: Any, rows: int, length: int) -> int:
+    """Multiply-add FLOPs (x2) of one forward pass over a ``[rows, length]`` batch."""
+    hidden, inter = config.hidden_size, config.intermediate_size
+    per_token = 8 * hidden * hidden + 4 * hidden * inter + 4 * length * hidden
+    head = 2 * hidden * hidden + 2 * hidden * config.num_labels
+    return rows * (config.num_layers * length * per_token + head)
+
+
+# ---------------------------------------------------------------------------- workers
+
+
+class OursRunner:
+    """Our Classifier: texts -> ``text_encoder.encode`` -> ``predict_ids`` per chunk."""
+
+    def __init__(self, spec: Spec):
+        import jax
+
+        if spec.compilation_cache:
+            jax.config.update("jax_compilation_cache_dir", spec.compilation_cache)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        from flaxmodel.predictor import load_classifier
+
+        start = time.perf_counter()
+        clf = load_classifier(
+            spec.model, labels=spec.labels, dtype=spec.dtype, batch_size=spec.batch_size, max_length=spec.max_length
+        )
+        self.load_s = time.perf_counter() - start
+        self.clf = clf
+        self.compile_events: list[tuple[str, float]] = []
+        self.cache_hits = 0
+        jax.monitoring.register_event_duration_secs_listener(self._on_duration)
+        jax.monitoring.register_event_listener(self._on_event)
+        self.device = str(jax.devices()[0])
+
+    def _on_duration(self, event: str, seconds: float, **_: Any) -> None:
+        if event.startswith("/jax/core/compile/"):
+            self.compile_events.append((event, seconds))
+
+    def _on_event(self, event: str, **_: Any) -> None:
+        if event == "/jax/compilation_cache/cache_hits":
+            self.cache_hits += 1
+
+    def info(self) -> dict[str, Any]:
+        import jax
+
+        return {"load_s": self.load_s, "device": self.device, "jax": jax.__version__}
+
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.clf.text_encoder.encode(texts)]
+
+    def run(self, chunks: Sequence[Sequence[str]]) -> dict[str, Any]:
+        clf = self.clf
+        outputs, shapes, tokenize_s = [], [], 0.0
+        start = time.perf_counter()
+        for texts in chunks:
+            t = time.perf_counter()
+            seqs = clf.text_encoder.encode(texts)
+            tokenize_s += time.perf_counter() - t
+            outputs.append(clf.predict_ids(seqs))
+            longest = max(len(s) for s in seqs)
+            shapes.append((clf.bucket_batch(len(seqs)), clf.bucket_length(longest)))
+        seconds = time.perf_counter() - start
+        return {"seconds": seconds, "tokenize_s": tokenize_s, "shapes": shapes, "probs": _stack(outputs)}
+
+    def finish(self) -> dict[str, Any]:
+        compiles = [s for e, s in self.compile_events if e.endswith("backend_compile_duration")]
+        return {
+            "compile_s": sum(s for _, s in self.compile_events),
+            "xla_compiles": len(compiles),
+            "num_compiles": self.clf.num_compiles,
+            "cache_hits": self.cache_hits,
+            "peak_rss_mb": harness.peak_rss_mb(),
+        }
+
+
+class TorchRunner:
+    """transformers' model in eager mode: tokenizer(padding=longest) -> model -> softmax."""
+
+    def __init__(self, spec: Spec):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        torch.set_num_threads(spec.threads)
+        start = time.perf_counter()
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[spec.dtype]
+        self.tokenizer = AutoTokenizer.from_pretrained(spec.model)
+        model = AutoModelForSequenceClassification.from_pretrained(spec.torch_model, dtype=dtype)
+        self.model = model.to(spec.torch_device).eval()
+        self.load_s = time.perf_counter() - start
+        self.spec = spec
+        self.multi_label = model.config.problem_type == "multi_label_classification"
+
+    def info(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            "load_s": self.load_s,
+            "torch": torch.__version__,
+            "attn_implementation": self.model.config._attn_implementation,
+            "threads": torch.get_num_threads(),
+        }
+
+    def run(self, chunks: Sequence[Sequence[str]]) -> dict[str, Any]:
+        import torch
+
+        outputs, shapes, tokenize_s = [], [], 0.0
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for texts in chunks:
+                t = time.perf_counter()
+                enc = self.tokenizer(
+                    list(texts), padding=True, truncation=True, max_length=self.spec.max_length, return_tensors="pt"
+                ).to(self.spec.torch_device)
+                tokenize_s += time.perf_counter() - t
+                logits = self.model(**enc).logits.float()
+                probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+                outputs.append(probs.cpu().numpy())
+                shapes.append(tuple(enc["input_ids"].shape))
+        seconds = time.perf_counter() - start
+        return {"seconds": seconds, "tokenize_s": tokenize_s, "shapes": shapes, "probs": _stack(outputs)}
+
+    def finish(self) -> dict[str, Any]:
+        return {"peak_rss_mb": harness.peak_rss_mb()}
+
+
+def _stack(arrays: list) -> Any:
+    import numpy as np
+
+    return np.concatenate(arrays, axis=0)
+
+
+def _serve(side: str, spec: Spec, texts: list[str], conn: Any) -> None:
+    """Worker process: load, then answer ``(command, payload)`` messages until ``finish``."""
+    harness.pin_threads(spec.threads)
+    runner = OursRunner(spec) if side == "ours" else TorchRunner(spec)
+    conn.send(runner.info())
+    while True:
+        command, payload = conn.recv()
+        if command == "lengths":
+            conn.send(runner.lengths(texts))
+        elif command == "run":
+            conn.send(runner.run([[texts[i] for i in chunk] for chunk in payload]))
+        else:
+            conn.send(runner.finish())
+            return
+
+
+class Worker:
+    def __init__(self, side: str, spec: Spec, texts: list[str]):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(side, spec, texts, child), daemon=True)
+        self.process.start()
+        self.info = self.conn.recv()
+
+    def ask(self, command: str, payload: Any = None) -> Any:
+        self.conn.send((command, payload))
+        return self.conn.recv()
+
+    def close(self) -> dict[str, Any]:
+        result = self.ask("finish")
+        self.process.join()
+        return result
+
+
+# ---------------------------------------------------------------------------- driver
+
+
+def _prepare_models(args: argparse.Namespace, workdir: Path) -> tuple[Spec, Any]:
+    """Where each side loads its weights from; converts ours for torch when transformers cannot load them."""
+    from flaxmodel.checkpoint import load_checkpoint, save_checkpoint
+    from flaxmodel.default_model import default_model_path, minilm_path
+
+    labels = tuple(args.labels.split(",")) if args.labels else None
+    if args.random_model:
+        import jax
+
+        from flaxmodel.config import EncoderConfig
+        from flaxmodel.model import init_params
+
+        raw = dict(RANDOM_MODELS[args.random_model], id2label=dict(enumerate(labels or ("a", "b", "c"))))
+        config = EncoderConfig.from_hf_dict(raw, source=args.random_model)
+        model = workdir / f"random-{args.random_model}"
+        save_checkpoint(str(model), init_params(config, jax.random.PRNGKey(0)), config)
+        # Any WordPiece vocabulary fits (its ids are below vocab_size): borrow MiniLM's tokenizer.
+        for name in TOKENIZER_FILES:
+            shutil.copy(Path(minilm_path()) / name, model / name)
+        return _spec(args, str(model), str(model), None), config
+
+    model = args.model or default_model_path()
+    checkpoint = load_checkpoint(model, labels=labels)
+    torch_model = model
+    if checkpoint.fresh_head or not _transformers_loads(model):
+        # Base encoder (fresh head) or a format transformers does not read: give torch our converted weights.
+        torch_model = str(workdir / "converted")
+        save_checkpoint(torch_model, checkpoint.params, checkpoint.config)
+    return _spec(args, model, torch_model, labels), checkpoint.config
+
+
+def _transformers_loads(folder: str) -> bool:
+    path = Path(folder) / "config.json"
+    if not path.exists():
+        return False
+    architectures = json.loads(path.read_text()).get("architectures") or []
+    has_weights = any((Path(folder) / name).exists() for name in ("model.safetensors", "pytorch_model.bin"))
+    return has_weights and any(a.endswith("ForSequenceClassification") for a in architectures)
+
+
+def _spec(args: argparse.Namespace, model: str, torch_model: str, labels: Any) -> Spec:
+    return Spec(
+        model=model,
+        torch_model=torch_model,
+        labels=labels,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        threads=args.threads,
+        dtype=args.dtype,
+        torch_device=args.torch_device,
+        compilation_cache=args.compilation_cache,
+    )
+
+
+def _chunks(order: Sequence[int], size: int) -> list[list[int]]:
+    return [list(order[i : i + size]) for i in range(0, len(order), size)]
+
+
+def _summarise(passes: list[dict], lengths: list[int], config: Any, n_texts: int) -> dict[str, Any]:
+    best = min(passes, key=lambda p: p["seconds"])
+    seconds = best["seconds"]
+    computed = sum(matmul_flops(config, rows, length) for rows, length in best["shapes"])
+    useful = sum(matmul_flops(config, 1, n) for n in lengths)
+    slots = sum(rows * length for rows, length in best["shapes"])
+    return {
+        "texts_per_s": n_texts / seconds,
+        "tokens_per_s": sum(lengths) / seconds,
+        "seconds": seconds,
+        "seconds_all_passes": [round(p["seconds"], 3) for p in passes],
+        "tokenize_s": best["tokenize_s"],
+        "effective_gflops": computed / seconds / 1e9,
+        "useful_gflops": useful / seconds / 1e9,
+        "padding_ratio": 1 - sum(lengths) / slots,
+        "shapes": sorted({tuple(s) for s in best["shapes"]}),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--texts", required=True, help="One text per line, .jsonl (field --text_field) or .csv (column).")
+    parser.add_argument("--json", required=True, help="Where to write the result.")
+    parser.add_argument("--model", default=None, help="Checkpoint folder; default: the default model.")
+    parser.add_argument("--random_model", choices=sorted(RANDOM_MODELS), help="Random weights of a reference size instead.")
+    parser.add_argument("--labels", default=None, help="Comma-separated labels for a base encoder's fresh head.")
+    parser.add_argument("--text_field", default="text")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--max_length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=2048, help="First N texts of the file.")
+    parser.add_argument("--sorted", action="store_true", help="Only length-sorted batches (default: both orders).")
+    parser.add_argument("--unsorted", action="store_true", help="Only batches in file order (default: both orders).")
+    parser.add_argument("--repeats", type=int, default=2, help="Timed passes per order and side; the best counts.")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--torch_device", default="cpu", help="cpu, or cuda on a GPU machine.")
+    parser.add_argument("--no_torch", action="store_true", help="Measure ours only (e.g. on an accelerator).")
+    parser.add_argument(
+        "--compilation_cache", default=None, help="Persistent XLA compilation cache folder (cold the first run, warm after)."
+    )
+    parser.add_argument("--peak_tflops", type=float, default=None, help="Device peak, to report model FLOPs utilisation.")
+    parser.add_argument("--note", default="", help="Free text recorded with the result.")
+    args = parser.parse_args(argv)
+    orders = [o for o in ORDERS if getattr(args, o)] or list(ORDERS)
+
+    texts = harness.read_texts(args.texts, args.limit, args.text_field)
+    load_before = harness.machine()["load_avg_1m"]
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        spec, config = _prepare_models(args, Path(tmp))
+        ours = Worker("ours", spec, texts)
+        lengths = ours.ask("lengths")
+        by_length = sorted(range(len(texts)), key=lambda i: lengths[i])
+        chunk_orders = {
+            "sorted": _chunks(by_length, args.batch_size),
+            "unsorted": _chunks(range(len(texts)), args.batch_size),
+        }
+        sides = {"ours": ours}
+        if not args.no_torch:
+            sides["torch"] = Worker("torch", spec, texts)
+
+        start = time.perf_counter()
+        warmup = {o: {name: w.ask("run", chunk_orders[o]) for name, w in sides.items()} for o in orders}
+        warmup_s = time.perf_counter() - start
+        passes: dict[str, dict[str, list]] = {o: {name: [] for name in sides} for o in orders}
+        for _ in range(args.repeats):
+            for o in orders:
+                for name, worker in sides.items():
+                    passes[o][name].append(worker.ask("run", chunk_orders[o]))
+        finals = {name: w.close() for name, w in sides.items()}
+        infos = {name: w.info for name, w in sides.items()}
+
+    per_order: dict[str, Any] = {}
+    for o in orders:
+        entry = {name: _summarise(passes[o][name], lengths, config, len(texts)) for name in sides}
+        if "torch" in sides:
+            entry["ratio"] = entry["ours"]["texts_per_s"] / entry["torch"]["texts_per_s"]
+            # Both sides return probabilities chunk by chunk in the same order.
+            ours_probs, torch_probs = warmup[o]["ours"]["probs"], warmup[o]["torch"]["probs"]
+            entry["max_abs_prob_diff"] = float(abs(ours_probs - torch_probs).max())
+        per_order[o] = entry
+
+    head = "sorted" if "sorted" in per_order else orders[0]
+    ours_head = per_order[head]["ours"]
+    result: dict[str, Any] = {
+        "benchmark": "model_throughput",
+        "headline_order": head,
+        "ours_texts_per_s": ours_head["texts_per_s"],
+        "torch_texts_per_s": per_order[head]["torch"]["texts_per_s"] if "torch" in sides else None,
+        "ratio": per_order[head].get("ratio"),
+        "ours_tokens_per_s": ours_head["tokens_per_s"],
+        "compile_s": finals["ours"]["compile_s"],
+        "num_compiles": finals["ours"]["num_compiles"],
+        "xla_compiles": finals["ours"]["xla_compiles"],
+        "compilation_cache_hits": finals["ours"]["cache_hits"],
+        "peak_rss_mb": finals["ours"]["peak_rss_mb"],
+        "torch_peak_rss_mb": finals["torch"]["peak_rss_mb"] if "torch" in sides else None,
+        "effective_gflops": ours_head["effective_gflops"],
+        "useful_gflops": ours_head["useful_gflops"],
+        "padding_ratio": ours_head["padding_ratio"],
+        "mfu": (ours_head["effective_gflops"] / (args.peak_tflops * 1e3)) if args.peak_tflops else None,
+        "orders": per_order,
+        "setup": {
+            "model": spec.model,
+            "torch_model": "(converted from ours)" if spec.torch_model != spec.model else spec.torch_model,
+            "random_model": args.random_model,
+            "texts": args.texts,
+            "n_texts": len(texts),
+            "median_tokens": sorted(lengths)[len(lengths) // 2],
+            "mean_tokens": sum(lengths) / len(lengths),
+            "batch_size": args.batch_size,
+            "max_length": args.max_length,
+            "threads": args.threads,
+            "dtype": args.dtype,
+            "repeats": args.repeats,
+            "warmup_s": warmup_s,
+            "compilation_cache": args.compilation_cache,
+            "ours": infos["ours"],
+            "torch": infos.get("torch"),
+            "flops_per_text_at_median": matmul_flops(config, 1, sorted(lengths)[len(lengths) // 2]),
+            "machine": harness.machine(),
+            "load_avg_1m_before": load_before,
+            "commit": harness.git_commit(),
+            "command": harness.command_line(),
+            "date": harness.now(),
+            "note": args.note,
+        },
+    }
+    result["setup"]["load_avg_1m_after"] = result["setup"]["machine"].pop("load_avg_1m")
+    harness.write_json(args.json, result)
+    _record(result, per_order)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("orders", "setup")}, indent=2))
+    return result
+
+
+def _record(result: dict[str, Any], per_order: dict[str, Any]) -> None:
+    figures = []
+    for o, entry in per_order.items():
+        line = f"{o}: ours {entry['ours']['texts_per_s']:.0f}/s"
+        if "torch" in entry:
+            line += f", torch {entry['torch']['texts_per_s']:.0f}/s, x{entry['ratio']:.2f}"
+        figures.append(line)
+    figures.append(f"compile {result['compile_s']:.1f}s ({result['num_compiles']} shapes)")
+    figures.append(f"{result['effective_gflops']:.0f} GFLOP/s, padding {result['padding_ratio']:.0%}")
+    figures.append(f"RSS {result['peak_rss_mb']:.0f} MiB")
+    setup = result["setup"]
+    harness.append_readme_line(
+        [
+            setup["date"],
+            setup["commit"],
+            "model",
+            "; ".join(figures),
+            f"{setup['load_avg_1m_before']:.1f}/{setup['load_avg_1m_after']:.1f}",
+            f"`{setup['command']}`" + (f" ({setup['note']})" if setup["note"] else ""),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
