@@ -1,0 +1,97 @@
+"""Format parsers: what a user's odd-but-valid files become, and where bad records point to."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import formats
+from pipelines.records import DeadLetter, Record
+
+SPEC = formats.FieldSpec(text_field="text", id_field="id", keep_fields=("lang", "n"), max_payload_bytes=8)
+
+
+def _lines(data: bytes):
+    return iter(io.BytesIO(data).readline, b"")
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("gs://b/x/posts.jsonl", "jsonl"),
+        ("shard-0001.csv.gz", "csv"),
+        ("a.TXT", "text"),
+        ("t.parquet", "parquet"),
+        ("data.ndjson.bz2", "jsonl"),
+        ("README", None),
+        ("notes.md", None),
+    ],
+)
+def test_format_comes_from_the_extension_ignoring_compression(path, expected):
+    assert formats.detect_format(path) == expected
+
+
+def test_text_lines_drop_line_endings_and_a_leading_bom():
+    items = list(formats.parse_text(_lines(b"\xef\xbb\xbfhello\r\nworld\n"), "f.txt", formats.FieldSpec()))
+    assert items == [Record("f.txt:0", "f.txt", 0, "hello", {}), Record("f.txt:1", "f.txt", 1, "world", {})]
+
+
+def test_jsonl_takes_ids_and_passthrough_fields_as_strings():
+    data = b'{"id": 7, "text": "hi", "lang": "en", "n": [1, true]}\n\n{"text": "no id"}\n'
+    first, second = formats.parse_jsonl(_lines(data), "f.jsonl", SPEC)
+    assert first == Record("7", "f.jsonl", 0, "hi", {"lang": "en", "n": "[1, true]"})
+    assert isinstance(second, DeadLetter)
+    assert (second.position, second.reason) == (2, "missing_id")
+
+
+def test_dead_letter_payload_is_capped():
+    (item,) = formats.parse_jsonl(_lines(b"{this is not json at all}\n"), "f.jsonl", SPEC)
+    assert (item.reason, item.payload) == ("invalid_json", b"{this is")
+
+
+def test_csv_row_position_is_the_line_where_a_multiline_row_starts():
+    data = b'id,text,lang,n\n1,"two\nlines",en,3\n2,next,fr,4\n'
+    first, second = formats.parse_csv(_lines(data), "f.csv", SPEC)
+    assert first == Record("1", "f.csv", 1, "two\nlines", {"lang": "en", "n": "3"})
+    assert (second.id, second.position) == ("2", 3)
+
+
+def test_csv_invalid_bytes_dead_letter_only_their_row():
+    data = b"id,text,lang,n\n1,ok,en,1\n2,caf\xe9,en,2\n3,fine,en,3\n"
+    items = list(formats.parse_csv(_lines(data), "f.csv", formats.FieldSpec(id_field="id")))
+    assert [type(i).__name__ for i in items] == ["Record", "DeadLetter", "Record"]
+    assert items[1].reason == "invalid_utf8"
+    assert items[1].payload == b"2,caf\xe9,en,2\n"
+
+
+def test_csv_unterminated_quote_dead_letters_the_rest_of_the_file_as_one_row():
+    data = b'id,text\n1,ok\n2,"never closed\n3,lost\n'
+    items = list(formats.parse_csv(_lines(data), "f.csv", formats.FieldSpec()))
+    assert isinstance(items[0], Record)
+    assert (items[1].position, items[1].reason) == (2, "invalid_csv")
+    assert len(items) == 2
+
+
+def test_csv_without_the_text_column_dead_letters_each_row():
+    items = list(formats.parse_csv(_lines(b"id,body\n1,a\n2,b\n"), "f.csv", formats.FieldSpec()))
+    assert [(i.position, i.reason) for i in items] == [(1, "missing_text"), (2, "missing_text")]
+
+
+def test_parquet_reads_rows_in_order_with_missing_columns_as_null():
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["one", ""], "lang": ["en", "fr"]}), buffer)
+    buffer.seek(0)
+    first, second = formats.parse_parquet(buffer, "f.parquet", SPEC)
+    assert first == Record("a", "f.parquet", 0, "one", {"lang": "en", "n": None})
+    assert (second.position, second.reason) == (1, "empty_text")
+
+
+def test_parquet_without_the_text_column_dead_letters_each_row():
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"body": ["x", "y"]}), buffer)
+    buffer.seek(0)
+    items = list(formats.parse_parquet(buffer, "f.parquet", formats.FieldSpec()))
+    assert [(i.position, i.reason) for i in items] == [(0, "missing_text"), (1, "missing_text")]

@@ -1,0 +1,52 @@
+"""Reading shards with Beam: ids and passthrough fields, and inputs refused before the run starts."""
+
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines import formats
+from pipelines.io import ReadRecords, split_patterns
+from pipelines.options import OptionError
+
+
+def test_records_take_ids_and_fields_from_the_input(tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps({"post": 1, "body": "hello", "lang": "en"}) + "\n")
+    (tmp_path / "b.csv").write_text("post,body,lang\n2,bonjour,fr\n3,salut,\n")
+    spec = formats.FieldSpec(text_field="body", id_field="post", keep_fields=("lang",))
+    # Pipeline.run parses every registered options class, ModerationOptions' required flags included.
+    options = PipelineOptions(["--input", str(tmp_path), "--output", str(tmp_path)])
+    with beam.Pipeline(options=options) as pipeline:
+        records, dead = pipeline | ReadRecords([str(tmp_path / "*")], spec=spec)
+        assert_that(
+            records | beam.Map(lambda r: (r.id, r.text, r.fields["lang"])),
+            equal_to([("1", "hello", "en"), ("2", "bonjour", "fr"), ("3", "salut", "")]),
+        )
+        assert_that(dead, equal_to([]), label="NoDeadLetters")
+
+
+def test_input_patterns_may_be_repeated_or_comma_separated():
+    assert split_patterns(["a/*.jsonl,b/*.csv", " c.txt "]) == ["a/*.jsonl", "b/*.csv", "c.txt"]
+
+
+def test_a_glob_matching_no_file_fails_at_construction(tmp_path):
+    (tmp_path / "a.jsonl").write_text("{}\n")
+    with pytest.raises(OptionError, match=r"--input .*\*\.csv: matches no file"):
+        ReadRecords([str(tmp_path / "*.jsonl"), str(tmp_path / "*.csv")])
+
+
+def test_a_file_of_unknown_format_fails_at_construction_unless_the_format_is_given(tmp_path):
+    (tmp_path / "posts.log").write_text("hello\n")
+    with pytest.raises(OptionError, match="pass --format"):
+        ReadRecords([str(tmp_path / "*")])
+    ReadRecords([str(tmp_path / "*")], format="text")
+
+
+def test_an_id_field_cannot_apply_to_plain_text(tmp_path):
+    (tmp_path / "a.txt").write_text("hello\n")
+    with pytest.raises(OptionError, match="--id_field"):
+        ReadRecords([str(tmp_path / "a.txt")], spec=formats.FieldSpec(id_field="id"))
