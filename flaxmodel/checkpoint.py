@@ -22,7 +22,7 @@ import ml_dtypes
 import numpy as np
 from flax import traverse_util
 
-from flaxmodel import files
+from flaxmodel import files, lora
 from flaxmodel.architecture import DENSE, EMBED, NORM, Architecture
 from flaxmodel.config import ConfigError, EncoderConfig
 from flaxmodel.layers import ACTIVATIONS
@@ -89,10 +89,14 @@ def load_checkpoint(folder: str, *, labels: Sequence[str] | None = None, seed: i
 
     ``labels`` names the classes of a freshly initialised head when the folder
     holds only a base encoder; for a folder with a head it must match ``id2label``.
+    A LoRA adapter folder (``adapter_config.json``) loads as its base encoder
+    with the adapters merged in.
     """
     folder = str(folder)
     if not files.is_dir(folder):
         raise CheckpointError(f"{folder}: checkpoint folder does not exist")
+    if lora.is_adapter_folder(folder):
+        return lora.load_adapter_checkpoint(folder, labels=labels)
     config = load_config(folder)
     state = read_state_dict(folder)
     arch = ARCHITECTURES[config.architecture]
