@@ -155,6 +155,15 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lstrip("-").isdigit()
 
 
+def parse_label(value: Any, labels: Sequence[str]) -> int | None:
+    """The id of a label given as an id (``2``, ``"2"``) or a name (``"neither"``); None if neither."""
+    if _is_id(value):
+        return int(value) if 0 <= int(value) < len(labels) else None
+    if isinstance(value, str) and value.strip() in labels:
+        return list(labels).index(value.strip())
+    return None
+
+
 def _label_ids(
     raw: Sequence[Any], where: Sequence[str], labels: tuple[str, ...] | None
 ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -164,16 +173,14 @@ def _label_ids(
             labels = tuple(f"LABEL_{i}" for i in range(top + 1))
         else:
             labels = tuple(sorted({str(v) for v in raw if not _is_id(v)}))
-    index = {name: i for i, name in enumerate(labels)}
     ids = np.empty(len(raw), dtype=np.int32)
     problems = []
     for i, value in enumerate(raw):
-        if _is_id(value) and 0 <= int(value) < len(labels):
-            ids[i] = int(value)
-        elif isinstance(value, str) and value.strip() in index:
-            ids[i] = index[value.strip()]
-        else:
+        found = parse_label(value, labels)
+        if found is None:
             problems.append(f"{where[i]}: label {value!r}")
+        else:
+            ids[i] = found
     if problems:
         raise DataError(
             f"{len(problems)} rows have labels outside {list(labels)} (ids 0..{len(labels) - 1} or names): "

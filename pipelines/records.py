@@ -25,6 +25,7 @@ EMPTY_TEXT = "empty_text"
 MISSING_ID = "missing_id"
 UNREADABLE_FILE = "unreadable_file"
 INFERENCE_ERROR = "inference_error"
+INVALID_LABEL = "invalid_label"
 
 REASONS: Mapping[str, str] = {
     INVALID_UTF8: "the bytes are not UTF-8, or a JSON string escapes a lone surrogate",
@@ -37,6 +38,7 @@ REASONS: Mapping[str, str] = {
     MISSING_ID: "--id_field is set but the record's id is missing, null or empty",
     UNREADABLE_FILE: "the file (or the rest of it) cannot be read: corrupt gzip or Parquet, unknown format",
     INFERENCE_ERROR: "the model failed on the batch holding the record",
+    INVALID_LABEL: "evaluation only: the label is missing or is neither an id nor a name of the model's labels",
 }
 
 

@@ -1,0 +1,287 @@
+"""The evaluation pipeline: labeled shards in, a quality report out.
+
+``python -m pipelines.evaluate --input GLOB --output DIR [--model CHECKPOINT]
+[--label_field label] [--target_precision 0.9] [flags of pipelines.options]``
+
+Reads labeled records with the moderation pipeline's own transforms
+(:class:`~pipelines.io.ReadRecords`, then
+:class:`~pipelines.classify.ClassifyRecords`, so a model is scored exactly as
+it labels in production: same windows, aggregation and batching), compares
+each record's argmax label with its true label (an id or a name of the
+model's labels), and writes ``DIR/report.json`` (accuracy, macro and weighted
+F1, per-class precision / recall / F1 / support, the confusion matrix, and per
+class the lowest probability threshold reaching ``--target_precision``),
+``DIR/confusion_matrix.png`` and ``DIR/dead_letter-*.parquet``.  A record
+whose label is missing or unknown becomes an ``invalid_label`` dead letter;
+every dead letter is counted by reason in the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import sys
+import time
+from typing import Any, Iterable, Mapping, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from flaxmodel.checkpoint import CheckpointError
+from flaxmodel.config import ConfigError
+from flaxmodel.data import parse_label
+from flaxmodel.metrics import evaluate, thresholds_for_precision
+from flaxmodel.tokenizer import TokenizerError
+from pipelines import records as R
+from pipelines.classify import ClassifyRecords
+from pipelines.formats import FieldSpec
+from pipelines.io import ReadRecords, WriteParquet, split_patterns
+from pipelines.metrics import summarize
+from pipelines.options import ModerationOptions, OptionError
+from pipelines.outputs import DEAD_LETTER_SCHEMA, dead_letter_row
+
+REPORT_FILE = "report.json"
+CONFUSION_PNG = "confusion_matrix.png"
+DEAD_LETTER_NAME = "dead_letter"
+DEAD_LETTER_TAG = "dead_letter"
+
+
+class EvaluateOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument("--label_field", default="label", help="Field (JSONL, Parquet) or column (CSV) holding the true label: an id or a name.")
+        parser.add_argument(
+            "--target_precision",
+            type=float,
+            default=0.9,
+            help="Precision the suggested per-class thresholds must reach.",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationGraph:
+    scores: beam.PCollection
+    dead_letters: beam.PCollection
+    report: beam.PCollection
+    labels: tuple[str, ...]
+
+
+class _CheckLabel(beam.DoFn):
+    """Passes records whose label parses; dead-letters the others."""
+
+    def __init__(self, label_field: str, labels: tuple[str, ...], max_payload_bytes: int):
+        self._field = label_field
+        self._labels = labels
+        self._max_payload_bytes = max_payload_bytes
+
+    def process(self, record: R.Record) -> Iterable[Any]:
+        value = record.fields.get(self._field)
+        if parse_label(value, self._labels) is not None:
+            yield record
+            return
+        detail = f"label {value!r} in {self._field!r} is not an id 0..{len(self._labels) - 1} or one of {list(self._labels)}"
+        yield beam.pvalue.TaggedOutput(
+            DEAD_LETTER_TAG,
+            R.dead_letter(
+                record.source,
+                record.position,
+                R.INVALID_LABEL,
+                record.text.encode("utf-8"),
+                detail,
+                self._max_payload_bytes,
+            ),
+        )
+
+
+class _CollectScores(beam.CombineFn):
+    """All (true id, probabilities) pairs as two arrays: thresholds need every score, not a histogram."""
+
+    def __init__(self, num_labels: int):
+        self._num_labels = num_labels
+
+    def create_accumulator(self) -> tuple[list, list]:
+        return [], []
+
+    def add_input(self, accumulator, element):
+        accumulator[0].append(element[0])
+        accumulator[1].append(element[1])
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        ids, scores = [], []
+        for a_ids, a_scores in accumulators:
+            ids.extend(a_ids)
+            scores.extend(a_scores)
+        return ids, scores
+
+    def extract_output(self, accumulator) -> tuple[np.ndarray, np.ndarray]:
+        ids, scores = accumulator
+        matrix = np.asarray(scores, np.float32).reshape(len(scores), self._num_labels)
+        return np.asarray(ids, np.int64), matrix
+
+
+def build_report(
+    true_ids: np.ndarray,
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    *,
+    target_precision: float,
+    dead_letters: Mapping[str, int],
+    model: str,
+    inputs: Sequence[str],
+) -> dict[str, Any]:
+    """The report's content: metrics of the argmax labels, thresholds and dead-letter counts."""
+    report = evaluate(true_ids, probabilities, labels)
+    return {
+        "model": model,
+        "inputs": list(inputs),
+        **report,
+        "confusion_matrix_axes": "rows: true label, columns: predicted label, both in 'labels' order",
+        "target_precision": target_precision,
+        "thresholds": thresholds_for_precision(true_ids, probabilities, labels, target_precision),
+        "dead_letters": {"total": int(sum(dead_letters.values())), "by_reason": dict(sorted(dead_letters.items()))},
+    }
+
+
+def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str) -> bytes:
+    """A heat map of the confusion matrix, shaded by share of each true label, annotated with counts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    counts = np.asarray(matrix, dtype=np.int64)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = 1.6 + 1.1 * len(labels)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, label="share of the true label")
+    ax.set_xticks(range(len(labels)), labels=labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels=labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for t in range(len(labels)):
+        for p in range(len(labels)):
+            ax.text(p, t, str(counts[t, p]), ha="center", va="center", color="white" if shares[t, p] > 0.5 else "black")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with FileSystems.create(path) as f:
+        f.write(data)
+
+
+def _write_outputs(collected, dead_letters: Mapping[str, int], *, directory: str, labels, target, model, inputs) -> dict:
+    true_ids, probabilities = collected
+    report = build_report(
+        true_ids, probabilities, labels, target_precision=target, dead_letters=dead_letters, model=model, inputs=inputs
+    )
+    _write_bytes(FileSystems.join(directory, REPORT_FILE), json.dumps(report, indent=2).encode())
+    title = f"{model}: macro F1 {report['macro_f1']:.3f}, n = {report['num_examples']}"
+    _write_bytes(FileSystems.join(directory, CONFUSION_PNG), confusion_png(report["confusion_matrix"], labels, title))
+    return report
+
+
+def check_output(directory: str) -> None:
+    pattern = FileSystems.join(directory, f"{DEAD_LETTER_NAME}-*.parquet")
+    existing = [m.path for result in FileSystems.match([pattern]) for m in result.metadata_list]
+    if existing:
+        raise OptionError(f"--output {directory}: already holds {existing[0]} from an earlier run; remove it or pick another directory")
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool = True) -> EvaluationGraph:
+    """Adds the evaluation graph to ``pipeline``; raises before any data is read if a flag cannot work."""
+    opts = options.view_as(ModerationOptions)
+    eval_opts = options.view_as(EvaluateOptions)
+    target = eval_opts.target_precision
+    if not 0.0 < target <= 1.0:
+        raise OptionError(f"--target_precision {target}: must be in (0, 1]")
+    label_field = eval_opts.label_field.strip()
+    if not label_field or label_field == opts.text_field:
+        raise OptionError("--label_field must name a field other than --text_field")
+    spec = FieldSpec(
+        text_field=opts.text_field,
+        id_field=opts.id_field or None,
+        keep_fields=(label_field,),
+        max_payload_bytes=opts.max_payload_bytes,
+    )
+    patterns = split_patterns(opts.input)
+    read = ReadRecords(patterns, format=opts.format, spec=spec, validate=validate)
+    classify = ClassifyRecords.from_options(opts)
+    labels = classify.labels
+    if validate:
+        check_output(opts.output)
+
+    records, read_failures = pipeline | "Read" >> read
+    checked = records | "CheckLabels" >> beam.ParDo(
+        _CheckLabel(label_field, labels, opts.max_payload_bytes)
+    ).with_outputs(DEAD_LETTER_TAG, main="records")
+    scored, inference_failures = checked.records | "Classify" >> classify
+    scores = scored | "TrueAndScores" >> beam.Map(
+        lambda s: (parse_label(s.record.fields[label_field], labels), s.scores)
+    )
+    dead_letters = (read_failures, checked[DEAD_LETTER_TAG], inference_failures) | "DeadLetters" >> beam.Flatten()
+    _ = (
+        dead_letters
+        | "DeadLetterRows" >> beam.Map(dead_letter_row)
+        | "WriteDeadLetters" >> WriteParquet(opts.output, DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA)
+    )
+    reasons = dead_letters | "Reasons" >> beam.Map(lambda d: d.reason) | "CountReasons" >> beam.combiners.Count.PerElement()
+    report = (
+        scores
+        | "Collect" >> beam.CombineGlobally(_CollectScores(len(labels)))
+        | "WriteReport"
+        >> beam.Map(
+            _write_outputs,
+            beam.pvalue.AsDict(reasons),
+            directory=opts.output,
+            labels=labels,
+            target=target,
+            model=classify.spec.model_id,
+            inputs=patterns,
+        )
+    )
+    return EvaluationGraph(scores, dead_letters, report, labels)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    options = PipelineOptions(list(sys.argv[1:] if argv is None else argv))
+    pipeline = beam.Pipeline(options=options)
+    try:
+        graph = build(pipeline, options)
+    except (OptionError, CheckpointError, ConfigError, TokenizerError, FileNotFoundError) as err:
+        print(f"moderate-evaluate: error: {err}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    result = pipeline.run()
+    result.wait_until_finish()
+    summary = summarize(result, time.perf_counter() - start, graph.labels)
+    output = options.view_as(ModerationOptions).output
+    with FileSystems.open(FileSystems.join(output, REPORT_FILE)) as f:
+        report = json.load(f)
+    print(summary.render())
+    print(
+        f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}, "
+        f"weighted F1 {report['weighted_f1']:.4f} over {report['num_examples']} records"
+    )
+    for name, scores in report["per_class"].items():
+        print(
+            f"  {name}: precision {scores['precision']:.4f}, recall {scores['recall']:.4f}, "
+            f"f1 {scores['f1']:.4f}, support {scores['support']}"
+        )
+    print(f"report: {FileSystems.join(output, REPORT_FILE)}")
+    return 0 if summary.balanced else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
