@@ -1,7 +1,7 @@
 """Beam metrics of the moderation pipeline and the end-of-run summary built from them.
 
 All counters and distributions live in one namespace, :data:`NAMESPACE`:
-``records_read``, ``labeled``, ``dead_lettered`` and ``dead_letter_<reason>``,
+``files_read``, ``records_read``, ``labeled``, ``dead_lettered`` and ``dead_letter_<reason>``,
 ``label_<name>``, ``windows``, ``truncated``, ``tokens`` (real tokens fed to the
 model), ``padded_tokens`` (cells of the padded batches), ``batches``,
 ``blank_lines_skipped`` (JSONL/CSV lines holding no record), and RunInference's

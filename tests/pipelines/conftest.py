@@ -164,4 +164,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Shards:
     (folder / "g.txt.gz").write_bytes(gzip.compress(_lines(b"never read", b"to the end"))[:14])
     dead.append(("g.txt.gz", 0, "unreadable_file"))
 
+    (folder / "h.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    dead.append(("h.parquet", 0, "unreadable_file"))
+
     return Shards(folder=folder, good=good, dead=sorted(dead), lang=lang)
