@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -153,7 +154,8 @@ def weights_digest(folder: str) -> str:
 
 def base_reference(base_folder: str, package: str | None = None) -> dict[str, Any]:
     """How an adapter names its base: an installed package (portable) or a path."""
-    ref: dict[str, Any] = {"package": package} if package else {"path": str(base_folder)}
+    path = str(base_folder) if files.is_remote(str(base_folder)) else os.path.abspath(base_folder)
+    ref: dict[str, Any] = {"package": package} if package else {"path": path}
     ref["sha256"] = weights_digest(base_folder)
     return ref
 

@@ -42,7 +42,7 @@ from flaxmodel.config import ConfigError, EncoderConfig
 from flaxmodel.data import FORMATS, DataError, LabeledData, read_labeled
 from flaxmodel.default_model import MINILM_PACKAGE, minilm_path
 from flaxmodel.export import export_model
-from flaxmodel.lora import DENSE_MODULES, LoraConfig, base_reference, init_adapters, merge
+from flaxmodel.lora import DENSE_MODULES, LoraConfig, base_reference, init_adapters, is_adapter_folder, merge
 from flaxmodel.metrics import evaluate
 from flaxmodel.model import ARCHITECTURES, Params, SequenceClassifier, apply, probabilities
 from flaxmodel.predictor import DTYPES, length_buckets
@@ -299,7 +299,14 @@ class Run:
         self.dir = os.path.abspath(config.output)
         self._check_run_dir()
         folder = config.model or minilm_path()
-        self.base = base_reference(folder, package=None if config.model else MINILM_PACKAGE)
+        self.base = None
+        if config.lora:
+            if is_adapter_folder(folder):
+                raise ConfigError(
+                    f"--model {folder} is a LoRA adapter; LoRA needs a full checkpoint as its base "
+                    "(fine-tune the adapter's merged model fully with --lora_rank 0, or start from its base)"
+                )
+            self.base = base_reference(folder, package=None if config.model else MINILM_PACKAGE)
         self.train_data = read_labeled(
             config.train,
             text_field=config.text_field,
@@ -349,21 +356,24 @@ class Run:
         self.val_ids = self.text_encoder.encode(self.val_data.texts) if self.val_data else []
 
     def _check_run_dir(self) -> None:
+        """Refuses to resume a run directory that was started with other settings."""
         path = os.path.join(self.dir, RUN_CONFIG)
-        wanted = self.config.to_json()
-        if os.path.exists(path):
-            with open(path) as f:
-                stored = json.load(f)
-            if stored != wanted:
-                changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-                raise ConfigError(
-                    f"{self.dir} holds a run with other settings ({', '.join(changed)} differ); "
-                    "rerun the original command to resume it, or choose another --output"
-                )
+        if not os.path.exists(path):
             return
+        wanted = self.config.to_json()
+        with open(path) as f:
+            stored = json.load(f)
+        if stored != wanted:
+            changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            raise ConfigError(
+                f"{self.dir} holds a run with other settings ({', '.join(changed)} differ); "
+                "rerun the original command to resume it, or choose another --output"
+            )
+
+    def _record_config(self) -> None:
         os.makedirs(self.dir, exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(wanted, f, indent=2)
+        with open(os.path.join(self.dir, RUN_CONFIG), "w") as f:
+            json.dump(self.config.to_json(), f, indent=2)
 
     def params(self) -> Params:
         return assemble(self.frozen, self.trainable, self.lora)
@@ -474,6 +484,7 @@ class Run:
     def run(self, stop_after_steps: int | None = None) -> TrainResult:
         from tqdm import tqdm
 
+        self._record_config()
         manager = self._manager()
         self.restore(manager)
         cfg = self.config

@@ -61,7 +61,6 @@ def _config(data, base, output, **overrides) -> TrainConfig:
         learning_rate=1e-2,
         warmup_ratio=0.1,
         seed=0,
-        save_every=5,
     )
     settings.update(overrides)
     return TrainConfig(**settings)
