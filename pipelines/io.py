@@ -15,10 +15,11 @@ Other compressions (bz2, zstd, ...) go through Beam's AUTO detection.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import zlib
-from typing import Iterable, Sequence
+from typing import BinaryIO, Iterable, Iterator, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -33,6 +34,7 @@ from pipelines.metrics import NAMESPACE
 from pipelines.options import OptionError
 
 DEAD_LETTER_TAG = "dead_letter"
+_BINARY = "application/octet-stream"
 # Everything a broken file can raise while being decompressed or parsed.
 _FILE_ERRORS = (OSError, EOFError, ValueError, zlib.error)
 
@@ -65,15 +67,20 @@ def match_inputs(patterns: Sequence[str], fmt: str, id_field: str | None) -> lis
     return paths
 
 
-def _open(readable: fileio.ReadableFile, fmt: str):
-    path = readable.metadata.path
-    compression = CompressionTypes.detect_compression_type(path)
-    if fmt == formats.PARQUET or compression == CompressionTypes.UNCOMPRESSED:
-        return readable.open(mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED)
-    if compression == CompressionTypes.GZIP:
-        raw = readable.open(mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED)
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"))
-    return readable.open(mime_type="application/octet-stream", compression_type=compression)
+@contextlib.contextmanager
+def _open(readable: fileio.ReadableFile, fmt: str) -> Iterator[BinaryIO]:
+    """The file's decompressed bytes; the underlying Beam file is closed on exit."""
+    compression = CompressionTypes.detect_compression_type(readable.metadata.path)
+    if fmt == formats.PARQUET or compression in (CompressionTypes.UNCOMPRESSED, CompressionTypes.GZIP):
+        with readable.open(mime_type=_BINARY, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            if fmt != formats.PARQUET and compression == CompressionTypes.GZIP:
+                with io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb")) as unzipped:
+                    yield unzipped
+            else:
+                yield raw
+    else:
+        with readable.open(mime_type=_BINARY, compression_type=compression) as file:
+            yield file
 
 
 class _ParseFile(beam.DoFn):
