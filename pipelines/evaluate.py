@@ -201,6 +201,7 @@ def check_output(directory: str) -> None:
 def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool = True) -> EvaluationGraph:
     """Adds the evaluation graph to ``pipeline``; raises before any data is read if a flag cannot work."""
     opts = options.view_as(ModerationOptions)
+    opts.check_required()
     eval_opts = options.view_as(EvaluateOptions)
     target = eval_opts.target_precision
     if not 0.0 < target <= 1.0:

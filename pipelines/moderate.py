@@ -70,6 +70,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     output schema comes from its labels.
     """
     opts = options.view_as(ModerationOptions)
+    opts.check_required()
     read = ReadRecords.from_options(opts, validate=validate)
     classify = ClassifyRecords.from_options(opts)
     labels = classify.labels

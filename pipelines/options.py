@@ -29,16 +29,27 @@ class OptionError(ValueError):
     """A flag value that cannot work; the message says which flag and what to change."""
 
 
+# Checked by check_required() rather than argparse's required=True: Beam parses every
+# registered options class on each Pipeline.run(), so a required flag here would break
+# any other pipeline run in the same process.
+REQUIRED = ("input", "output")
+
+
 class ModerationOptions(PipelineOptions):
+    def check_required(self) -> None:
+        """Raises :class:`OptionError` naming the first required flag left unset."""
+        for name in REQUIRED:
+            if not getattr(self, name):
+                raise OptionError(f"--{name} is required")
+
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
         parser.add_argument(
             "--input",
             action="append",
-            required=True,
             help="File pattern of input shards (local or gs://, globs, .gz); repeat or comma-separate for several.",
         )
-        parser.add_argument("--output", required=True, help="Output directory for labels-*.parquet and dead_letter-*.parquet.")
+        parser.add_argument("--output", help="Output directory for labels-*.parquet and dead_letter-*.parquet.")
         parser.add_argument("--model", default=None, help="Checkpoint folder (local or gs://); default: the bundled default model.")
         parser.add_argument("--format", default="auto", choices=FORMATS, help="Input format; auto picks it from the file extension.")
         parser.add_argument("--text_field", default="text", help="Field (JSONL, Parquet) or column (CSV) holding the text.")

@@ -17,7 +17,7 @@ import re
 import pytest
 
 from deploy.flex_template.main import IMAGE_ENV, submit, with_default_sdk_image
-from pipelines.options import ModerationOptions, OptionError
+from pipelines.options import REQUIRED, ModerationOptions, OptionError
 
 METADATA = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "flex_template" / "metadata.json"
 
@@ -110,7 +110,7 @@ def test_required_defaults_and_choices_agree_with_the_parser():
     actions = _option_actions()
     for name, parameter in _parameters().items():
         action = actions[name]
-        assert parameter["isOptional"] is (not action.required), name
+        assert parameter["isOptional"] is (name not in REQUIRED), name
         assert parameter["label"] and parameter["helpText"], name
         if "defaultValue" in parameter:
             assert _parse(f"--{name}={parameter['defaultValue']}")[name] == action.default, name

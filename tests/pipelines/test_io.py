@@ -6,7 +6,6 @@ import json
 
 import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import formats
@@ -18,9 +17,7 @@ def test_records_take_ids_and_fields_from_the_input(tmp_path):
     (tmp_path / "a.jsonl").write_text(json.dumps({"post": 1, "body": "hello", "lang": "en"}) + "\n")
     (tmp_path / "b.csv").write_text("post,body,lang\n2,bonjour,fr\n3,salut,\n")
     spec = formats.FieldSpec(text_field="body", id_field="post", keep_fields=("lang",))
-    # Pipeline.run parses every registered options class, ModerationOptions' required flags included.
-    options = PipelineOptions(["--input", str(tmp_path), "--output", str(tmp_path)])
-    with beam.Pipeline(options=options) as pipeline:
+    with beam.Pipeline() as pipeline:
         records, dead = pipeline | ReadRecords([str(tmp_path / "*")], spec=spec)
         assert_that(
             records | beam.Map(lambda r: (r.id, r.text, r.fields["lang"])),

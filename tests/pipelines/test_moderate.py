@@ -132,3 +132,12 @@ def test_bad_configuration_fails_before_any_data_is_read(shards, model_dir, comp
     (tmp_path / "labels-00000-of-00001.parquet").write_bytes(b"")
     assert moderate.main(argv) == 2
     assert "from an earlier run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missing", ["--input", "--output"])
+def test_missing_input_or_output_fails_before_running(tmp_path, missing, capsys):
+    flags = {"--input": str(tmp_path / "*.jsonl"), "--output": str(tmp_path / "out")}
+    del flags[missing]
+    argv = [part for flag, value in flags.items() for part in (flag, value)]
+    assert moderate.main(argv) == 2
+    assert f"{missing} is required" in capsys.readouterr().err
