@@ -21,9 +21,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import logging
 import sys
-import time
 from typing import Any, Iterable, Mapping, Sequence
 
 import apache_beam as beam
@@ -31,16 +29,13 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from flaxmodel.checkpoint import CheckpointError
-from flaxmodel.config import ConfigError
 from flaxmodel.data import parse_label
 from flaxmodel.metrics import evaluate, thresholds_for_precision
-from flaxmodel.tokenizer import TokenizerError
 from pipelines import records as R
 from pipelines.classify import ClassifyRecords
+from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
 from pipelines.formats import FieldSpec
 from pipelines.io import ReadRecords, WriteParquet, split_patterns
-from pipelines.metrics import summarize
 from pipelines.options import ModerationOptions, OptionError
 from pipelines.outputs import DEAD_LETTER_SCHEMA, dead_letter_row
 
@@ -255,18 +250,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    options = PipelineOptions(list(sys.argv[1:] if argv is None else argv))
-    pipeline = beam.Pipeline(options=options)
-    try:
-        graph = build(pipeline, options)
-    except (OptionError, CheckpointError, ConfigError, TokenizerError, FileNotFoundError) as err:
-        print(f"moderate-evaluate: error: {err}", file=sys.stderr)
-        return 2
-    start = time.perf_counter()
-    result = pipeline.run()
-    result.wait_until_finish()
-    summary = summarize(result, time.perf_counter() - start, graph.labels)
+    outcome = run_pipeline("moderate-evaluate", build, argv)
+    if outcome is None:
+        return EXIT_CONFIGURATION_ERROR
+    summary, options = outcome
     output = options.view_as(ModerationOptions).output
     with FileSystems.open(FileSystems.join(output, REPORT_FILE)) as f:
         report = json.load(f)

@@ -19,21 +19,16 @@ summary from the run's metrics and exits 1 if any record went missing.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
-import time
 from typing import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from flaxmodel.checkpoint import CheckpointError
-from flaxmodel.config import ConfigError
-from flaxmodel.tokenizer import TokenizerError
 from pipelines.classify import ClassifyRecords
+from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
 from pipelines.io import ReadRecords, WriteParquet
-from pipelines.metrics import summarize
 from pipelines.options import ModerationOptions, OptionError
 from pipelines.outputs import DEAD_LETTER_SCHEMA, dead_letter_row, label_row, labels_schema
 from pipelines.thresholds import parse_thresholds
@@ -96,18 +91,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    options = PipelineOptions(list(sys.argv[1:] if argv is None else argv))
-    pipeline = beam.Pipeline(options=options)
-    try:
-        graph = build(pipeline, options)
-    except (OptionError, CheckpointError, ConfigError, TokenizerError, FileNotFoundError) as err:
-        print(f"moderate: error: {err}", file=sys.stderr)
-        return 2
-    start = time.perf_counter()
-    result = pipeline.run()
-    result.wait_until_finish()
-    summary = summarize(result, time.perf_counter() - start, graph.labels)
+    outcome = run_pipeline("moderate", build, argv)
+    if outcome is None:
+        return EXIT_CONFIGURATION_ERROR
+    summary, _ = outcome
     print(summary.render())
     return 0 if summary.balanced else 1
 
