@@ -28,4 +28,4 @@ def minilm_path() -> str:
 
 def default_model_path() -> str:
     """The folder ``load_classifier()`` and the pipelines use when given no model."""
-    return minilm_path()
+    return DEFAULT_MODEL_DIR
