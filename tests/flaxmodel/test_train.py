@@ -17,10 +17,10 @@ import pytest
 from flaxmodel import load_classifier
 from flaxmodel.checkpoint import load_checkpoint
 from flaxmodel.config import ConfigError
+from flaxmodel.data import LabeledData
 from flaxmodel.predictor import Classifier
 from flaxmodel.tokenizer import TextEncoder
 from flaxmodel.train import Run, TrainConfig, class_weights, epoch_batches, main, train
-from flaxmodel.data import LabeledData
 
 FRIENDLY = ("great", "lovely", "nice", "thanks", "sharing", "weather", "today", "love")
 HOSTILE = ("hate", "stupid", "idea", "away", "welcome", "nobody", "opinion", "not")
