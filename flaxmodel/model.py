@@ -33,12 +33,19 @@ class SequenceClassifier(nn.Module):
         self.encoder = Encoder(self.config, self.dtype)
         self.head = self.arch.head(self.config, self.dtype)
 
-    def encode(self, input_ids: jax.Array, attention_mask: jax.Array, deterministic: bool = True) -> jax.Array:
+    def encode(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        deterministic: bool = True,
+        first_token_only: bool = False,
+    ) -> jax.Array:
         position_ids = self.arch.position_ids(input_ids, self.config)
-        return self.encoder(input_ids, attention_mask, position_ids, deterministic)
+        return self.encoder(input_ids, attention_mask, position_ids, deterministic, first_token_only)
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, deterministic: bool = True) -> jax.Array:
-        hidden = self.encode(input_ids, attention_mask, deterministic)
+        # Every head reads the first token's hidden state only; the rest of the last layer is skipped.
+        hidden = self.encode(input_ids, attention_mask, deterministic, first_token_only=True)
         return self.head(hidden, deterministic).astype(jnp.float32)
 
 
@@ -71,6 +78,28 @@ def hidden_states(
     """Last-layer hidden states ``[batch, length, hidden]`` of the encoder."""
     model = SequenceClassifier(config, dtype)
     return model.apply({"params": params}, input_ids, attention_mask, method=SequenceClassifier.encode)
+
+
+def forward_flops(config: EncoderConfig, rows: int, length: int, first_token_only: bool = True) -> int:
+    """Matrix-multiply FLOPs (two per multiply-add) of one classifier forward pass over a ``[rows, length]`` batch.
+
+    Counts the Q/K/V/output projections, the feed-forward pair, the two attention
+    products and the head's dense layers; embeddings, norms, softmax and
+    activations are left out (a few percent at these sizes).  Padding counts: it
+    is computed like any other token.  ``first_token_only`` counts the last layer
+    as :class:`SequenceClassifier` runs it (keys and values for every token, the
+    rest for the first one); ``False`` counts a full last layer, as transformers runs it.
+    """
+    hidden, inter = config.hidden_size, config.intermediate_size
+    attention = 4 * length * hidden  # scores and context, per query position
+    full_layer = length * (8 * hidden * hidden + 4 * hidden * inter + attention)
+    last_layer = (
+        length * 4 * hidden * hidden + 4 * hidden * hidden + 4 * hidden * inter + attention
+        if first_token_only
+        else full_layer
+    )
+    head = 2 * hidden * hidden + 2 * hidden * config.num_labels
+    return rows * ((config.num_layers - 1) * full_layer + last_layer + head)
 
 
 def probabilities(logits: jax.Array, config: EncoderConfig) -> jax.Array:
