@@ -10,11 +10,13 @@ any drift in machine load over both; the ratio is the figure to trust.
 
 Two orders are measured: ``unsorted`` (chunks of ``--batch_size`` texts in file
 order) and ``sorted`` (texts ordered by token count first, then chunked).  Ours
-pads every chunk to its (batch, length) bucket; torch pads to the longest text
-of the chunk.  FLOPs count the matrix multiplications actually computed (two
-per multiply-add: the Q/K/V/output projections, the feed-forward pair, the two
-attention products and the pooler/classifier), on the padded shapes each side
-really ran; embeddings, norms, softmax and activations are not counted.
+hands each chunk to ``Classifier.predict_ids``, which plans it into batches of
+the (rows, length) grid; torch pads the chunk to its longest text.  FLOPs count
+the matrix multiplications each side actually computed (two per multiply-add:
+the Q/K/V/output projections, the feed-forward pair, the two attention products
+and the pooler/classifier; ``flaxmodel.model.forward_flops``), on the padded
+shapes it really ran, ours with its last layer computed for the first token
+only, torch's in full; embeddings, norms, softmax and activations are not counted.
 
     python -m benchmarks.model_throughput --texts ../shared/data/davidson/val.csv --json out/bench/model.json
 """
@@ -68,14 +70,6 @@ class Spec:
     compilation_cache: str | None
 
 
-def matmul_flops(config: Any, rows: int, length: int) -> int:
-    """Multiply-add FLOPs (x2) of one forward pass over a ``[rows, length]`` batch."""
-    hidden, inter = config.hidden_size, config.intermediate_size
-    per_token = 8 * hidden * hidden + 4 * hidden * inter + 4 * length * hidden
-    head = 2 * hidden * hidden + 2 * hidden * config.num_labels
-    return rows * (config.num_layers * length * per_token + head)
-
-
 # ---------------------------------------------------------------------------- workers
 
 
@@ -97,6 +91,15 @@ class OursRunner:
         )
         self.load_s = time.perf_counter() - start
         self.clf = clf
+        self.shapes: list[tuple[int, int]] = []
+        run_batch = clf.predict_padded
+
+        def recorded(ids: Any, mask: Any) -> Any:
+            # The shapes predict_ids really ran (its planner may cut a chunk into several batches).
+            self.shapes.append(ids.shape)
+            return run_batch(ids, mask)
+
+        clf.predict_padded = recorded
         self.compile_events: list[tuple[str, float]] = []
         self.cache_hits = 0
         jax.monitoring.register_event_duration_secs_listener(self._on_duration)
@@ -121,17 +124,16 @@ class OursRunner:
 
     def run(self, chunks: Sequence[Sequence[str]]) -> dict[str, Any]:
         clf = self.clf
-        outputs, shapes, tokenize_s = [], [], 0.0
+        outputs, tokenize_s = [], 0.0
+        self.shapes = []
         start = time.perf_counter()
         for texts in chunks:
             t = time.perf_counter()
             seqs = clf.text_encoder.encode(texts)
             tokenize_s += time.perf_counter() - t
             outputs.append(clf.predict_ids(seqs))
-            longest = max(len(s) for s in seqs)
-            shapes.append((clf.bucket_batch(len(seqs)), clf.bucket_length(longest)))
         seconds = time.perf_counter() - start
-        return {"seconds": seconds, "tokenize_s": tokenize_s, "shapes": shapes, "probs": _stack(outputs)}
+        return {"seconds": seconds, "tokenize_s": tokenize_s, "shapes": self.shapes, "probs": _stack(outputs)}
 
     def finish(self) -> dict[str, Any]:
         compiles = [s for e, s in self.compile_events if e.endswith("backend_compile_duration")]
@@ -295,11 +297,14 @@ def _chunks(order: Sequence[int], size: int) -> list[list[int]]:
     return [list(order[i : i + size]) for i in range(0, len(order), size)]
 
 
-def _summarise(passes: list[dict], lengths: list[int], config: Any, n_texts: int) -> dict[str, Any]:
+def _summarise(passes: list[dict], lengths: list[int], config: Any, n_texts: int, ours: bool) -> dict[str, Any]:
+    from flaxmodel.model import forward_flops
+
     best = min(passes, key=lambda p: p["seconds"])
     seconds = best["seconds"]
-    computed = sum(matmul_flops(config, rows, length) for rows, length in best["shapes"])
-    useful = sum(matmul_flops(config, 1, n) for n in lengths)
+    # Ours computes the last layer for the first token only; transformers computes all of it.
+    computed = sum(forward_flops(config, rows, length, ours) for rows, length in best["shapes"])
+    useful = sum(forward_flops(config, 1, n, ours) for n in lengths)
     slots = sum(rows * length for rows, length in best["shapes"])
     return {
         "texts_per_s": n_texts / seconds,
@@ -310,6 +315,7 @@ def _summarise(passes: list[dict], lengths: list[int], config: Any, n_texts: int
         "effective_gflops": computed / seconds / 1e9,
         "useful_gflops": useful / seconds / 1e9,
         "padding_ratio": 1 - sum(lengths) / slots,
+        "batches": len(best["shapes"]),
         "shapes": sorted({tuple(s) for s in best["shapes"]}),
     }
 
@@ -368,13 +374,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     per_order: dict[str, Any] = {}
     for o in orders:
-        entry = {name: _summarise(passes[o][name], lengths, config, len(texts)) for name in sides}
+        entry = {name: _summarise(passes[o][name], lengths, config, len(texts), name == "ours") for name in sides}
         if "torch" in sides:
             entry["ratio"] = entry["ours"]["texts_per_s"] / entry["torch"]["texts_per_s"]
             # Both sides return probabilities chunk by chunk in the same order.
             ours_probs, torch_probs = warmup[o]["ours"]["probs"], warmup[o]["torch"]["probs"]
             entry["max_abs_prob_diff"] = float(abs(ours_probs - torch_probs).max())
         per_order[o] = entry
+
+    from flaxmodel.model import forward_flops
 
     head = "sorted" if "sorted" in per_order else orders[0]
     ours_head = per_order[head]["ours"]
@@ -413,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "compilation_cache": args.compilation_cache,
             "ours": infos["ours"],
             "torch": infos.get("torch"),
-            "flops_per_text_at_median": matmul_flops(config, 1, sorted(lengths)[len(lengths) // 2]),
+            "flops_per_text_at_median": forward_flops(config, 1, sorted(lengths)[len(lengths) // 2]),
             "machine": harness.machine(),
             "load_avg_1m_before": load_before,
             "commit": harness.git_commit(),
