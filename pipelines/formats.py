@@ -98,6 +98,15 @@ def _strip_eol(line: bytes) -> bytes:
     return line
 
 
+def _numbered_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    """``(position, line)`` without line endings or the file's leading byte-order mark."""
+    for position, raw in enumerate(lines):
+        line = _strip_eol(raw)
+        if position == 0 and line.startswith(_BOM):
+            line = line[len(_BOM) :]
+        yield position, line
+
+
 class _Builder:
     """Checks a record's fields and turns it into a Record or a dead letter."""
 
@@ -147,10 +156,7 @@ def _skip_blank() -> None:
 
 def parse_text(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[Item]:
     build = _Builder(source, spec)
-    for position, raw in enumerate(lines):
-        line = _strip_eol(raw)
-        if position == 0 and line.startswith(_BOM):
-            line = line[len(_BOM) :]
+    for position, line in _numbered_lines(lines):
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -161,10 +167,7 @@ def parse_text(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator
 
 def parse_jsonl(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[Item]:
     build = _Builder(source, spec)
-    for position, raw in enumerate(lines):
-        line = _strip_eol(raw)
-        if position == 0 and line.startswith(_BOM):
-            line = line[len(_BOM) :]
+    for position, line in _numbered_lines(lines):
         if not line.strip():
             _skip_blank()
             continue
