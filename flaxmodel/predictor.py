@@ -77,26 +77,46 @@ def plan_batches(
     length_grid: Sequence[int],
     row_grid: Sequence[int],
     cost: Mapping[tuple[int, int], float],
+    *,
+    sizes: Sequence[int] | None = None,
+    max_cells: int | None = None,
 ) -> list[tuple[int, int, int, int]]:
-    """Cuts ascending ``lengths`` into consecutive batches of least total ``cost[rows, length]``.
+    """Cuts items of ascending ``lengths`` into consecutive batches of least total ``cost[rows, length]``.
 
-    Returns ``(start, end, rows, length)`` per batch, ``rows`` and ``length``
-    taken from the grids.  Batches have exactly a row bucket's number of
-    sequences, except possibly the first (shortest) one, which is padded with
-    empty rows.  Dynamic programming over the cut points, O(n * len(row_grid)).
+    Item ``i`` takes ``sizes[i]`` rows (default 1: one sequence), all in the same
+    batch, and ``lengths[i]`` is its longest row.  Returns ``(start, end, rows,
+    length)`` per batch, ``rows`` and ``length`` taken from the grids; a batch may
+    hold fewer rows than its bucket (filled with empty rows).  With
+    ``max_cells``, a batch of more than one item stays within ``rows * length <=
+    max_cells`` unless it has the fewest rows of the grid.  Dynamic programming
+    over the cut points, O(n * len(row_grid) * log n): the best cost of a prefix
+    never decreases with its length, so for each row bucket only the longest
+    batch that fits it is a candidate.
     """
     n = len(lengths)
+    sizes = [1] * n if sizes is None else sizes
+    if len(sizes) != n:
+        raise ValueError(f"{n} lengths but {len(sizes)} sizes")
+    prefix = [0]
+    for size in sizes:
+        prefix.append(prefix[-1] + size)
     best = [0.0] + [math.inf] * n
     cut: list[tuple[int, int, int]] = [(0, 0, 0)] * (n + 1)
     for end in range(1, n + 1):
         length = _bucket(lengths[end - 1], length_grid)
-        for rows in row_grid:
-            start = max(end - rows, 0)
+        if sizes[end - 1] > row_grid[-1]:
+            raise ValueError(f"an item of {sizes[end - 1]} rows exceeds the largest row bucket {row_grid[-1]}")
+        starts = {bisect.bisect_left(prefix, prefix[end] - rows, 0, end) for rows in row_grid} | {end - 1}
+        for start in starts:
+            if start == end:
+                continue
+            rows = _bucket(prefix[end] - prefix[start], row_grid)
+            too_big = max_cells is not None and rows * length > max_cells and rows > row_grid[0]
+            if too_big and end - start > 1:
+                continue
             total = best[start] + cost[rows, length]
             if total < best[end]:
                 best[end], cut[end] = total, (start, rows, length)
-            if start == 0:
-                break
     plan = []
     end = n
     while end > 0:
@@ -107,23 +127,18 @@ def plan_batches(
 
 
 def batch_costs(
-    config: EncoderConfig, length_grid: Sequence[int], row_grid: Sequence[int], cpu: bool
+    config: EncoderConfig, length_grid: Sequence[int], row_grid: Sequence[int]
 ) -> dict[tuple[int, int], float]:
-    """Estimated cost of each grid shape for :func:`plan_batches`: its FLOPs plus a per-call overhead.
-
-    On CPU, shapes over :data:`CPU_BATCH_TOKENS` cells are ruled out except with
-    the fewest rows, so that long texts still fit.
-    """
+    """Estimated cost of each grid shape for :func:`plan_batches`: its FLOPs plus a per-call overhead."""
     overhead = CALL_OVERHEAD_TOKENS * forward_flops(config, 1, 1)
     return {
-        (rows, length): (
-            math.inf
-            if cpu and rows * length > CPU_BATCH_TOKENS and rows > row_grid[0]
-            else forward_flops(config, rows, length) + overhead
-        )
-        for rows in row_grid
-        for length in length_grid
+        (rows, length): forward_flops(config, rows, length) + overhead for rows in row_grid for length in length_grid
     }
+
+
+def default_max_cells() -> int | None:
+    """The planner's cap on padded tokens per batch for this process's backend: :data:`CPU_BATCH_TOKENS` on CPU."""
+    return CPU_BATCH_TOKENS if jax.default_backend() == "cpu" else None
 
 
 def _forward(params: Params, input_ids: jax.Array, attention_mask: jax.Array, *, config, dtype) -> jax.Array:
@@ -153,7 +168,8 @@ class Classifier:
         self.max_length = text_encoder.max_length
         self.length_buckets = length_buckets(self.max_length)
         self.batch_buckets = batch_buckets(batch_size)
-        self._costs = batch_costs(config, self.length_buckets, self.batch_buckets, jax.default_backend() == "cpu")
+        self.costs = batch_costs(config, self.length_buckets, self.batch_buckets)
+        self.max_cells = default_max_cells()
         self.pad_id = config.pad_token_id
         self.host_params = params
         compute = DTYPES[dtype]
@@ -212,7 +228,8 @@ class Classifier:
         out = np.zeros((len(sequences), self.config.num_labels), dtype=np.float32)
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         lengths = [len(sequences[i]) for i in order]
-        for start, end, rows, length in plan_batches(lengths, self.length_buckets, self.batch_buckets, self._costs):
+        plan = plan_batches(lengths, self.length_buckets, self.batch_buckets, self.costs, max_cells=self.max_cells)
+        for start, end, rows, length in plan:
             chunk = order[start:end]
             ids, mask = self.pad([sequences[i] for i in chunk], length, rows)
             out[chunk] = self.predict_padded(ids, mask)[: len(chunk)]

@@ -4,24 +4,28 @@ XLA compiles one program per input shape, so every batch must have a shape
 from the model's grid: a length bucket (``flaxmodel.predictor.length_buckets``)
 times a row bucket (``batch_buckets``).  ``BatchByLength`` buffers tokenized
 records within a bundle (up to ``buffer_windows`` windows), sorts them by
-length so each batch wastes little padding, and cuts batches greedily under
-two limits: at most ``batch_size`` rows, and at most ``max_tokens`` cells in
-the *padded* batch.  All windows of one record go into the same batch, so the
-record's scores can be aggregated right after inference, without a shuffle.
-Padded versus real tokens are exported as metrics (the padding ratio).
+length and cuts them with the predictor's own planner
+(:func:`flaxmodel.predictor.plan_batches`): the cuts of least estimated cost
+(FLOPs with padding, plus a per-call overhead) within at most ``batch_size``
+rows and a budget of padded tokens per batch (on CPU workers by default the
+cache-sized :data:`~flaxmodel.predictor.CPU_BATCH_TOKENS`).  All windows of
+one record go into the same batch, so the record's scores can be aggregated
+right after inference, without a shuffle.  Padded versus real tokens are
+exported as metrics (the padding ratio).
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
-from typing import NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from flaxmodel.predictor import batch_buckets, length_buckets
+from flaxmodel.config import EncoderConfig
+from flaxmodel import predictor
 from pipelines.metrics import NAMESPACE
 from pipelines.options import OptionError
 from pipelines.tokenizing import Tokenized
@@ -41,15 +45,21 @@ class Batch(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class BatchGrid:
-    """The static shapes a batch may take and the token budget of one batch."""
+    """The static shapes a batch may take, their estimated costs, and the token budget of a batch.
+
+    ``max_tokens`` 0 leaves the budget to the worker's backend
+    (:func:`flaxmodel.predictor.default_max_cells`), known only where it runs.
+    """
 
     length_buckets: tuple[int, ...]
     row_buckets: tuple[int, ...]
-    max_tokens: int
+    costs: Mapping[tuple[int, int], float]
+    max_tokens: int = 0
 
     @classmethod
-    def for_model(cls, max_length: int, batch_size: int, max_tokens: int) -> "BatchGrid":
-        return cls(length_buckets(max_length), batch_buckets(batch_size), max_tokens)
+    def for_model(cls, config: EncoderConfig, max_length: int, batch_size: int, max_tokens: int = 0) -> "BatchGrid":
+        lengths, rows = predictor.length_buckets(max_length), predictor.batch_buckets(batch_size)
+        return cls(lengths, rows, predictor.batch_costs(config, lengths, rows), max_tokens)
 
     @property
     def max_rows(self) -> int:
@@ -58,48 +68,35 @@ class BatchGrid:
     def bucket_length(self, length: int) -> int:
         return self.length_buckets[bisect.bisect_left(self.length_buckets, length)]
 
-    def bucket_rows(self, rows: int) -> int:
-        return self.row_buckets[bisect.bisect_left(self.row_buckets, rows)]
-
-    def fits(self, rows: int, length: int) -> bool:
-        return rows <= self.max_rows and self.bucket_rows(rows) * length <= self.max_tokens
-
     def check_record_fits(self, max_windows: int) -> None:
-        """Raises :class:`OptionError` unless a record with ``max_windows`` full windows fits one batch."""
-        longest = self.length_buckets[-1]
-        if not self.fits(max_windows, longest):
+        """Raises :class:`OptionError` unless a record's ``max_windows`` windows fit the rows of one batch."""
+        if max_windows > self.max_rows:
             raise OptionError(
-                f"a record may have --max_windows {max_windows} windows of {longest} tokens, which do not fit one "
-                f"batch of --batch_size {self.max_rows} rows and --max_batch_tokens {self.max_tokens} (padded to "
-                f"{self.bucket_rows(min(max_windows, self.max_rows))} x {longest}); lower --max_windows or raise "
-                "--batch_size / --max_batch_tokens"
+                f"a record may have --max_windows {max_windows} windows, more than the {self.max_rows} rows of "
+                "one batch (--batch_size); lower --max_windows or raise --batch_size"
             )
 
 
-def plan_batches(window_lengths: Sequence[Sequence[int]], grid: BatchGrid) -> list[tuple[list[int], int, int]]:
+def plan_batches(
+    window_lengths: Sequence[Sequence[int]], grid: BatchGrid, max_cells: int | None = None
+) -> list[tuple[list[int], int, int]]:
     """Groups records into batches: ``[(record indices, padded rows, padded length), ...]``.
 
-    Records are taken shortest first (by their longest window) and added to the
-    current batch while its padded shape stays within the grid's limits.  Every
-    record must fit a batch on its own (see :meth:`BatchGrid.check_record_fits`).
+    Records are sorted by their longest window and cut where
+    :func:`flaxmodel.predictor.plan_batches` finds the least total cost; a batch
+    of several records stays within ``max_cells`` padded tokens (one record
+    always makes a batch of its own, see :meth:`BatchGrid.check_record_fits`).
     """
     order = sorted(range(len(window_lengths)), key=lambda i: (max(window_lengths[i]), i))
-    plans: list[tuple[list[int], int, int]] = []
-    members: list[int] = []
-    rows = length = 0
-    for i in order:
-        n, need = len(window_lengths[i]), grid.bucket_length(max(window_lengths[i]))
-        if not grid.fits(n, need):
-            raise ValueError(f"a record of {n} windows of up to {need} tokens does not fit one batch")
-        if members and not grid.fits(rows + n, max(length, need)):
-            plans.append((members, grid.bucket_rows(rows), length))
-            members, rows, length = [], 0, 0
-        members.append(i)
-        rows += n
-        length = max(length, need)
-    if members:
-        plans.append((members, grid.bucket_rows(rows), length))
-    return plans
+    plan = predictor.plan_batches(
+        [max(window_lengths[i]) for i in order],
+        grid.length_buckets,
+        grid.row_buckets,
+        grid.costs,
+        sizes=[len(window_lengths[i]) for i in order],
+        max_cells=max_cells,
+    )
+    return [(order[start:end], rows, length) for start, end, rows, length in plan]
 
 
 class BatchByLength(beam.DoFn):
@@ -110,6 +107,7 @@ class BatchByLength(beam.DoFn):
         self._buffer_windows = buffer_windows
 
     def setup(self) -> None:
+        self._max_cells = self._grid.max_tokens or predictor.default_max_cells()
         self._metrics = {
             name: Metrics.counter(NAMESPACE, name) for name in ("batches", "windows", "tokens", "padded_tokens")
         }
@@ -133,7 +131,9 @@ class BatchByLength(beam.DoFn):
         items = sorted(self._buffer, key=lambda item: item.record.id)
         self._buffer, self._buffered = [], 0
         batches = []
-        for members, rows, length in plan_batches([[len(w) for w in item.windows] for item in items], self._grid):
+        for members, rows, length in plan_batches(
+            [[len(w) for w in item.windows] for item in items], self._grid, self._max_cells
+        ):
             batch = Batch(tuple(items[i] for i in members), rows, length)
             self._metrics["batches"].inc()
             self._metrics["windows"].inc(batch.num_windows)

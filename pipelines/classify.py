@@ -37,7 +37,7 @@ class ClassifySettings:
     max_windows: int = 16
     aggregate: str = "max"
     batch_size: int = 64
-    max_batch_tokens: int = 8192
+    max_batch_tokens: int = 0
     sort_buffer: int = 4096
     dtype: str = "float32"
     compilation_cache_dir: str | None = None
@@ -81,7 +81,9 @@ def _check(settings: ClassifySettings, spec: ModelSpec) -> BatchGrid:
         raise OptionError("--batch_size must be at least 1")
     if settings.sort_buffer < 1:
         raise OptionError("--sort_buffer must be at least 1")
-    grid = BatchGrid.for_model(spec.max_length, settings.batch_size, settings.max_batch_tokens)
+    if settings.max_batch_tokens < 0:
+        raise OptionError("--max_batch_tokens must be 0 (automatic) or positive")
+    grid = BatchGrid.for_model(spec.config, spec.max_length, settings.batch_size, settings.max_batch_tokens)
     grid.check_record_fits(settings.max_windows)
     return grid
 

@@ -12,7 +12,7 @@ metrics namespace.  (``max_batch_weight`` is avoided: Beam 2.77 forwards it to
 ``BatchElements``, which rejects it.)
 
 :func:`inspect_model` loads the model once at pipeline construction, so a bad
-``--model`` fails before any data is read, and yields the labels and shape grid
+``--model`` fails before any data is read, and yields the labels, config and shape grid
 the pipeline is built from.
 """
 
@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from flaxmodel.config import EncoderConfig
 from flaxmodel.predictor import Classifier, load_classifier
 from pipelines.batching import Batch
 from pipelines.metrics import NAMESPACE
@@ -37,6 +38,7 @@ class ModelSpec:
     max_length: int
     content_length: int
     weights_hash: str
+    config: EncoderConfig
 
     @property
     def model_id(self) -> str:
@@ -57,6 +59,7 @@ def inspect_model(path: str | None, *, max_length: int, dtype: str = "float32") 
         max_length=classifier.max_length,
         content_length=classifier.text_encoder.content_length,
         weights_hash=classifier.weights_hash,
+        config=classifier.config,
     )
 
 

@@ -73,7 +73,13 @@ class ModerationOptions(PipelineOptions):
         parser.add_argument("--max_windows", type=int, default=16, help="Windows per record; beyond it the record is marked truncated.")
         parser.add_argument("--aggregate", default="max", choices=AGGREGATIONS, help="How window scores combine into the record's scores.")
         parser.add_argument("--batch_size", type=int, default=64, help="Largest number of windows per model batch.")
-        parser.add_argument("--max_batch_tokens", type=int, default=8192, help="Token budget of one padded batch.")
+        parser.add_argument(
+            "--max_batch_tokens",
+            type=int,
+            default=0,
+            help="Padded tokens per batch of several records; 0: automatic (1024 on CPU workers, whose batches run "
+            "fastest within cache; no cap on accelerators).",
+        )
         parser.add_argument(
             "--sort_buffer",
             type=int,

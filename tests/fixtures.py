@@ -22,6 +22,8 @@ from tokenizers import Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
 from tokenizers.processors import RobertaProcessing
 
+from flaxmodel.config import EncoderConfig
+
 LABELS = ("hate", "offensive", "neither")
 
 # What the tiny tokenizers are built from, and the texts tests classify.
@@ -207,3 +209,19 @@ def hf_tokenizer(folder: str | pathlib.Path, architecture: str) -> transformers.
             cls_token="<s>", sep_token="</s>",
         )
     return transformers.PreTrainedTokenizerFast(tokenizer_file=str(pathlib.Path(folder) / "tokenizer.json"), **names)
+
+
+def minilm_shaped_config(labels: Sequence[str] = LABELS) -> EncoderConfig:
+    """A config of MiniLM-L6's shape (no weights): batch costs in tests then weigh as the real model's."""
+    return EncoderConfig.from_hf_dict(
+        {
+            "model_type": "bert",
+            "vocab_size": 30522,
+            "hidden_size": 384,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 12,
+            "intermediate_size": 1536,
+            "max_position_embeddings": 512,
+            "id2label": {str(i): name for i, name in enumerate(labels)},
+        }
+    )

@@ -8,8 +8,10 @@ import pytest
 
 from pipelines.batching import BatchGrid, plan_batches
 from pipelines.options import OptionError
+from tests.fixtures import minilm_shaped_config
 
-GRID = BatchGrid.for_model(max_length=128, batch_size=64, max_tokens=4096)
+CONFIG = minilm_shaped_config()
+GRID = BatchGrid.for_model(CONFIG, max_length=128, batch_size=64)
 
 
 def _random_records(seed: int, count: int) -> list[list[int]]:
@@ -22,16 +24,18 @@ def _random_records(seed: int, count: int) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_every_record_lands_whole_in_one_batch_of_a_grid_shape_within_budget(seed):
+@pytest.mark.parametrize("max_cells", [None, 1024, 4096])
+def test_every_record_lands_whole_in_one_batch_of_a_grid_shape_within_budget(seed, max_cells):
     records = _random_records(seed, 300)
-    plans = plan_batches(records, GRID)
+    plans = plan_batches(records, GRID, max_cells)
     placed = sorted(i for members, _, _ in plans for i in members)
     assert placed == list(range(len(records)))
     for members, rows, length in plans:
         windows = [n for i in members for n in records[i]]
         assert rows in GRID.row_buckets and length in GRID.length_buckets
         assert len(windows) <= rows and max(windows) <= length
-        assert rows * length <= GRID.max_tokens
+        if max_cells is not None and len(members) > 1 and rows > GRID.row_buckets[0]:
+            assert rows * length <= max_cells
 
 
 def test_short_texts_fill_batches_of_short_buckets():
@@ -42,18 +46,16 @@ def test_short_texts_fill_batches_of_short_buckets():
 
 
 def test_the_token_budget_caps_the_rows_of_long_batches():
-    plans = plan_batches([[128]] * 40, GRID)
+    plans = plan_batches([[128]] * 40, GRID, max_cells=4096)
     assert [(len(m), rows, length) for m, rows, length in plans] == [(32, 32, 128), (8, 8, 128)]
 
 
-def test_a_record_that_would_overflow_the_batch_starts_the_next_one():
-    plans = plan_batches([[20]] * 60 + [[128, 128, 128, 128, 20]], BatchGrid.for_model(128, 64, 8192))
-    assert [sorted(m) for m, _, _ in plans] == [list(range(60)), [60]]
+def test_a_record_bigger_than_the_budget_still_gets_a_batch_of_its_own():
+    plans = plan_batches([[20]] * 8 + [[128] * 16], GRID, max_cells=1024)
+    assert [(sorted(m), rows, length) for m, rows, length in plans] == [(list(range(8)), 8, 20), ([8], 16, 128)]
 
 
-def test_max_windows_that_cannot_fit_a_batch_is_refused_up_front():
-    BatchGrid.for_model(128, 64, 8192).check_record_fits(16)
-    with pytest.raises(OptionError, match="--max_windows 16"):
-        BatchGrid.for_model(128, 64, 1024).check_record_fits(16)
-    with pytest.raises(OptionError, match="--batch_size"):
-        BatchGrid.for_model(128, 8, 8192).check_record_fits(16)
+def test_max_windows_beyond_the_batch_rows_is_refused_up_front():
+    GRID.check_record_fits(16)
+    with pytest.raises(OptionError, match="--max_windows 16.*--batch_size"):
+        BatchGrid.for_model(CONFIG, 128, 8).check_record_fits(16)

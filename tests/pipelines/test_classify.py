@@ -8,8 +8,16 @@ import pytest
 from pipelines.classify import ClassifyRecords, ClassifySettings, aggregate_windows
 from pipelines.handler import ModelSpec
 from pipelines.options import OptionError
+from tests.fixtures import minilm_shaped_config
 
-SPEC = ModelSpec(name="m", labels=("a", "b"), max_length=128, content_length=126, weights_hash="0" * 16)
+SPEC = ModelSpec(
+    name="m",
+    labels=("a", "b"),
+    max_length=128,
+    content_length=126,
+    weights_hash="0" * 16,
+    config=minilm_shaped_config(("a", "b")),
+)
 
 
 def test_window_scores_aggregate_by_max_or_mean():
@@ -24,7 +32,8 @@ def test_window_scores_aggregate_by_max_or_mean():
         (ClassifySettings(stride=126), "--stride 126"),
         (ClassifySettings(stride=-1), "--stride -1"),
         (ClassifySettings(max_windows=0), "--max_windows"),
-        (ClassifySettings(max_batch_tokens=1000), "--max_windows 16"),
+        (ClassifySettings(batch_size=8), "--max_windows 16"),
+        (ClassifySettings(max_batch_tokens=-1), "--max_batch_tokens"),
         (ClassifySettings(aggregate="median"), "--aggregate median"),
         (ClassifySettings(sort_buffer=0), "--sort_buffer"),
     ],
