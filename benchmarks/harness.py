@@ -17,7 +17,7 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 README = Path(__file__).with_name("README.md")
 REPO = Path(__file__).resolve().parent.parent
@@ -126,3 +126,17 @@ def append_readme_line(fields: Sequence[str]) -> None:
     """Appends one Markdown table row to the README's results section."""
     with README.open("a", encoding="utf-8") as handle:
         handle.write("| " + " | ".join(str(f).replace("|", "\\|") for f in fields) + " |\n")
+
+
+def record_run(kind: str, figures: Sequence[str], setup: Mapping[str, Any]) -> None:
+    """The results-log row of one run: date, commit, kind, figures, load before/after, command and note."""
+    append_readme_line(
+        [
+            setup["date"],
+            setup["commit"],
+            kind,
+            "; ".join(figures),
+            f"{setup['load_avg_1m_before']:.1f}/{setup['load_avg_1m_after']:.1f}",
+            f"`{setup['command']}`" + (f" ({setup['note']})" if setup["note"] else ""),
+        ]
+    )

@@ -17,6 +17,9 @@ the Q/K/V/output projections, the feed-forward pair, the two attention products
 and the pooler/classifier; ``flaxmodel.model.forward_flops``), on the padded
 shapes it really ran, ours with its last layer computed for the first token
 only, torch's in full; embeddings, norms, softmax and activations are not counted.
+As a ceiling for both, our process also times one jitted matrix multiplication
+of the feed-forward's shape (``[--peak_rows, hidden] x [hidden, intermediate]``)
+in the compute dtype: ``matmul_peak_gflops``, and each side's share of it.
 
     python -m benchmarks.model_throughput --texts ../shared/data/davidson/val.csv --json out/bench/model.json
 """
@@ -135,6 +138,25 @@ class OursRunner:
         seconds = time.perf_counter() - start
         return {"seconds": seconds, "tokenize_s": tokenize_s, "shapes": self.shapes, "probs": _stack(outputs)}
 
+    def matmul_peak(self, rows: int, repeats: int = 30) -> float:
+        """GFLOP/s of the feed-forward's first matmul alone on ``rows`` tokens: what this device's dots reach."""
+        import jax
+        import jax.numpy as jnp
+
+        from flaxmodel.predictor import DTYPES
+
+        dtype, config = DTYPES[self.clf.dtype], self.clf.config
+        a = jnp.ones((rows, config.hidden_size), dtype)
+        b = jnp.ones((config.hidden_size, config.intermediate_size), dtype)
+        matmul = jax.jit(jnp.matmul)
+        matmul(a, b).block_until_ready()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            matmul(a, b).block_until_ready()
+            best = min(best, time.perf_counter() - start)
+        return 2 * rows * config.hidden_size * config.intermediate_size / best / 1e9
+
     def finish(self) -> dict[str, Any]:
         compiles = [s for e, s in self.compile_events if e.endswith("backend_compile_duration")]
         return {
@@ -211,6 +233,8 @@ def _serve(side: str, spec: Spec, texts: list[str], conn: Any) -> None:
         command, payload = conn.recv()
         if command == "lengths":
             conn.send(runner.lengths(texts))
+        elif command == "matmul_peak":
+            conn.send(runner.matmul_peak(payload))
         elif command == "run":
             conn.send(runner.run([[texts[i] for i in chunk] for chunk in payload]))
         else:
@@ -342,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--compilation_cache", default=None, help="Persistent XLA compilation cache folder (cold the first run, warm after)."
     )
     parser.add_argument("--peak_tflops", type=float, default=None, help="Device peak, to report model FLOPs utilisation.")
+    parser.add_argument("--peak_rows", type=int, default=1024, help="Tokens of the matmul-peak yardstick.")
     parser.add_argument("--note", default="", help="Free text recorded with the result.")
     args = parser.parse_args(argv)
     orders = [o for o in ORDERS if getattr(args, o)] or list(ORDERS)
@@ -369,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for o in orders:
                 for name, worker in sides.items():
                     passes[o][name].append(worker.ask("run", chunk_orders[o]))
+        matmul_peak = ours.ask("matmul_peak", args.peak_rows)
         finals = {name: w.close() for name, w in sides.items()}
         infos = {name: w.info for name, w in sides.items()}
 
@@ -380,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             # Both sides return probabilities chunk by chunk in the same order.
             ours_probs, torch_probs = warmup[o]["ours"]["probs"], warmup[o]["torch"]["probs"]
             entry["max_abs_prob_diff"] = float(abs(ours_probs - torch_probs).max())
+        for side in sides:
+            entry[side]["share_of_matmul_peak"] = entry[side]["effective_gflops"] / matmul_peak
         per_order[o] = entry
 
     from flaxmodel.model import forward_flops
@@ -403,6 +431,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "useful_gflops": ours_head["useful_gflops"],
         "padding_ratio": ours_head["padding_ratio"],
         "mfu": (ours_head["effective_gflops"] / (args.peak_tflops * 1e3)) if args.peak_tflops else None,
+        "matmul_peak_gflops": matmul_peak,
+        "ours_share_of_matmul_peak": ours_head["share_of_matmul_peak"],
+        "torch_effective_gflops": per_order[head]["torch"]["effective_gflops"] if "torch" in sides else None,
+        "torch_share_of_matmul_peak": per_order[head]["torch"]["share_of_matmul_peak"] if "torch" in sides else None,
         "orders": per_order,
         "setup": {
             "model": spec.model,
@@ -446,18 +478,12 @@ def _record(result: dict[str, Any], per_order: dict[str, Any]) -> None:
         figures.append(line)
     figures.append(f"compile {result['compile_s']:.1f}s ({result['num_compiles']} shapes)")
     figures.append(f"{result['effective_gflops']:.0f} GFLOP/s, padding {result['padding_ratio']:.0%}")
+    peak = f"matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s: ours {result['ours_share_of_matmul_peak']:.0%}"
+    if result["torch_share_of_matmul_peak"] is not None:
+        peak += f", torch {result['torch_share_of_matmul_peak']:.0%} ({result['torch_effective_gflops']:.0f} GFLOP/s)"
+    figures.append(peak)
     figures.append(f"RSS {result['peak_rss_mb']:.0f} MiB")
-    setup = result["setup"]
-    harness.append_readme_line(
-        [
-            setup["date"],
-            setup["commit"],
-            "model",
-            "; ".join(figures),
-            f"{setup['load_avg_1m_before']:.1f}/{setup['load_avg_1m_after']:.1f}",
-            f"`{setup['command']}`" + (f" ({setup['note']})" if setup["note"] else ""),
-        ]
-    )
+    harness.record_run("model", figures, result["setup"])
 
 
 if __name__ == "__main__":

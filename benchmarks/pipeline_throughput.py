@@ -288,17 +288,7 @@ def _record(result: dict[str, Any]) -> None:
             )
     if result["marginal_texts_per_s"]:
         figures.append(f"marginal {result['marginal_texts_per_s']:.0f}/s ({result['marginal_share_of_model']:.0%})")
-    setup = result["setup"]
-    harness.append_readme_line(
-        [
-            setup["date"],
-            setup["commit"],
-            "pipeline",
-            "; ".join(figures),
-            f"{setup['load_avg_1m_before']:.1f}/{setup['load_avg_1m_after']:.1f}",
-            f"`{setup['command']}`" + (f" ({setup['note']})" if setup["note"] else ""),
-        ]
-    )
+    harness.record_run("pipeline", figures, result["setup"])
 
 
 if __name__ == "__main__":
