@@ -1,8 +1,9 @@
 """Reading input shards into records (:class:`ReadRecords`) and writing Parquet outputs.
 
 ``ReadRecords`` matches the input globs through Beam's ``FileSystems`` (local,
-``gs://``, ...), spreads the matched files over workers, and parses each file
-with :mod:`pipelines.formats` from its raw bytes.  It returns two PCollections:
+``gs://``, ...), spreads the matched files over workers (and the records too,
+except on the DirectRunner), and parses each file with :mod:`pipelines.formats`
+from its raw bytes.  It returns two PCollections:
 the records, and the dead letters found while reading.  Globs are matched once
 at construction too, so a glob matching no file, or a file whose format cannot
 be told, is an error before the pipeline starts.
@@ -27,6 +28,9 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.runners.runner import PipelineRunner
 
 from pipelines import formats
 from pipelines import records as R
@@ -127,13 +131,22 @@ class _ParseFile(beam.DoFn):
             )
 
 
+def _shuffles_in_memory(runner: PipelineRunner) -> bool:
+    """Whether ``runner`` is a DirectRunner (in-process or multi_processing), which shuffles in memory."""
+    return isinstance(runner, (SwitchingDirectRunner, BundleBasedDirectRunner, FnApiRunner))
+
+
 class ReadRecords(beam.PTransform):
     """Input shards -> ``(records, dead_letters)``.
 
     ``redistribute`` reshuffles the records so that the costly steps after
     reading spread over all workers even when there are fewer files than
-    workers.  ``validate=False`` skips matching at construction (for building
-    a graph where the inputs are not reachable, e.g. a template).
+    workers.  By default (None) it does so on every runner except the
+    DirectRunner, whose shuffle holds the whole PCollection in one process's
+    memory (memory would grow with the input) and whose few local workers the
+    files alone already spread over.  ``validate=False`` skips matching at
+    construction (for building a graph where the inputs are not reachable,
+    e.g. a template).
     """
 
     def __init__(
@@ -143,7 +156,7 @@ class ReadRecords(beam.PTransform):
         format: str = "auto",
         spec: formats.FieldSpec = formats.FieldSpec(),
         validate: bool = True,
-        redistribute: bool = True,
+        redistribute: bool | None = None,
     ):
         super().__init__()
         if format not in ("auto", *formats.EXTENSIONS.values()):
@@ -177,7 +190,10 @@ class ReadRecords(beam.PTransform):
             | "Parse" >> beam.ParDo(_ParseFile(self.format, self.spec)).with_outputs(DEAD_LETTER_TAG, main="records")
         )
         records = parsed.records
-        if self.redistribute:
+        redistribute = self.redistribute
+        if redistribute is None:
+            redistribute = not _shuffles_in_memory(pbegin.pipeline.runner)
+        if redistribute:
             records = records | "SpreadRecords" >> beam.Reshuffle()
         return records, parsed[DEAD_LETTER_TAG]
 

@@ -70,6 +70,7 @@ def test_graph_builds_and_serialises_under_dataflow_options(tmp_path, model):
     names = {t.unique_name for t in proto.components.transforms.values()}
     assert set(TOP_LEVEL) <= names
     assert any(name.startswith("Classify/") and "RunInference" in name for name in names)
+    assert "Read/SpreadRecords" in names, "records must be spread over Dataflow workers"
     restored = beam.Pipeline.from_runner_api(proto, pipeline.runner, options)
     assert {t.unique_name for t in restored.to_runner_api().components.transforms.values()} == names
     assert not (tmp_path / "out").exists(), "building the graph must not write outputs"

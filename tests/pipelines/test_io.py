@@ -26,6 +26,21 @@ def test_records_take_ids_and_fields_from_the_input(tmp_path):
         assert_that(dead, equal_to([]), label="NoDeadLetters")
 
 
+def _transform_names(pipeline: beam.Pipeline) -> set[str]:
+    return {t.unique_name for t in pipeline.to_runner_api().components.transforms.values()}
+
+
+def test_the_direct_runner_reads_without_holding_every_record_in_a_shuffle(tmp_path):
+    # Its in-memory shuffle would make a local run's memory grow with the input.
+    (tmp_path / "a.txt").write_text("hello\n")
+    direct = beam.Pipeline()
+    _ = direct | ReadRecords([str(tmp_path / "*.txt")])
+    assert not any("SpreadRecords" in name for name in _transform_names(direct))
+    forced = beam.Pipeline()
+    _ = forced | ReadRecords([str(tmp_path / "*.txt")], redistribute=True)
+    assert any("SpreadRecords" in name for name in _transform_names(forced))
+
+
 def test_input_patterns_may_be_repeated_or_comma_separated():
     assert split_patterns(["a/*.jsonl,b/*.csv", " c.txt "]) == ["a/*.jsonl", "b/*.csv", "c.txt"]
 
