@@ -16,7 +16,6 @@ exported as metrics (the padding ratio).
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 from typing import Mapping, NamedTuple, Sequence
 
@@ -24,8 +23,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from flaxmodel.config import EncoderConfig
 from flaxmodel import predictor
+from flaxmodel.config import EncoderConfig
 from pipelines.metrics import NAMESPACE
 from pipelines.options import OptionError
 from pipelines.tokenizing import Tokenized
@@ -64,9 +63,6 @@ class BatchGrid:
     @property
     def max_rows(self) -> int:
         return self.row_buckets[-1]
-
-    def bucket_length(self, length: int) -> int:
-        return self.length_buckets[bisect.bisect_left(self.length_buckets, length)]
 
     def check_record_fits(self, max_windows: int) -> None:
         """Raises :class:`OptionError` unless a record's ``max_windows`` windows fit the rows of one batch."""
