@@ -14,7 +14,7 @@ hands each chunk to ``Classifier.predict_ids``, which plans it into batches of
 the (rows, length) grid; torch pads the chunk to its longest text.  FLOPs count
 the matrix multiplications each side actually computed (two per multiply-add:
 the Q/K/V/output projections, the feed-forward pair, the two attention products
-and the pooler/classifier; ``flaxmodel.model.forward_flops``), on the padded
+and the pooler/classifier; ``flaxmodel.core.model.forward_flops``), on the padded
 shapes it really ran, ours with its last layer computed for the first token
 only, torch's in full; embeddings, norms, softmax and activations are not counted.
 As a ceiling for both, our process also times one jitted matrix multiplication
@@ -86,7 +86,7 @@ class OursRunner:
             jax.config.update("jax_compilation_cache_dir", spec.compilation_cache)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
             jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-        from flaxmodel.predictor import load_classifier
+        from flaxmodel import load_classifier
 
         start = time.perf_counter()
         clf = load_classifier(
@@ -143,7 +143,7 @@ class OursRunner:
         import jax
         import jax.numpy as jnp
 
-        from flaxmodel.predictor import DTYPES
+        from flaxmodel import DTYPES
 
         dtype, config = DTYPES[self.clf.dtype], self.clf.config
         a = jnp.ones((rows, config.hidden_size), dtype)
@@ -265,15 +265,15 @@ class Worker:
 
 def _prepare_models(args: argparse.Namespace, workdir: Path) -> tuple[Spec, Any]:
     """Where each side loads its weights from; converts ours for torch when transformers cannot load them."""
-    from flaxmodel.checkpoint import load_checkpoint, save_checkpoint
-    from flaxmodel.default_model import default_model_path, minilm_path
+    from flaxmodel import load_checkpoint, save_checkpoint
+    from flaxmodel import default_model_path, minilm_path
 
     labels = tuple(args.labels.split(",")) if args.labels else None
     if args.random_model:
         import jax
 
-        from flaxmodel.config import EncoderConfig
-        from flaxmodel.model import init_params
+        from flaxmodel.core.config import EncoderConfig
+        from flaxmodel.core.model import init_params
 
         raw = dict(RANDOM_MODELS[args.random_model], id2label=dict(enumerate(labels or ("a", "b", "c"))))
         config = EncoderConfig.from_hf_dict(raw, source=args.random_model)
@@ -322,7 +322,7 @@ def _chunks(order: Sequence[int], size: int) -> list[list[int]]:
 
 
 def _summarise(passes: list[dict], lengths: list[int], config: Any, n_texts: int, ours: bool) -> dict[str, Any]:
-    from flaxmodel.model import forward_flops
+    from flaxmodel.core.model import forward_flops
 
     best = min(passes, key=lambda p: p["seconds"])
     seconds = best["seconds"]
@@ -410,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             entry[side]["share_of_matmul_peak"] = entry[side]["effective_gflops"] / matmul_peak
         per_order[o] = entry
 
-    from flaxmodel.model import forward_flops
+    from flaxmodel.core.model import forward_flops
 
     head = "sorted" if "sorted" in per_order else orders[0]
     ours_head = per_order[head]["ours"]

@@ -158,7 +158,7 @@ def _count_outputs(output: Path) -> dict[str, int]:
 
 def _model_only(model: str | None, texts: list[str], max_length: int, batch_size: int, conn: Any) -> None:
     """Child process: the classifier alone on ``texts`` (warm-up pass first), as the pipeline's yardstick."""
-    from flaxmodel.predictor import load_classifier
+    from flaxmodel import load_classifier
 
     clf = load_classifier(model, batch_size=batch_size, max_length=max_length)
     start = time.perf_counter()

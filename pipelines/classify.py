@@ -11,7 +11,6 @@ that cannot work fails before any data is read.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Iterable, NamedTuple
 
 import apache_beam as beam
@@ -20,32 +19,12 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipelines import records as R
-from pipelines.batching import Batch, BatchByLength, BatchGrid
+from flaxmodel import ShapeGrid
+from pipelines.batching import Batch, BatchByLength
 from pipelines.handler import FlaxModelHandler, ModelSpec, inspect_model
 from pipelines.metrics import NAMESPACE
-from pipelines.options import AGGREGATIONS, OptionError
+from pipelines.options import AGGREGATIONS, ClassifySettings, OptionError
 from pipelines.tokenizing import TokenizeRecords
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassifySettings:
-    """The flags that shape classification; see :mod:`pipelines.options` for their meaning."""
-
-    model: str | None = None
-    max_length: int = 128
-    stride: int = 32
-    max_windows: int = 16
-    aggregate: str = "max"
-    batch_size: int = 64
-    max_batch_tokens: int = 0
-    sort_buffer: int = 4096
-    dtype: str = "float32"
-    compilation_cache_dir: str | None = None
-    max_payload_bytes: int = 1024
-
-    @classmethod
-    def from_options(cls, options) -> "ClassifySettings":
-        return cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(cls)})
 
 
 class Scored(NamedTuple):
@@ -67,7 +46,7 @@ def aggregate_windows(probabilities: np.ndarray, how: str) -> np.ndarray:
     raise ValueError(f"unknown aggregation {how!r}; use one of {AGGREGATIONS}")
 
 
-def _check(settings: ClassifySettings, spec: ModelSpec) -> BatchGrid:
+def _check(settings: ClassifySettings, spec: ModelSpec) -> ShapeGrid:
     if settings.aggregate not in AGGREGATIONS:
         raise OptionError(f"--aggregate {settings.aggregate}: use one of {', '.join(AGGREGATIONS)}")
     if not 0 <= settings.stride < spec.content_length:
@@ -83,8 +62,13 @@ def _check(settings: ClassifySettings, spec: ModelSpec) -> BatchGrid:
         raise OptionError("--sort_buffer must be at least 1")
     if settings.max_batch_tokens < 0:
         raise OptionError("--max_batch_tokens must be 0 (automatic) or positive")
-    grid = BatchGrid.for_model(spec.config, spec.max_length, settings.batch_size, settings.max_batch_tokens)
-    grid.check_record_fits(settings.max_windows)
+    grid = ShapeGrid.for_model(spec.config, spec.max_length, settings.batch_size, settings.max_batch_tokens)
+    if settings.max_windows > grid.max_rows:
+        # A record's windows share one batch, so they must fit its rows.
+        raise OptionError(
+            f"a record may have --max_windows {settings.max_windows} windows, more than the {grid.max_rows} rows of "
+            "one batch (--batch_size); lower --max_windows or raise --batch_size"
+        )
     return grid
 
 

@@ -15,13 +15,9 @@ from typing import Any, Callable, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from flaxmodel.checkpoint import CheckpointError
-from flaxmodel.config import ConfigError
-from flaxmodel.tokenizer import TokenizerError
+from flaxmodel import ModerationError
 from pipelines.metrics import Summary, summarize
-from pipelines.options import OptionError
 
-CONFIGURATION_ERRORS = (OptionError, CheckpointError, ConfigError, TokenizerError, FileNotFoundError)
 EXIT_CONFIGURATION_ERROR = 2
 
 
@@ -34,7 +30,7 @@ def run_pipeline(
     pipeline = beam.Pipeline(options=options)
     try:
         graph = build(pipeline, options)
-    except CONFIGURATION_ERRORS as err:
+    except ModerationError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return None
     start = time.perf_counter()

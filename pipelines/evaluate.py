@@ -19,6 +19,7 @@ every dead letter is counted by reason in the report.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import io
 import json
 import sys
@@ -29,19 +30,17 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from flaxmodel.data import parse_label
-from flaxmodel.metrics import evaluate, thresholds_for_precision
+from flaxmodel.inference.metrics import evaluate, parse_label, thresholds_for_precision
 from pipelines import records as R
 from pipelines.classify import ClassifyRecords
 from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
 from pipelines.formats import FieldSpec
 from pipelines.io import ReadRecords, WriteParquet, split_patterns
 from pipelines.options import ModerationOptions, OptionError
-from pipelines.outputs import DEAD_LETTER_SCHEMA, dead_letter_row
+from pipelines.outputs import DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA, check_output, dead_letter_row
 
 REPORT_FILE = "report.json"
 CONFUSION_PNG = "confusion_matrix.png"
-DEAD_LETTER_NAME = "dead_letter"
 DEAD_LETTER_TAG = "dead_letter"
 
 
@@ -186,17 +185,15 @@ def _write_outputs(collected, dead_letters: Mapping[str, int], *, directory: str
     return report
 
 
-def check_output(directory: str) -> None:
-    pattern = FileSystems.join(directory, f"{DEAD_LETTER_NAME}-*.parquet")
-    existing = [m.path for result in FileSystems.match([pattern]) for m in result.metadata_list]
-    if existing:
-        raise OptionError(f"--output {directory}: already holds {existing[0]} from an earlier run; remove it or pick another directory")
-
-
 def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool = True) -> EvaluationGraph:
     """Adds the evaluation graph to ``pipeline``; raises before any data is read if a flag cannot work."""
     opts = options.view_as(ModerationOptions)
     opts.check_required()
+    if importlib.util.find_spec("matplotlib") is None:
+        raise OptionError(
+            f"moderate-evaluate draws {CONFUSION_PNG} with matplotlib, which is not installed: "
+            "pip install 'moderation-engine[train]'"
+        )
     eval_opts = options.view_as(EvaluateOptions)
     target = eval_opts.target_precision
     if not 0.0 < target <= 1.0:
@@ -215,7 +212,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     classify = ClassifyRecords.from_options(opts)
     labels = classify.labels
     if validate:
-        check_output(opts.output)
+        check_output(opts.output, (DEAD_LETTER_NAME,))
 
     records, read_failures = pipeline | "Read" >> read
     checked = records | "CheckLabels" >> beam.ParDo(

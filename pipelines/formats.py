@@ -30,6 +30,7 @@ from pipelines import records as R
 from pipelines.metrics import NAMESPACE
 
 TEXT, JSONL, CSV, PARQUET = "text", "jsonl", "csv", "parquet"
+FORMATS = (TEXT, JSONL, CSV, PARQUET)
 EXTENSIONS = {
     ".txt": TEXT,
     ".text": TEXT,

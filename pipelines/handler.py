@@ -23,8 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from flaxmodel.config import EncoderConfig
-from flaxmodel.predictor import Classifier, load_classifier
+from flaxmodel import Classifier, EncoderConfig, load_classifier
 from pipelines.batching import Batch
 from pipelines.metrics import NAMESPACE
 
@@ -101,7 +100,7 @@ class FlaxModelHandler(ModelHandler[Batch, PredictionResult, Classifier]):
         tag = model_id(model.name, model.weights_hash)
         for element in batch:
             windows = [window for item in element.items for window in item.windows]
-            ids, mask = model.pad(windows, element.length, element.rows)
+            ids, mask = model.pad(windows, element.rows, element.length)
             yield PredictionResult(element, model.predict_padded(ids, mask)[: len(windows)], tag)
 
     def batch_elements_kwargs(self) -> Mapping[str, Any]:

@@ -23,19 +23,22 @@ import sys
 from typing import Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.classify import ClassifyRecords
 from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
 from pipelines.io import ReadRecords, WriteParquet
-from pipelines.options import ModerationOptions, OptionError
-from pipelines.outputs import DEAD_LETTER_SCHEMA, dead_letter_row, label_row, labels_schema
+from pipelines.options import ModerationOptions
+from pipelines.outputs import (
+    DEAD_LETTER_NAME,
+    DEAD_LETTER_SCHEMA,
+    LABELS_NAME,
+    check_output,
+    dead_letter_row,
+    label_row,
+    labels_schema,
+)
 from pipelines.thresholds import parse_thresholds
-
-LABELS_NAME = "labels"
-DEAD_LETTER_NAME = "dead_letter"
-
 
 @dataclasses.dataclass(frozen=True)
 class ModerationGraph:
@@ -46,14 +49,6 @@ class ModerationGraph:
     label_rows: beam.PCollection
     dead_letters: beam.PCollection
     labels: tuple[str, ...]
-
-
-def check_output(directory: str) -> None:
-    """Refuses a directory holding outputs of an earlier run: new and old shards would mix under one glob."""
-    patterns = [FileSystems.join(directory, f"{name}-*.parquet") for name in (LABELS_NAME, DEAD_LETTER_NAME)]
-    existing = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
-    if existing:
-        raise OptionError(f"--output {directory}: already holds {existing[0]} from an earlier run; remove it or pick another directory")
 
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool = True) -> ModerationGraph:
@@ -73,7 +68,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     keep_fields = read.spec.keep_fields
     schema = labels_schema(labels, keep_text=opts.keep_text, keep_fields=keep_fields)
     if validate:
-        check_output(opts.output)
+        check_output(opts.output, (LABELS_NAME, DEAD_LETTER_NAME))
 
     records, read_failures = pipeline | "Read" >> read
     scored, inference_failures = records | "Classify" >> classify

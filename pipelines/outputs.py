@@ -29,12 +29,16 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines.classify import Scored
 from pipelines.options import OptionError
 from pipelines.records import DeadLetter
 from pipelines.thresholds import is_flagged
 
+# Output file name prefixes: DIR/labels-*.parquet and DIR/dead_letter-*.parquet.
+LABELS_NAME = "labels"
+DEAD_LETTER_NAME = "dead_letter"
 FIXED_COLUMNS = ("id", "label", "score", "flagged", "num_tokens", "num_windows", "truncated", "model", "text")
 
 DEAD_LETTER_SCHEMA = pa.schema(
@@ -105,3 +109,13 @@ def label_row(
 
 def dead_letter_row(dead: DeadLetter) -> dict:
     return dead._asdict()
+
+
+def check_output(directory: str, names: Sequence[str]) -> None:
+    """Refuses a directory holding outputs of an earlier run: new and old shards would mix under one glob."""
+    patterns = [FileSystems.join(directory, f"{name}-*.parquet") for name in names]
+    existing = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
+    if existing:
+        raise OptionError(
+            f"--output {directory}: already holds {existing[0]} from an earlier run; remove it or pick another directory"
+        )

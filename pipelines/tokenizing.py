@@ -21,8 +21,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils import shared
 
-from flaxmodel.default_model import default_model_path
-from flaxmodel.tokenizer import TextEncoder
+from flaxmodel import TextEncoder, default_model_path
 from pipelines.metrics import NAMESPACE
 from pipelines.records import Record
 

@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from flaxmodel.default_model import minilm_path  # noqa: E402
+from flaxmodel.ckpts.default_model import minilm_path  # noqa: E402
 from tests.fixtures import make_tiny_checkpoint  # noqa: E402
 
 torch.set_num_threads(2)

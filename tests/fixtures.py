@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
 from tokenizers.processors import RobertaProcessing
 
-from flaxmodel.config import EncoderConfig
+from flaxmodel.core.config import EncoderConfig
 
 LABELS = ("hate", "offensive", "neither")
 

@@ -126,3 +126,12 @@ def test_setup_file_stages_every_module_and_the_default_model(tmp_path):
     in_wheel = set(zipfile.ZipFile(wheel).namelist())
     assert expected <= in_wheel, sorted(expected - in_wheel)
     assert not any(name.startswith(("tests/", "deploy/")) for name in in_wheel)
+
+
+def test_training_libraries_are_an_extra_not_a_runtime_requirement(setup_kwargs):
+    runtime = {re.split(r"[=<>\[]", r)[0] for r in setup_kwargs["install_requires"]}
+    extras = setup_kwargs["extras_require"]
+    training = {"optax", "orbax-checkpoint", "tqdm", "matplotlib"}
+    assert not runtime & training, "the moderation job and Dataflow workers must not need training libraries"
+    assert {re.split(r"[=<>\[]", r)[0] for r in extras["train"]} == training
+    assert set(extras["train"]) <= set(extras["test"]), "make test installs the test extra: it must train too"

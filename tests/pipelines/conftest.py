@@ -19,9 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flaxmodel.checkpoint import load_checkpoint, save_checkpoint
-from flaxmodel.default_model import minilm_path
-from flaxmodel.tokenizer import TOKENIZER_FILE
+from flaxmodel import load_checkpoint, minilm_path, save_checkpoint
+from flaxmodel.inference.tokenizer import TOKENIZER_FILE
 
 LABELS = ("hate", "offensive", "neither")
 # Flags that keep the end-to-end runs small: short windows, so few shapes to compile.

@@ -6,12 +6,19 @@ import random
 
 import pytest
 
-from pipelines.batching import BatchGrid, plan_batches
-from pipelines.options import OptionError
+from flaxmodel import ShapeGrid
+from pipelines.batching import plan_record_batches
 from tests.fixtures import minilm_shaped_config
 
 CONFIG = minilm_shaped_config()
-GRID = BatchGrid.for_model(CONFIG, max_length=128, batch_size=64)
+
+
+def _grid(max_tokens: int | None = None) -> ShapeGrid:
+    """The MiniLM grid for 128-token windows and 64 rows; ``None``: a budget no batch reaches."""
+    return ShapeGrid.for_model(CONFIG, max_length=128, batch_size=64, max_tokens=max_tokens or 10**9)
+
+
+GRID = _grid()
 
 
 def _random_records(seed: int, count: int) -> list[list[int]]:
@@ -27,7 +34,7 @@ def _random_records(seed: int, count: int) -> list[list[int]]:
 @pytest.mark.parametrize("max_cells", [None, 1024, 4096])
 def test_every_record_lands_whole_in_one_batch_of_a_grid_shape_within_budget(seed, max_cells):
     records = _random_records(seed, 300)
-    plans = plan_batches(records, GRID, max_cells)
+    plans = plan_record_batches(records, _grid(max_cells))
     placed = sorted(i for members, _, _ in plans for i in members)
     assert placed == list(range(len(records)))
     for members, rows, length in plans:
@@ -39,23 +46,18 @@ def test_every_record_lands_whole_in_one_batch_of_a_grid_shape_within_budget(see
 
 
 def test_short_texts_fill_batches_of_short_buckets():
-    plans = plan_batches([[10]] * 64 + [[100]] * 8, GRID)
+    plans = plan_record_batches([[10]] * 64 + [[100]] * 8, GRID)
     short, long = (min(b for b in GRID.length_buckets if b >= n) for n in (10, 100))
     assert short < long
     assert [(len(m), rows, length) for m, rows, length in plans] == [(64, 64, short), (8, 8, long)]
 
 
 def test_the_token_budget_caps_the_rows_of_long_batches():
-    plans = plan_batches([[128]] * 40, GRID, max_cells=4096)
+    plans = plan_record_batches([[128]] * 40, _grid(4096))
     assert [(len(m), rows, length) for m, rows, length in plans] == [(32, 32, 128), (8, 8, 128)]
 
 
 def test_a_record_bigger_than_the_budget_still_gets_a_batch_of_its_own():
-    plans = plan_batches([[20]] * 8 + [[128] * 16], GRID, max_cells=1024)
+    plans = plan_record_batches([[20]] * 8 + [[128] * 16], _grid(1024))
     assert [(sorted(m), rows, length) for m, rows, length in plans] == [(list(range(8)), 8, 20), ([8], 16, 128)]
 
-
-def test_max_windows_beyond_the_batch_rows_is_refused_up_front():
-    GRID.check_record_fits(16)
-    with pytest.raises(OptionError, match="--max_windows 16.*--batch_size"):
-        BatchGrid.for_model(CONFIG, 128, 8).check_record_fits(16)

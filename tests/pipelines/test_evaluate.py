@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from flaxmodel.metrics import confusion_matrix, scores, thresholds_for_precision
-from flaxmodel.predictor import load_classifier
+from flaxmodel.inference.metrics import confusion_matrix, scores, thresholds_for_precision
+from flaxmodel.inference.predictor import load_classifier
 from pipelines import evaluate
 from tests.pipelines.conftest import LABELS, MAX_LENGTH, STRIDE
 

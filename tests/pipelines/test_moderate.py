@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from flaxmodel.predictor import Classifier, load_classifier
+from flaxmodel.inference.predictor import Classifier, load_classifier
 from pipelines import moderate
 from pipelines.outputs import DEAD_LETTER_SCHEMA, labels_schema
 from tests.pipelines.conftest import LABELS, MAX_LENGTH, MAX_WINDOWS, STRIDE, Shards

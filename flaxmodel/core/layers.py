@@ -1,0 +1,184 @@
+"""Encoder building blocks shared by every architecture (BERT, RoBERTa, DistilBERT).
+
+All three are the same post-layer-norm transformer; they differ only in weight
+names, position ids, token types and the classification head, which live in
+``bert.py``, ``roberta.py`` and ``distilbert.py``.  Written in Flax Linen rather
+than NNX on purpose: Linen keeps parameters as a plain pytree outside the module,
+which is exactly the pure ``apply(params, input_ids, attention_mask)`` contract the
+Beam workers share between threads, and what checkpoint conversion, LoRA merging
+and orbax checkpointing manipulate directly.  ``dtype`` is the compute dtype;
+parameters stay float32 and layer norms and softmax run in float32 either way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flaxmodel.core.config import EncoderConfig
+
+
+def _gelu_exact(x: jax.Array) -> jax.Array:
+    # torch's formula; jax.nn.gelu(approximate=False) goes through erfc, whose
+    # piecewise expansion costs several times more per element on CPU.
+    return 0.5 * x * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+def _gelu_tanh(x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x, approximate=True)
+
+
+def _quick_gelu(x: jax.Array) -> jax.Array:
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+# Names as transformers' ACT2FN spells them.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu": _gelu_exact,
+    "gelu_new": _gelu_tanh,
+    "gelu_fast": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "quick_gelu": _quick_gelu,
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "tanh": jnp.tanh,
+}
+
+
+def dense(features: int, config: EncoderConfig, dtype: jnp.dtype, name: str) -> nn.Dense:
+    return nn.Dense(
+        features,
+        dtype=dtype,
+        kernel_init=nn.initializers.normal(config.initializer_range),
+        name=name,
+    )
+
+
+def layer_norm(config: EncoderConfig, name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=jnp.float32, name=name)
+
+
+class Embeddings(nn.Module):
+    """Word + position (+ token type) embeddings, then layer norm and dropout."""
+
+    config: EncoderConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, input_ids: jax.Array, position_ids: jax.Array, deterministic: bool) -> jax.Array:
+        cfg = self.config
+        init = nn.initializers.normal(cfg.initializer_range)
+        x = nn.Embed(cfg.vocab_size, cfg.hidden_size, embedding_init=init, name="word")(input_ids)
+        x = x + nn.Embed(cfg.max_position_embeddings, cfg.hidden_size, embedding_init=init, name="position")(
+            position_ids
+        )
+        if cfg.type_vocab_size:
+            # Single-text classification: every token has type 0, so add that one row.
+            token_type = nn.Embed(cfg.type_vocab_size, cfg.hidden_size, embedding_init=init, name="token_type")
+            x = x + token_type.embedding[0]
+        x = layer_norm(cfg, "norm")(x)
+        x = nn.Dropout(cfg.hidden_dropout)(x, deterministic=deterministic)
+        return x.astype(self.dtype)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention with an additive padding mask.
+
+    ``queries`` attends from ``x[:, :queries]`` only (all positions when None):
+    keys and values still come from every position.
+    """
+
+    config: EncoderConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, mask_bias: jax.Array, deterministic: bool, queries: int | None = None
+    ) -> jax.Array:
+        cfg = self.config
+        batch = x.shape[0]
+
+        def heads(t: jax.Array) -> jax.Array:
+            # [batch, heads, length, head_dim]: both attention products become plain
+            # batched matmuls, which XLA's CPU backend runs faster than the einsums
+            # with heads in the middle (it transposed around each of them anyway).
+            return t.reshape(batch, t.shape[1], cfg.num_heads, cfg.head_dim).transpose(0, 2, 1, 3)
+
+        q = heads(dense(cfg.hidden_size, cfg, self.dtype, "query")(x[:, :queries]))
+        k = heads(dense(cfg.hidden_size, cfg, self.dtype, "key")(x))
+        v = heads(dense(cfg.hidden_size, cfg, self.dtype, "value")(x))
+        scores = jnp.matmul(q, k.transpose(0, 1, 3, 2)).astype(jnp.float32) / math.sqrt(cfg.head_dim)
+        weights = jax.nn.softmax(scores + mask_bias, axis=-1).astype(self.dtype)
+        weights = nn.Dropout(cfg.attention_dropout)(weights, deterministic=deterministic)
+        context = jnp.matmul(weights, v).transpose(0, 2, 1, 3).reshape(batch, q.shape[2], cfg.hidden_size)
+        return dense(cfg.hidden_size, cfg, self.dtype, "output")(context)
+
+
+class FeedForward(nn.Module):
+    config: EncoderConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cfg = self.config
+        h = ACTIVATIONS[cfg.hidden_act](dense(cfg.intermediate_size, cfg, self.dtype, "intermediate")(x))
+        return dense(cfg.hidden_size, cfg, self.dtype, "output")(h)
+
+
+class TransformerLayer(nn.Module):
+    """Post-layer-norm block: x + attention -> norm -> x + feed-forward -> norm.
+
+    With ``queries`` set, only the first ``queries`` positions are computed and returned.
+    """
+
+    config: EncoderConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, mask_bias: jax.Array, deterministic: bool, queries: int | None = None
+    ) -> jax.Array:
+        cfg = self.config
+        dropout = nn.Dropout(cfg.hidden_dropout)
+        h = SelfAttention(cfg, self.dtype, name="attention")(x, mask_bias, deterministic, queries)
+        x = x[:, :queries]
+        x = layer_norm(cfg, "attention_norm")(x + dropout(h, deterministic=deterministic)).astype(self.dtype)
+        h = FeedForward(cfg, self.dtype, name="ffn")(x)
+        return layer_norm(cfg, "ffn_norm")(x + dropout(h, deterministic=deterministic)).astype(self.dtype)
+
+
+class Encoder(nn.Module):
+    """Embeddings and the layer stack; returns the last hidden states ``[batch, length, hidden]``.
+
+    ``first_token_only`` computes the last layer for the first position alone and
+    returns ``[batch, 1, hidden]``: all a classification head reads.  Its keys and
+    values still see every token, so that row is exactly what the full stack gives,
+    while the last layer's queries, output projection, feed-forward and norms run
+    on one row per text instead of ``length`` (a sixth of MiniLM-L6's FLOPs saved).
+    """
+
+    config: EncoderConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        position_ids: jax.Array,
+        deterministic: bool = True,
+        first_token_only: bool = False,
+    ) -> jax.Array:
+        x = Embeddings(self.config, self.dtype, name="embeddings")(input_ids, position_ids, deterministic)
+        # Additive bias, finite so that an all-padding row (batch filler) stays NaN-free.
+        mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
+        last = self.config.num_layers - 1
+        for i in range(self.config.num_layers):
+            queries = 1 if first_token_only and i == last else None
+            x = TransformerLayer(self.config, self.dtype, name=f"layer_{i}")(x, mask_bias, deterministic, queries)
+        return x

@@ -1,0 +1,94 @@
+"""LoRA adapters as a pure transform of the parameter tree: the math only, no files.
+
+A low-rank adapter adds ``scale * a @ b`` (``a: [in, rank]``, ``b: [rank, out]``,
+``scale = alpha / rank``) to the kernel of a chosen dense layer.  Nothing in the
+model knows about it: :func:`merge` returns an ordinary parameter tree, so the
+training loss differentiates through ``apply(merge(base, adapters), ...)`` with
+the base frozen, and a loaded adapter is merged once into its base encoder so
+inference costs exactly what the base model costs.
+
+Their saved form (adapter folders) lives in :mod:`flaxmodel.ckpts.adapters`,
+which imports this module, never the reverse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from flaxmodel.core.model import Params
+from flaxmodel.errors import ConfigError
+
+# Dense modules of the shared encoder layer; "output" names both the attention
+# and the feed-forward output projection, "attention.output" / "ffn.output" one of them.
+DENSE_MODULES = ("query", "key", "value", "output", "intermediate")
+
+Adapters = dict
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraConfig:
+    rank: int = 8
+    alpha: float = 16.0
+    targets: tuple[str, ...] = DENSE_MODULES
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise ConfigError(f"LoRA rank must be at least 1, got {self.rank}")
+        if not self.targets:
+            raise ConfigError("LoRA needs at least one target module, e.g. query,value")
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
+def _matches(path: tuple[str, ...], target: str) -> bool:
+    parts = tuple(target.split("."))
+    return path[-len(parts) :] == parts
+
+
+def target_paths(params: Params, lora: LoraConfig) -> list[tuple[str, ...]]:
+    """Module paths of the encoder's dense layers the adapters attach to."""
+    modules = sorted(
+        path[:-1]
+        for path in traverse_util.flatten_dict(params)
+        if path[0] == "encoder" and path[-1] == "kernel"
+    )
+    chosen = [m for m in modules if any(_matches(m, t) for t in lora.targets)]
+    unknown = [t for t in lora.targets if not any(_matches(m, t) for m in modules)]
+    if unknown:
+        names = sorted({m[-1] for m in modules} | {".".join(m[-2:]) for m in modules})
+        raise ConfigError(f"LoRA target modules {unknown} match no dense layer; choose from {names}")
+    return chosen
+
+
+def init_adapters(params: Params, lora: LoraConfig, rng: jax.Array) -> Adapters:
+    """Fresh adapters: ``a`` Kaiming-uniform, ``b`` zero, so the merged model starts as the base."""
+    flat = traverse_util.flatten_dict(params)
+    out = {}
+    paths = target_paths(params, lora)
+    for path, key in zip(paths, jax.random.split(rng, len(paths))):
+        fan_in, fan_out = flat[(*path, "kernel")].shape
+        bound = float(np.sqrt(6.0 / fan_in))
+        out[(*path, "lora_a")] = jax.random.uniform(key, (fan_in, lora.rank), jnp.float32, -bound, bound)
+        out[(*path, "lora_b")] = jnp.zeros((lora.rank, fan_out), jnp.float32)
+    return traverse_util.unflatten_dict(out)
+
+
+def merge(params: Params, adapters: Adapters, scale: float) -> Params:
+    """``params`` with ``scale * a @ b`` added to each adapted kernel; differentiable in both."""
+    if not adapters:
+        return params
+    flat = dict(traverse_util.flatten_dict(params))
+    factors = traverse_util.flatten_dict(adapters)
+    for path, a in factors.items():
+        if path[-1] != "lora_a":
+            continue
+        module = path[:-1]
+        flat[(*module, "kernel")] = flat[(*module, "kernel")] + scale * (a @ factors[(*module, "lora_b")])
+    return traverse_util.unflatten_dict(flat)

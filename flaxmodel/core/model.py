@@ -1,0 +1,107 @@
+"""The sequence classifier and the pure functions that run it.
+
+``SequenceClassifier`` composes the shared :class:`~flaxmodel.core.layers.Encoder` with
+the architecture's head.  :func:`apply` is the pure core every caller uses:
+``apply(params, input_ids, attention_mask) -> logits`` with no state besides its
+arguments, so it can be jitted, vmapped, differentiated or shared by threads.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flaxmodel.core.architecture import Architecture
+from flaxmodel.core.bert import BERT
+from flaxmodel.core.config import EncoderConfig
+from flaxmodel.core.distilbert import DISTILBERT
+from flaxmodel.core.layers import Encoder
+from flaxmodel.core.roberta import ROBERTA
+
+ARCHITECTURES: dict[str, Architecture] = {arch.name: arch for arch in (BERT, ROBERTA, DISTILBERT)}
+
+Params = dict
+
+
+class SequenceClassifier(nn.Module):
+    config: EncoderConfig
+    dtype: jnp.dtype = jnp.float32
+
+    def setup(self) -> None:
+        self.arch = ARCHITECTURES[self.config.architecture]
+        self.encoder = Encoder(self.config, self.dtype)
+        self.head = self.arch.head(self.config, self.dtype)
+
+    def encode(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        deterministic: bool = True,
+        first_token_only: bool = False,
+    ) -> jax.Array:
+        position_ids = self.arch.position_ids(input_ids, self.config)
+        return self.encoder(input_ids, attention_mask, position_ids, deterministic, first_token_only)
+
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, deterministic: bool = True) -> jax.Array:
+        # Every head reads the first token's hidden state only; the rest of the last layer is skipped.
+        hidden = self.encode(input_ids, attention_mask, deterministic, first_token_only=True)
+        return self.head(hidden, deterministic).astype(jnp.float32)
+
+
+def init_params(config: EncoderConfig, rng: jax.Array) -> Params:
+    """Randomly initialised parameters (float32) in the layout checkpoints load into."""
+    ids = jnp.zeros((1, 8), jnp.int32)
+    return SequenceClassifier(config).init(rng, ids, jnp.ones_like(ids))["params"]
+
+
+def apply(
+    params: Params,
+    input_ids: jax.Array,
+    attention_mask: jax.Array,
+    *,
+    config: EncoderConfig,
+    dtype: jnp.dtype = jnp.float32,
+) -> jax.Array:
+    """Logits ``[batch, num_labels]`` (float32) of a padded batch; inference mode."""
+    return SequenceClassifier(config, dtype).apply({"params": params}, input_ids, attention_mask)
+
+
+def hidden_states(
+    params: Params,
+    input_ids: jax.Array,
+    attention_mask: jax.Array,
+    *,
+    config: EncoderConfig,
+    dtype: jnp.dtype = jnp.float32,
+) -> jax.Array:
+    """Last-layer hidden states ``[batch, length, hidden]`` of the encoder."""
+    model = SequenceClassifier(config, dtype)
+    return model.apply({"params": params}, input_ids, attention_mask, method=SequenceClassifier.encode)
+
+
+def forward_flops(config: EncoderConfig, rows: int, length: int, first_token_only: bool = True) -> int:
+    """Matrix-multiply FLOPs (two per multiply-add) of one classifier forward pass over a ``[rows, length]`` batch.
+
+    Counts the Q/K/V/output projections, the feed-forward pair, the two attention
+    products and the head's dense layers; embeddings, norms, softmax and
+    activations are left out (a few percent at these sizes).  Padding counts: it
+    is computed like any other token.  ``first_token_only`` counts the last layer
+    as :class:`SequenceClassifier` runs it (keys and values for every token, the
+    rest for the first one); ``False`` counts a full last layer, as transformers runs it.
+    """
+    hidden, inter = config.hidden_size, config.intermediate_size
+    attention = 4 * length * hidden  # scores and context, per query position
+    full_layer = length * (8 * hidden * hidden + 4 * hidden * inter + attention)
+    last_layer = (
+        length * 4 * hidden * hidden + 4 * hidden * hidden + 4 * hidden * inter + attention
+        if first_token_only
+        else full_layer
+    )
+    head = 2 * hidden * hidden + 2 * hidden * config.num_labels
+    return rows * ((config.num_layers - 1) * full_layer + last_layer + head)
+
+
+def probabilities(logits: jax.Array, config: EncoderConfig) -> jax.Array:
+    """Softmax for single-label problems, independent sigmoids for multi-label ones."""
+    return jax.nn.sigmoid(logits) if config.multi_label else jax.nn.softmax(logits, axis=-1)

@@ -1,0 +1,1 @@
+"""Inference: tokenizer, shape grid and batch planner, the jitted Classifier, metric math."""

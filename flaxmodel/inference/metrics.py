@@ -1,0 +1,123 @@
+"""Classification metrics as plain numpy: labels, confusion matrix, per-class scores, thresholds.
+
+Shared by training (model selection by macro F1) and the evaluation pipeline's
+report, so both score a model the same way.  Definitions follow scikit-learn's:
+rows of the confusion matrix are true labels, columns predictions; a class with
+no predicted (or no true) rows has precision (or recall) 0; macro F1 averages
+classes equally, weighted F1 by support.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def confusion_matrix(true_ids: Sequence[int], predicted_ids: Sequence[int], num_labels: int) -> np.ndarray:
+    """``[num_labels, num_labels]`` counts, row = true label, column = predicted."""
+    true_ids = np.asarray(true_ids, dtype=np.int64)
+    predicted_ids = np.asarray(predicted_ids, dtype=np.int64)
+    if true_ids.shape != predicted_ids.shape:
+        raise ValueError(f"{true_ids.shape[0]} true labels but {predicted_ids.shape[0]} predictions")
+    flat = np.bincount(true_ids * num_labels + predicted_ids, minlength=num_labels * num_labels)
+    return flat.reshape(num_labels, num_labels)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    return np.divide(numerator, denominator, out=np.zeros(numerator.shape, np.float64), where=denominator > 0)
+
+
+def scores(matrix: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro / weighted F1 and per-class precision, recall, F1, support."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    if matrix.shape != (len(labels), len(labels)):
+        raise ValueError(f"confusion matrix shape {matrix.shape} does not fit {len(labels)} labels")
+    hits = np.diag(matrix).astype(np.float64)
+    support = matrix.sum(axis=1)
+    precision = _ratio(hits, matrix.sum(axis=0).astype(np.float64))
+    recall = _ratio(hits, support.astype(np.float64))
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    total = int(support.sum())
+    return {
+        "accuracy": float(hits.sum() / total) if total else 0.0,
+        "macro_f1": float(f1.mean()),
+        "weighted_f1": float((f1 * support).sum() / total) if total else 0.0,
+        "num_examples": total,
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(labels)
+        },
+        "labels": list(labels),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def evaluate(true_ids: Sequence[int], probabilities: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """:func:`scores` of the arg-max predictions of ``probabilities [n, num_labels]``."""
+    predicted = np.asarray(probabilities).argmax(axis=1) if len(true_ids) else np.zeros(0, np.int64)
+    return scores(confusion_matrix(true_ids, predicted, len(labels)), labels)
+
+
+def threshold_for_precision(is_positive: np.ndarray, score: np.ndarray, target: float) -> dict[str, Any]:
+    """Lowest score threshold whose flagged set reaches ``target`` precision.
+
+    Flagging every row with ``score >= threshold``, the threshold with the most
+    recall among those at or above the target precision; ``threshold`` is None
+    when no threshold reaches it.
+    """
+    is_positive = np.asarray(is_positive, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    positives = int(is_positive.sum())
+    order = np.argsort(-score, kind="stable")
+    sorted_scores = score[order]
+    true_flags = np.cumsum(is_positive[order])
+    # Only the last row of a run of tied scores is a real cut: ties are flagged together.
+    cuts = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True]) if len(score) else np.zeros(0, int)
+    precision = true_flags[cuts] / (cuts + 1)
+    reaching = np.flatnonzero(precision >= target)
+    if not positives or not len(reaching):
+        return {"threshold": None, "precision": None, "recall": None, "flagged": 0}
+    best = cuts[reaching[-1]]
+    return {
+        "threshold": float(sorted_scores[best]),
+        "precision": float(true_flags[best] / (best + 1)),
+        "recall": float(true_flags[best] / positives),
+        "flagged": int(best + 1),
+    }
+
+
+def thresholds_for_precision(
+    true_ids: Sequence[int], probabilities: np.ndarray, labels: Sequence[str], target: float
+) -> dict[str, dict[str, Any]]:
+    """Per class (one against the rest): the probability threshold for ``target`` precision."""
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"target precision must be in (0, 1], got {target}")
+    true_ids = np.asarray(true_ids)
+    probabilities = np.asarray(probabilities).reshape(len(true_ids), len(labels))
+    return {
+        name: threshold_for_precision(true_ids == i, probabilities[:, i], target) for i, name in enumerate(labels)
+    }
+
+
+def is_label_id(value: Any) -> bool:
+    """Whether a raw label is an integer id (``2``, ``"2"``) rather than a name."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, str) and value.strip().lstrip("-").isdigit()
+
+
+def parse_label(value: Any, labels: Sequence[str]) -> int | None:
+    """The id of a label given as an id (``2``, ``"2"``) or a name (``"neither"``); None if neither."""
+    if is_label_id(value):
+        return int(value) if 0 <= int(value) < len(labels) else None
+    if isinstance(value, str) and value.strip() in labels:
+        return list(labels).index(value.strip())
+    return None

@@ -1,0 +1,42 @@
+"""Fine-tuning: turning labeled text and a checkpoint folder into a model folder the predictor loads.
+
+Starts from any folder :func:`~flaxmodel.ckpts.loader.load_checkpoint` reads
+(default: the MiniLM encoder with a fresh head) and trains either every
+parameter or LoRA adapters plus the head and, optionally, the layer norms, with
+AdamW under linear warm-up and decay, dropout, gradient clipping and optional
+class weights.  ``python -m flaxmodel.training --help`` lists the settings.
+
+Modules, each importing only those before it:
+
+- ``data``: labeled-data readers (CSV, JSONL, Parquet, TweetEval);
+- ``config``: :class:`TrainConfig`, the settings, declared once as flags;
+- ``batches``: the data order of each epoch, class weights, padded batches;
+- ``state``: :class:`TrainState` and the pure jitted train and predict steps;
+- ``run_dir``: a run directory's settings file, orbax checkpoints, metrics log;
+- ``prepare``: data, tokens, model and initial state of a run;
+- ``export`` and ``evaluation``: model folders, and the end-of-epoch scores and ``best/`` export;
+- ``loop``: :func:`train`, the driver;
+- ``cli`` / ``__main__``: the ``flaxmodel-train`` command line.
+
+Its libraries (optax, orbax-checkpoint, tqdm) are the ``[train]`` extra; nothing
+outside this package imports them, or it.
+"""
+
+from flaxmodel.training.cli import build_parser, main
+from flaxmodel.training.config import TrainConfig
+from flaxmodel.training.data import LABELED_FORMATS, LabeledData, read_labeled
+from flaxmodel.training.loop import TrainResult, train
+from flaxmodel.training.state import TrainState, train_step
+
+__all__ = [
+    "LABELED_FORMATS",
+    "LabeledData",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "build_parser",
+    "main",
+    "read_labeled",
+    "train",
+    "train_step",
+]

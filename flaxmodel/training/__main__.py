@@ -1,0 +1,8 @@
+"""``python -m flaxmodel.training`` and the ``flaxmodel-train`` console script (see :mod:`~flaxmodel.training.cli`)."""
+
+from flaxmodel.training.cli import main
+
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    main()

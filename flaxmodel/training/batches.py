@@ -1,0 +1,121 @@
+"""What one training step eats: the data order of each epoch, class weights and padded batches.
+
+The order of an epoch is a function of the seed and the epoch alone, so a
+resumed run sees exactly the batches an uninterrupted one would.  Batches group
+texts of similar length and are padded by :func:`flaxmodel.inference.shapes.pad_batch`
+to the grid's length buckets, so the train step compiles once per bucket.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import numpy as np
+from flax import struct
+
+from flaxmodel.errors import ConfigError
+from flaxmodel.inference.shapes import ShapeGrid, pad_batch
+from flaxmodel.training.config import CLASS_WEIGHTING, parse_class_weights
+from flaxmodel.training.data import LabeledData
+
+# Batches are formed inside shuffled pools of this many batches: each pool is
+# sorted by length, so batches pad little yet the data order stays random.
+POOL_BATCHES = 50
+
+
+@struct.dataclass
+class Batch:
+    """One padded training batch; rows past the real texts have weight 0 and do not count.
+
+    Attributes:
+      ids, mask: int32 ``[rows, length]`` token ids and attention mask.
+      labels: int32 ``[rows]`` label ids.
+      weights: float32 ``[rows]`` loss weight of each row (its class weight, 0 for padding).
+    """
+
+    ids: jax.Array
+    mask: jax.Array
+    labels: jax.Array
+    weights: jax.Array
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Row indices of each batch of an epoch: a function of ``(seed, epoch)`` only.
+
+    Args:
+      lengths: int ``[n]`` token count of each training text.
+      batch_size: rows per batch; the last batch of a pool may be shorter.
+      seed, epoch: what the order depends on.
+
+    Returns:
+      The batches in training order, each an int array of row indices; together
+      they cover every row once.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    batches = []
+    pool = batch_size * POOL_BATCHES
+    for start in range(0, len(order), pool):
+        part = order[start : start + pool]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def class_weights(spec: str, data: LabeledData) -> np.ndarray:
+    """Per-class loss weights: uniform, inverse frequency ('balanced'), its square root, or explicit.
+
+    Args:
+      spec: ``""``, ``"balanced"``, ``"sqrt"`` or ``name=weight`` pairs (unnamed classes weigh 1).
+      data: the training data, whose label counts the named schemes use.
+
+    Returns:
+      float32 ``[num_labels]``.
+
+    Raises:
+      ConfigError: for a malformed spec or one naming unknown labels.
+    """
+    counts = np.bincount(data.label_ids, minlength=len(data.labels)).astype(np.float64)
+    if not spec:
+        return np.ones(len(data.labels), np.float32)
+    if spec in CLASS_WEIGHTING:
+        # Classes absent from the data never weigh in a loss term; keep them at 1.
+        balanced = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 1.0)
+        return (balanced if spec == "balanced" else np.sqrt(balanced)).astype(np.float32)
+    explicit = parse_class_weights(spec)
+    unknown = sorted(set(explicit) - set(data.labels))
+    if unknown:
+        raise ConfigError(f"--class_weights names unknown labels {unknown}; labels are {list(data.labels)}")
+    return np.array([explicit.get(name, 1.0) for name in data.labels], np.float32)
+
+
+def make_batch(
+    sequences: Sequence[Sequence[int]],
+    label_ids: np.ndarray,
+    weights: np.ndarray,
+    *,
+    rows: int,
+    grid: ShapeGrid,
+    pad_id: int,
+) -> Batch:
+    """The padded batch of some training texts.
+
+    Args:
+      sequences: token ids of at most ``rows`` texts.
+      label_ids: int ``[len(sequences)]`` their labels.
+      weights: float32 ``[num_labels]`` class weights.
+      rows: the batch's row count, the same for every step so the shape stays static.
+      grid: picks the length bucket of the longest sequence.
+      pad_id: the model's padding token id.
+
+    Returns:
+      A :class:`Batch` of ``rows`` rows, ``length`` the bucket of the longest text.
+    """
+    length = grid.bucket_length(max(len(s) for s in sequences))
+    ids, mask = pad_batch(sequences, rows, length, pad_id)
+    labels = np.zeros(rows, np.int32)
+    labels[: len(sequences)] = label_ids
+    row_weights = np.zeros(rows, np.float32)
+    row_weights[: len(sequences)] = weights[labels[: len(sequences)]]
+    return Batch(ids=ids, mask=mask, labels=labels, weights=row_weights)

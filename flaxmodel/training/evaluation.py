@@ -1,0 +1,89 @@
+"""The end of an epoch: validation scores, the metrics record and the export of the best model.
+
+With validation data, ``best/`` holds the model of the epoch with the highest
+validation macro F1 so far; without it, the latest epoch's model.  The best
+score and epoch live in the :class:`~flaxmodel.training.state.TrainState`, so a
+resumed run keeps choosing against the same record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from flaxmodel.inference.metrics import evaluate
+from flaxmodel.training.export import export_model
+from flaxmodel.training.prepare import Prepared
+from flaxmodel.training.run_dir import BEST, log_metrics
+from flaxmodel.training.state import TrainState, assemble, predict, with_best
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_state(run: Prepared, state: TrainState) -> dict[str, Any]:
+    """Validation scores of the state's model (see :func:`flaxmodel.inference.metrics.scores`).
+
+    Args:
+      run: the run, which must have validation data.
+      state: whose parameters to score.
+
+    Returns:
+      The report: ``macro_f1``, ``weighted_f1``, ``accuracy``, ``per_class``, ...
+    """
+    probabilities = predict(state, run.frozen, run.val_ids, run.eval_grid, run.spec)
+    return evaluate(run.val_labels, probabilities, run.model.labels)
+
+
+def export_state(run: Prepared, state: TrainState, folder: str) -> str:
+    """Writes the state's model to ``folder``: a full checkpoint, or an adapter folder under LoRA."""
+    lora = run.spec.lora
+    return export_model(
+        folder,
+        config=run.model,
+        params=assemble(run.frozen, state.trainable, lora),
+        text_encoder=run.text_encoder,
+        adapters=state.trainable.get("lora"),
+        trained=state.trainable["params"] if lora else None,
+        lora=lora,
+        base=run.base,
+    )
+
+
+def end_epoch(run: Prepared, state: TrainState, epoch: int, train_loss: float) -> TrainState:
+    """Scores the epoch's model, logs the epoch and exports ``best/`` if it is the best so far.
+
+    Args:
+      run: the run.
+      state: the state after the epoch's last step.
+      epoch: the epoch just finished, counting from 1.
+      train_loss: the mean training loss of the epoch's steps.
+
+    Returns:
+      ``state`` with the best score and epoch updated.
+    """
+    record: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": int(state.step), "train_loss": train_loss}
+    best_folder = os.path.join(run.run_dir, BEST)
+    if run.val_ids is None:
+        export_state(run, state, best_folder)
+        state = with_best(state, None, epoch)
+    else:
+        report = evaluate_state(run, state)
+        record.update(
+            val_macro_f1=report["macro_f1"],
+            val_weighted_f1=report["weighted_f1"],
+            val_accuracy=report["accuracy"],
+            val_f1={name: scores["f1"] for name, scores in report["per_class"].items()},
+        )
+        # Compared at the precision the state keeps, so an epoch that only ties the best does not replace it.
+        score = np.float32(report["macro_f1"])
+        if score > state.best_macro_f1:
+            state = with_best(state, score, epoch)
+            export_state(run, state, best_folder)
+        record["best_epoch"] = int(state.best_epoch)
+    log_metrics(run.run_dir, record)
+    log.info("epoch %d: %s", epoch, json.dumps(record))
+    return state

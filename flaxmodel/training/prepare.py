@@ -1,0 +1,163 @@
+"""Everything a run builds before its first step: data, tokens, model, optimizer and initial state.
+
+:func:`prepare` checks the settings and the run directory first, so a bad
+flag or a mismatched restart fails before any data is read, then reads and
+tokenizes the data, loads the starting checkpoint and splits its parameters
+into trained and frozen ones.  What it returns stays fixed for the whole run;
+only the :class:`~flaxmodel.training.state.TrainState` changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flaxmodel.ckpts.adapters import base_reference, is_adapter_folder
+from flaxmodel.ckpts.default_model import MINILM_PACKAGE, minilm_path
+from flaxmodel.ckpts.loader import load_checkpoint
+from flaxmodel.core.config import EncoderConfig
+from flaxmodel.core.model import Params
+from flaxmodel.errors import ConfigError
+from flaxmodel.inference.shapes import ShapeGrid
+from flaxmodel.inference.tokenizer import TextEncoder
+from flaxmodel.training.batches import class_weights, epoch_batches
+from flaxmodel.training.config import TrainConfig
+from flaxmodel.training.data import LabeledData, read_labeled
+from flaxmodel.training.run_dir import check_run_dir
+from flaxmodel.training.state import StepSpec, TrainState, initial_state, split_trainable
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """The fixed inputs of one run.
+
+    Attributes:
+      config: the run's settings.
+      run_dir: absolute path of ``--output``.
+      model: the model's config (labels included).
+      text_encoder: the tokenizer, truncating at the run's ``max_length``.
+      train_ids: token ids of each training text.
+      lengths: int ``[n_train]`` their token counts.
+      train_labels: int32 ``[n_train]`` label ids.
+      weights: float32 ``[num_labels]`` class weights of the loss.
+      val_ids, val_labels: the same for validation data, None without it.
+      frozen: the parameters that do not train (empty without LoRA).
+      spec: what the compiled steps depend on.
+      grid: shapes of training batches (rows: ``batch_size``).
+      eval_grid: shapes of validation batches (rows up to ``eval_batch_size``).
+      steps_per_epoch: optimizer steps in one pass over the training data.
+      base: with LoRA, the base-encoder reference exported adapters record.
+      initial: the state at step 0.
+    """
+
+    config: TrainConfig
+    run_dir: str
+    model: EncoderConfig
+    text_encoder: TextEncoder
+    train_ids: list[list[int]]
+    lengths: np.ndarray
+    train_labels: np.ndarray
+    weights: np.ndarray
+    val_ids: list[list[int]] | None
+    val_labels: np.ndarray | None
+    frozen: Params
+    spec: StepSpec
+    grid: ShapeGrid
+    eval_grid: ShapeGrid
+    steps_per_epoch: int
+    base: dict[str, Any] | None
+    initial: TrainState
+
+    @property
+    def total_steps(self) -> int:
+        return self.spec.total_steps
+
+
+def _start_folder(config: TrainConfig) -> tuple[str, dict[str, Any] | None]:
+    """The checkpoint folder to start from and, with LoRA, the reference to it adapters record."""
+    folder = config.model or minilm_path()
+    if not config.lora:
+        return folder, None
+    if is_adapter_folder(folder):
+        raise ConfigError(
+            f"--model {folder} is a LoRA adapter; LoRA needs a full checkpoint as its base "
+            "(fine-tune the adapter's merged model fully with --lora_rank 0, or start from its base)"
+        )
+    # The default encoder is named by its package, so the adapter loads on any machine that installs it.
+    return folder, base_reference(folder, package=None if config.model else MINILM_PACKAGE)
+
+
+def _read_data(config: TrainConfig) -> tuple[LabeledData, LabeledData | None]:
+    fields = dict(text_field=config.text_field, label_field=config.label_field, format=config.format)
+    train = read_labeled(config.train, labels=config.labels, **fields)
+    # Validation labels map onto the training data's names, ids included.
+    val = read_labeled(config.val, labels=train.labels, **fields) if config.val else None
+    return train, val
+
+
+def _step_spec(config: TrainConfig, model: EncoderConfig, total_steps: int) -> StepSpec:
+    return StepSpec(
+        model=model,
+        lora=config.lora,
+        dtype=config.dtype,
+        learning_rate=config.learning_rate,
+        warmup_steps=int(config.warmup_ratio * total_steps),
+        total_steps=total_steps,
+        weight_decay=config.weight_decay,
+        clip_norm=config.clip_norm,
+    )
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Checks the settings and builds everything a run needs before its first step.
+
+    Args:
+      config: the run's settings.
+
+    Returns:
+      The run's :class:`Prepared` inputs; nothing is written to the run directory yet.
+
+    Raises:
+      ConfigError, DataError, CheckpointError: for bad settings, data or checkpoints.
+    """
+    config.validate()
+    run_dir = os.path.abspath(config.output)
+    check_run_dir(run_dir, config)
+    folder, base = _start_folder(config)
+    train_data, val_data = _read_data(config)
+    checkpoint = load_checkpoint(folder, labels=train_data.labels, seed=config.seed)
+    model = checkpoint.config
+    if model.multi_label:
+        raise ConfigError(f"{folder} is a multi-label model; training supports single-label classification")
+    text_encoder = TextEncoder.from_folder(folder, min(config.max_length, model.max_length))
+    train_ids = text_encoder.encode(train_data.texts)
+    lengths = np.array([len(s) for s in train_ids])
+    # Every epoch has as many batches: pools have fixed sizes whatever the order.
+    steps_per_epoch = len(epoch_batches(lengths, config.batch_size, config.seed, 0))
+    spec = _step_spec(config, model, steps_per_epoch * config.epochs)
+    dropout_key, adapter_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    trainable, frozen = split_trainable(checkpoint.params, model, config.lora, config.train_norms, adapter_key)
+    return Prepared(
+        config=config,
+        run_dir=run_dir,
+        model=model,
+        text_encoder=text_encoder,
+        train_ids=train_ids,
+        lengths=lengths,
+        train_labels=train_data.label_ids,
+        weights=class_weights(config.class_weights, train_data),
+        val_ids=text_encoder.encode(val_data.texts) if val_data else None,
+        val_labels=val_data.label_ids if val_data else None,
+        frozen=jax.tree_util.tree_map(jnp.asarray, frozen),
+        spec=spec,
+        grid=ShapeGrid.for_model(model, text_encoder.max_length, config.batch_size),
+        eval_grid=ShapeGrid.for_model(model, text_encoder.max_length, config.eval_batch_size),
+        steps_per_epoch=steps_per_epoch,
+        base=base,
+        initial=initial_state(trainable, dropout_key, spec),
+    )

@@ -1,0 +1,58 @@
+"""The bundled default moderation model: small, offline, and sensible on obvious sentences."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+
+from flaxmodel import load_classifier
+from flaxmodel.ckpts.default_model import MINILM_PACKAGE, default_model_path
+from flaxmodel.ckpts.adapters import ADAPTER_CONFIG
+
+MAX_ARTIFACT_BYTES = 5 * 1024 * 1024
+
+FRIENDLY = (
+    "Have a wonderful day, thank you so much for your help!",
+    "The weather is beautiful this morning, going for a walk",
+    "Congrats to the team on winning the championship",
+)
+PROFANE_INSULTS = (
+    "shut up you stupid bitch",
+    "fuck off you dumb ass hoe",
+)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    def refuse(*args, **kwargs):
+        raise AssertionError("the default model tried to reach the network")
+
+    original = socket.socket.connect
+    socket.socket.connect = refuse
+    try:
+        yield load_classifier(max_length=64)
+    finally:
+        socket.socket.connect = original
+
+
+def test_default_model_is_a_small_adapter_over_the_installed_encoder():
+    folder = default_model_path()
+    size = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
+    assert size <= MAX_ARTIFACT_BYTES
+    with open(os.path.join(folder, ADAPTER_CONFIG)) as f:
+        assert json.load(f)["base_model"]["package"] == MINILM_PACKAGE
+
+
+def test_default_model_labels_hate_offensive_neither(classifier):
+    assert classifier.labels == ("hate", "offensive", "neither")
+
+
+def test_friendly_sentences_are_neither(classifier):
+    assert classifier.predict(FRIENDLY) == ["neither"] * len(FRIENDLY)
+
+
+def test_profane_insults_are_offensive(classifier):
+    assert classifier.predict(PROFANE_INSULTS) == ["offensive"] * len(PROFANE_INSULTS)

@@ -1,0 +1,85 @@
+"""The shape grid, its planner and the one padding routine: the shapes every batch takes."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from flaxmodel import ShapeGrid
+from flaxmodel.inference.shapes import (
+    batch_buckets,
+    batch_costs,
+    length_buckets,
+    pad_batch,
+    plan_batches,
+    predict_in_batches,
+)
+from tests.fixtures import minilm_shaped_config
+
+
+def _cheapest_plan_cost(lengths, sizes, length_grid, row_grid, cost, max_cells):
+    """Brute force over every way of cutting the items into consecutive batches."""
+    n = len(lengths)
+    best = math.inf
+    for mask in range(2 ** (n - 1)):
+        cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
+        total = 0.0
+        for start, end in zip(cuts, cuts[1:]):
+            rows_needed = sum(sizes[start:end])
+            rows = next((r for r in row_grid if r >= rows_needed), None)
+            length = next(b for b in length_grid if b >= lengths[end - 1])
+            if rows is None or (
+                max_cells and end - start > 1 and rows > row_grid[0] and rows * length > max_cells
+            ):
+                total = math.inf
+                break
+            total += cost[rows, length]
+        best = min(best, total)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_batch_plan_is_the_cheapest_cut_of_the_sorted_items(seed):
+    rng = random.Random(seed)
+    length_grid, row_grid = length_buckets(128), batch_buckets(16)
+    cost = batch_costs(minilm_shaped_config(), length_grid, row_grid)
+    n = rng.randint(1, 11)
+    lengths = sorted(rng.choice([rng.randint(3, 40), rng.randint(3, 128)]) for _ in range(n))
+    sizes = [rng.choice([1, 1, 1, 2, 5, 16]) for _ in range(n)]
+    max_cells = rng.choice([None, 256, 1024])
+    plan = plan_batches(lengths, length_grid, row_grid, cost, sizes=sizes, max_cells=max_cells)
+    assert [(start, end) for start, end, _, _ in plan] == list(
+        zip([0] + [end for _, end, _, _ in plan[:-1]], [end for _, end, _, _ in plan])
+    )
+    assert plan[0][0] == 0 and plan[-1][1] == n
+    for start, end, rows, length in plan:
+        assert sum(sizes[start:end]) <= rows and lengths[end - 1] <= length
+    total = sum(cost[rows, length] for _, _, rows, length in plan)
+    assert total == pytest.approx(_cheapest_plan_cost(lengths, sizes, length_grid, row_grid, cost, max_cells))
+
+
+def test_pad_batch_right_pads_ids_and_masks_to_the_bucket_shape():
+    ids, mask = pad_batch([[5, 6, 7], [8]], rows=4, length=5, pad_id=1)
+    assert ids.dtype == mask.dtype == np.int32
+    np.testing.assert_array_equal(ids, [[5, 6, 7, 1, 1], [8, 1, 1, 1, 1], [1] * 5, [1] * 5])
+    np.testing.assert_array_equal(mask, [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [0] * 5, [0] * 5])
+
+
+def test_predict_in_batches_returns_input_order_and_calls_only_grid_shapes():
+    grid = ShapeGrid.for_model(minilm_shaped_config(), max_length=64, batch_size=16)
+    rng = random.Random(0)
+    sequences = [[rng.randint(2, 99) for _ in range(rng.randint(1, 64))] for _ in range(100)]
+    shapes = []
+
+    def forward(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        shapes.append(ids.shape)
+        # Per row: its real length and the sum of its ids, so results are traceable to their sequence.
+        return np.stack([mask.sum(axis=1), (ids * mask).sum(axis=1)], axis=1)
+
+    out = predict_in_batches(forward, sequences, grid, pad_id=0, num_outputs=2)
+    np.testing.assert_array_equal(out, [[len(s), sum(s)] for s in sequences])
+    assert all(rows in grid.row_buckets and length in grid.length_buckets for rows, length in shapes)
+    assert sum(rows for rows, _ in shapes) < 2 * len(sequences)

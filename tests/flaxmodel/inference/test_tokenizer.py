@@ -1,0 +1,129 @@
+"""TextEncoder: no hidden padding, truncation that keeps the special tokens, windows
+that cover long texts, and the legacy vocabulary files tokenizing like tokenizer.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import transformers
+
+from flaxmodel.inference.tokenizer import TextEncoder, TokenizerError, load_tokenizer
+
+# Casing, accents, punctuation, digits, emoji, CJK and repeated spaces.
+AWKWARD_TEXTS = [
+    "Hello World!",
+    "Café déjà vu, naïve façade",
+    "u r sooo   dumb!!! 1000%",
+    "I ❤️ this 😂😂",
+    "東京 is big",
+    "",
+    "e-mail me @ bob@example.com #spam",
+]
+LONG_TEXT = " ".join(f"word{i}" for i in range(200))
+
+
+@pytest.fixture(scope="module")
+def minilm_encoder(minilm_folder) -> TextEncoder:
+    return TextEncoder(load_tokenizer(minilm_folder), 16)
+
+
+@pytest.fixture(scope="module")
+def minilm_hf(minilm_folder):
+    return transformers.AutoTokenizer.from_pretrained(minilm_folder)
+
+
+def test_tokenizer_json_padding_is_switched_off(minilm_folder, minilm_encoder, minilm_hf):
+    stored = json.loads((open(f"{minilm_folder}/tokenizer.json", encoding="utf-8").read()))
+    assert stored["padding"]["strategy"] == {"Fixed": 128}
+    ids = minilm_encoder.encode(["hello world", "you are great"])
+    assert ids == minilm_hf(["hello world", "you are great"])["input_ids"]
+    assert [len(i) for i in ids] == [4, 5]
+
+
+def test_truncation_keeps_cls_and_sep(minilm_encoder, minilm_hf):
+    (ids,) = minilm_encoder.encode([LONG_TEXT])
+    assert len(ids) == 16
+    assert ids[0] == minilm_hf.cls_token_id and ids[-1] == minilm_hf.sep_token_id
+    assert ids == minilm_hf(LONG_TEXT, truncation=True, max_length=16)["input_ids"]
+
+
+def test_roberta_truncation_keeps_bos_and_eos(tiny_checkpoint):
+    folder = tiny_checkpoint("roberta")
+    encoder = TextEncoder.from_folder(str(folder), 10)
+    vocab = load_tokenizer(str(folder)).get_vocab()
+    long_ids, short_ids = encoder.encode([LONG_TEXT, "ok"])
+    assert len(long_ids) == 10 and len(short_ids) < 10
+    for ids in (long_ids, short_ids):
+        assert ids[0] == vocab["<s>"] and ids[-1] == vocab["</s>"]
+
+
+def test_windows_overlap_by_stride_and_cover_every_token(minilm_encoder):
+    stride = 4
+    content = minilm_encoder.tokenizer.encode(LONG_TEXT, add_special_tokens=False).ids
+    (windows,) = minilm_encoder.encode_windows([LONG_TEXT], stride=stride, max_windows=1000)
+    assert not windows.truncated
+    assert windows.num_tokens == len(content) + 2
+    inner = [w[1:-1] for w in windows.ids]
+    assert all(len(w) <= minilm_encoder.max_length for w in windows.ids)
+    assert all(w[0] == windows.ids[0][0] and w[-1] == windows.ids[0][-1] for w in windows.ids)
+    for previous, current in zip(inner, inner[1:]):
+        assert previous[-stride:] == current[:stride]
+    rebuilt = inner[0] + [token for window in inner[1:] for token in window[stride:]]
+    assert rebuilt == content
+
+
+def test_short_text_is_one_window_like_encode(minilm_encoder):
+    (windows,) = minilm_encoder.encode_windows(["hello world"], stride=4, max_windows=3)
+    assert windows.ids == minilm_encoder.encode(["hello world"])
+    assert not windows.truncated
+
+
+def test_max_windows_caps_and_marks_truncated(minilm_encoder):
+    (windows,) = minilm_encoder.encode_windows([LONG_TEXT], stride=4, max_windows=3)
+    assert len(windows.ids) == 3
+    assert windows.truncated
+    (first,) = minilm_encoder.encode([LONG_TEXT])
+    assert windows.ids[0] == first
+
+
+def test_window_arguments_are_checked(minilm_encoder):
+    with pytest.raises(ValueError, match="stride"):
+        minilm_encoder.encode_windows(["x"], stride=minilm_encoder.content_length, max_windows=2)
+    with pytest.raises(ValueError, match="max_windows"):
+        minilm_encoder.encode_windows(["x"], stride=0, max_windows=0)
+
+
+def test_max_length_without_room_for_text_is_refused(minilm_folder):
+    with pytest.raises(TokenizerError, match="max_length 2"):
+        TextEncoder(load_tokenizer(minilm_folder), 2)
+
+
+def test_vocab_txt_fallback_matches_tokenizer_json(minilm_folder, tmp_path):
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        shutil.copy(f"{minilm_folder}/{name}", tmp_path / name)
+    expected = TextEncoder(load_tokenizer(minilm_folder), 64).encode(AWKWARD_TEXTS + [LONG_TEXT])
+    assert TextEncoder(load_tokenizer(str(tmp_path)), 64).encode(AWKWARD_TEXTS + [LONG_TEXT]) == expected
+
+
+def test_vocab_json_and_merges_fallback_matches_tokenizer_json(tiny_checkpoint, tmp_path):
+    folder = tiny_checkpoint("roberta")
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(folder / name, tmp_path / name)
+    expected = TextEncoder.from_folder(str(folder), 64).encode(AWKWARD_TEXTS + [LONG_TEXT])
+    assert TextEncoder.from_folder(str(tmp_path), 64).encode(AWKWARD_TEXTS + [LONG_TEXT]) == expected
+
+
+def test_saved_tokenizer_reloads_without_padding(minilm_encoder, tmp_path):
+    minilm_encoder.save(str(tmp_path))
+    reloaded = TextEncoder.from_folder(str(tmp_path), minilm_encoder.max_length)
+    assert reloaded.encode(AWKWARD_TEXTS) == minilm_encoder.encode(AWKWARD_TEXTS)
+    assert len(reloaded.encode(["hi"])[0]) == 3
+
+
+def test_unreadable_tokenizer_json_is_named(tmp_path):
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(TokenizerError, match=rf"{tmp_path}/tokenizer\.json: cannot read tokenizer"):
+        load_tokenizer(str(tmp_path))

@@ -1,0 +1,77 @@
+"""The training state is one pytree that the pure jitted step advances; the flags are the config's fields."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from flaxmodel.flags import from_namespace
+from flaxmodel.training import TrainConfig, TrainState, build_parser, train_step
+from flaxmodel.training.batches import epoch_batches, make_batch
+from flaxmodel.training.prepare import prepare
+
+
+def test_the_state_is_a_pytree_the_jitted_step_advances(make_config):
+    # The LoRA run of the training tests, so the compiled step is shared.
+    run = prepare(make_config(lora_rank=4, train_norms=True))
+    rows = epoch_batches(run.lengths, run.config.batch_size, run.config.seed, 0)[0]
+    batch = make_batch(
+        [run.train_ids[i] for i in rows],
+        run.train_labels[rows],
+        run.weights,
+        rows=run.config.batch_size,
+        grid=run.grid,
+        pad_id=run.model.pad_token_id,
+    )
+    state = run.initial
+    assert isinstance(state, TrainState)
+    assert set(state.trainable) == {"params", "lora"} and "encoder" in run.frozen
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    assert all(isinstance(leaf, jax.Array) for leaf in leaves)
+
+    compiled = train_step._cache_size()
+    once, loss = train_step(state, batch, run.frozen, spec=run.spec)
+    twice, _ = train_step(once, batch, run.frozen, spec=run.spec)
+    # The state comes out of the step placed as it went in: one program serves every step.
+    assert train_step._cache_size() - compiled <= 1
+    assert (int(state.step), int(once.step), int(twice.step)) == (0, 1, 2)
+    assert jax.tree_util.tree_structure(twice) == treedef
+    assert np.isfinite(float(loss))
+    # Pure: the same state and batch give the same step, and the input state is untouched.
+    again, loss_again = train_step(state, batch, run.frozen, spec=run.spec)
+    assert float(loss_again) == float(loss) and int(state.step) == 0
+    for x, y in zip(jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(once)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # The zero-initialised B factors move once warm-up (its first step has learning rate 0) is over;
+    # the best score only passes through.
+    lora_b = twice.trainable["lora"]["encoder"]["layer_0"]["attention"]["query"]["lora_b"]
+    assert np.abs(np.asarray(lora_b)).max() > 0
+    assert (float(twice.best_macro_f1), int(twice.best_epoch)) == (-1.0, -1)
+
+
+def test_help_lists_every_setting():
+    text = build_parser().format_help()
+    for field in dataclasses.fields(TrainConfig):
+        assert f"--{field.name}" in text, field.name
+    assert "--stop_after_steps" in text
+
+
+def test_the_parser_builds_the_config_it_declares():
+    args = build_parser().parse_args(
+        ["--train", "t.csv", "--output", "run", "--labels", "a, b", "--lora_rank", "8", "--train_norms"]
+        + ["--lora_targets", "query,value", "--learning_rate", "1e-3"]
+    )
+    config = from_namespace(TrainConfig, args)
+    assert config == TrainConfig(
+        train="t.csv",
+        output="run",
+        labels=("a", "b"),
+        lora_rank=8,
+        train_norms=True,
+        lora_targets=("query", "value"),
+        learning_rate=1e-3,
+    )
+    defaults = from_namespace(TrainConfig, build_parser().parse_args(["--train", "t.csv", "--output", "run"]))
+    assert defaults == TrainConfig(train="t.csv", output="run")

@@ -1,0 +1,131 @@
+"""The house rules the code base keeps: one-way layers, no import cycles, short units.
+
+Read from the source with ``ast`` (nothing is imported), so a violation names
+the file and line that breaks the rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Layer of each part of the code: a module may import its own layer and those below.
+LAYERS = {
+    "flaxmodel.errors": 0,
+    "flaxmodel.flags": 0,
+    "flaxmodel.core": 1,
+    "flaxmodel.ckpts": 2,
+    "flaxmodel.inference": 3,
+    "flaxmodel": 3,  # the package's __init__: the inference API
+    "flaxmodel.training": 4,
+    "pipelines": 5,
+}
+TRAINING_ONLY = ("optax", "orbax", "tqdm")
+MAX_UNIT_LINES = 150
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _sources() -> dict[str, pathlib.Path]:
+    return {_module_name(p): p for package in ("flaxmodel", "pipelines") for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+def _layer(module: str) -> int:
+    best = max((prefix for prefix in LAYERS if module == prefix or module.startswith(prefix + ".")), key=len)
+    return LAYERS[best]
+
+
+def _imports(path: pathlib.Path) -> list[tuple[str, int]]:
+    """Every module an import statement names (function-level imports included), with its line."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module, node.lineno))
+            # "from flaxmodel.ckpts import files" imports the module flaxmodel.ckpts.files.
+            found.extend((f"{node.module}.{alias.name}", node.lineno) for alias in node.names)
+    return found
+
+
+def _internal_graph() -> dict[str, set[str]]:
+    sources = _sources()
+    return {
+        name: {m for m, _ in _imports(path) if m in sources and m != name} for name, path in sources.items()
+    }
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    sources = _sources()
+    wrong = []
+    for name, path in sources.items():
+        for imported, line in _imports(path):
+            if imported in sources and _layer(imported) > _layer(name):
+                wrong.append(f"{path.relative_to(ROOT)}:{line} imports {imported}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_pipelines_use_only_the_inference_api_of_flaxmodel():
+    sources = _sources()
+    allowed = ("flaxmodel.errors", "flaxmodel.flags", "flaxmodel.inference")
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {imported}"
+        for name, path in sources.items()
+        if name.startswith("pipelines")
+        for imported, line in _imports(path)
+        if imported.startswith("flaxmodel.")
+        and imported in sources
+        and not any(imported == a or imported.startswith(a + ".") for a in allowed)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_there_are_no_import_cycles():
+    graph = _internal_graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for child in sorted(graph[node]):
+            if state.get(child) == 1:
+                cycles.append(" -> ".join(trail[trail.index(child) :] + [child]))
+            elif child not in state:
+                visit(child, trail + [child])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_training_libraries_stay_in_the_training_package():
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {imported}"
+        for name, path in _sources().items()
+        if not name.startswith("flaxmodel.training")
+        for imported, line in _imports(path)
+        if imported.split(".")[0] in TRAINING_ONLY
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("package", ["flaxmodel", "pipelines"])
+def test_no_class_or_function_is_longer_than_the_limit(package):
+    long_units = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_UNIT_LINES:
+                    long_units.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines} lines")
+    assert not long_units, "\n".join(long_units)
