@@ -3,7 +3,10 @@
 ``TokenizeRecords`` turns each :class:`~pipelines.records.Record` into a
 :class:`Tokenized` item: the token ids of its windows (a text longer than the
 model's maximum length is split into windows overlapping by ``stride``; past
-``max_windows`` the rest is dropped and ``truncated`` set).  The tokenizer is
+``max_windows`` the rest is dropped and ``truncated`` set).  Only the prefix of
+a text that those windows can use is tokenized (see
+:meth:`~flaxmodel.inference.tokenizer.TextEncoder.encode_windows`), so one huge
+record costs about what a record of ``max_windows`` windows does.  The tokenizer is
 loaded once per worker process and shared by its threads (Beam's ``Shared``),
 and texts are encoded a chunk at a time because one ``encode_batch`` call over
 many texts is several times faster than as many single calls.
@@ -30,6 +33,13 @@ _CHUNK = 256
 
 
 class Tokenized(NamedTuple):
+    """A record's windows of token ids.
+
+    ``num_tokens`` counts its tokens, special tokens of one window included; for
+    a ``truncated`` record, those of the prefix that was tokenized, not of the
+    whole text.
+    """
+
     record: Record
     windows: list[list[int]]
     num_tokens: int

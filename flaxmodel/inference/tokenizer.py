@@ -7,6 +7,15 @@ switched off: the MiniLM one pads every text to 128 tokens, which would make
 every batch four times as expensive.  Padding to static shapes happens later, in
 the predictor's bucket grid.  Texts longer than the model's maximum are either
 truncated (``encode``) or split into overlapping windows (``encode_windows``).
+
+Both tokenize only as much of a long text as their output can hold, so the work
+per text is bounded however long it is (a 100 MB record once took 14 GB to
+tokenize whole): a character prefix sized from the tokens needed, ended before a
+whitespace run, is tokenized, and grown geometrically while it yields too few.
+The ids kept are those the whole text would give, because the tokens of the
+prefix's last words, which the rest of the text could change, are set aside.
+Only text averaging over 256 characters per token (huge words without spaces or
+punctuation) stops growing at that bound, its last word possibly cut short.
 """
 
 from __future__ import annotations
@@ -14,9 +23,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Sequence
 
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
 from tokenizers.processors import RobertaProcessing
 
@@ -25,10 +35,28 @@ from flaxmodel.errors import TokenizerError
 
 TOKENIZER_FILE = "tokenizer.json"
 
+# First prefix: characters per needed token, generous for prose (about 4-5 in English).
+_CHARS_PER_TOKEN = 8
+# Prefixes grow up to this many characters per needed token, then are used as they
+# are; no normal text gets there, since tokenizer vocabularies hold short pieces.
+_MAX_CHARS_PER_TOKEN = 256
+# Words at the end of a prefix whose tokens may differ in the whole text.  Two,
+# because byte-level BPE's split of "x'r" ("x", "'", "r") changes two words once
+# the text goes on to "x're" ("x", "'re").
+_UNSETTLED_WORDS = 2
+# Ends at the last word followed by whitespace.  ASCII whitespace only, not \s:
+# BERT's normalizer deletes \x1c-\x1f, which \s counts as whitespace, joining the
+# words around them; a cut elsewhere is still made exact by _UNSETTLED_WORDS.
+_LAST_WORD_END = re.compile(r".*[^ \t\n\r](?=[ \t\n\r])", re.DOTALL)
+
 
 @dataclasses.dataclass(frozen=True)
 class Windows:
-    """Token ids of one text, one list per window, special tokens included."""
+    """Token ids of one text, one list per window, special tokens included.
+
+    ``num_tokens`` counts the text's tokens with the special tokens of one
+    window; for a ``truncated`` text, those of the prefix that was tokenized.
+    """
 
     ids: list[list[int]]
     num_tokens: int
@@ -57,37 +85,79 @@ class TextEncoder:
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Ids with special tokens, truncated to ``max_length``."""
-        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
         keep = self.content_length
-        return [self.prefix + e.ids[:keep] + self.suffix for e in encodings]
+        return [self.prefix + ids[:keep] + self.suffix for ids, _ in self._leading_ids(texts, keep)]
 
     def encode_windows(self, texts: Sequence[str], stride: int, max_windows: int) -> list[Windows]:
         """Each text as windows of at most ``max_length`` tokens overlapping by ``stride``.
 
         A text needing more than ``max_windows`` windows keeps the first ones and is
-        marked ``truncated``.
+        marked ``truncated``; only a prefix of it is tokenized, and its
+        ``num_tokens`` counts the tokens of that prefix, not of the whole text.
         """
         if not 0 <= stride < self.content_length:
             raise ValueError(f"stride must be in [0, {self.content_length}), got {stride}")
         if max_windows < 1:
             raise ValueError(f"max_windows must be at least 1, got {max_windows}")
         size, step = self.content_length, self.content_length - stride
+        # One token past what the windows hold tells whether the text goes on.
+        covered = (max_windows - 1) * step + size
         out = []
-        for encoding in self.tokenizer.encode_batch(list(texts), add_special_tokens=False):
-            ids = encoding.ids
+        for ids, whole in self._leading_ids(texts, covered + 1):
             starts = range(0, max(len(ids) - stride, 1), step)
             kept = starts[:max_windows]
             out.append(
                 Windows(
                     ids=[self.prefix + ids[s : s + size] + self.suffix for s in kept],
                     num_tokens=len(ids) + len(self.prefix) + len(self.suffix),
-                    truncated=len(starts) > max_windows,
+                    truncated=len(starts) > max_windows or not whole,
                 )
             )
         return out
 
+    def _leading_ids(self, texts: Sequence[str], need: int) -> list[tuple[list[int], bool]]:
+        """Per text, its first ids without special tokens and whether they are all of its ids.
+
+        At least ``need`` ids, unless the text has fewer or averages more than
+        ``_MAX_CHARS_PER_TOKEN`` characters per token.
+        """
+        out: list[tuple[list[int], bool]] = [([], True)] * len(texts)
+        pending = list(range(len(texts)))
+        limit = need * _CHARS_PER_TOKEN
+        while pending:
+            final = limit >= need * _MAX_CHARS_PER_TOKEN
+            pieces = [texts[i] if len(texts[i]) <= limit else texts[i][: _cut(texts[i], limit)] for i in pending]
+            encodings = self.tokenizer.encode_batch(pieces, add_special_tokens=False)
+            retry = []
+            for i, piece, encoding in zip(pending, pieces, encodings):
+                whole = len(piece) == len(texts[i])
+                ids = encoding.ids if whole or final else _settled_ids(encoding)
+                if whole or final or len(ids) >= need:
+                    out[i] = (ids, whole)
+                else:
+                    retry.append(i)
+            pending, limit = retry, limit * 2
+        return out
+
     def save(self, folder: str) -> None:
         files.write_bytes(files.join(folder, TOKENIZER_FILE), self.tokenizer.to_str().encode())
+
+
+def _cut(text: str, limit: int) -> int:
+    """Where to end a prefix of ``text`` of at most ``limit`` characters: before its last
+    whitespace run if one starts in the second half, else at ``limit``."""
+    match = _LAST_WORD_END.match(text, limit // 2, limit + 1)
+    return match.end() if match else limit
+
+
+def _settled_ids(encoding: Encoding) -> list[int]:
+    """The ids of a prefix's encoding without those of its last words."""
+    words = encoding.word_ids
+    end = len(words)
+    for _ in range(_UNSETTLED_WORDS):
+        if end:
+            end = words.index(words[end - 1])
+    return encoding.ids[:end]
 
 
 def load_tokenizer(folder: str) -> Tokenizer:

@@ -1,5 +1,6 @@
 """TextEncoder: no hidden padding, truncation that keeps the special tokens, windows
-that cover long texts, and the legacy vocabulary files tokenizing like tokenizer.json.
+that cover long texts, long texts tokenized only as far as the output needs yet
+exactly as if whole, and the legacy vocabulary files tokenizing like tokenizer.json.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pytest
 import transformers
 
 from flaxmodel.inference.tokenizer import TextEncoder, TokenizerError, load_tokenizer
+from tests.fixtures import hf_tokenizer
 
 # Casing, accents, punctuation, digits, emoji, CJK and repeated spaces.
 AWKWARD_TEXTS = [
@@ -127,3 +129,95 @@ def test_unreadable_tokenizer_json_is_named(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(TokenizerError, match=rf"{tmp_path}/tokenizer\.json: cannot read tokenizer"):
         load_tokenizer(str(tmp_path))
+
+
+# --- long texts: only the prefix the output can hold is tokenized ----------------------------
+
+# Long texts the prefix cut must not change: prose, runs of spaces and newlines, contractions
+# and accents glued to neighbours, no whitespace at all, CJK, and words of over 100 characters
+# (one WordPiece [UNK] each, so the prefix has to grow several times).
+BOUNDED_TEXTS = {
+    "prose": " ".join([LONG_TEXT] + AWKWARD_TEXTS) * 4,
+    "spacing": "\n\n".join(f"line {i}:  you're\tnot   welcome\r\nhere" for i in range(300)),
+    "glued": "".join(f"x're{i}don't,I'll-e\u0301té😂東京\u3000" for i in range(400)),
+    "cjk": "東京は大きい。" * 800,
+    "huge_words": " ".join(f"{i:04d}" + "a" * 116 for i in range(400)),
+}
+WINDOW_SETTINGS = [(0, 1), (4, 2), (4, 5), (0, 9)]  # (stride, max_windows)
+
+
+@pytest.fixture(scope="module", params=["wordpiece", "bpe"])
+def encoder_and_hf(request, minilm_folder, minilm_hf, tiny_checkpoint):
+    if request.param == "wordpiece":
+        return TextEncoder(load_tokenizer(minilm_folder), 16), minilm_hf
+    folder = tiny_checkpoint("roberta")
+    return TextEncoder.from_folder(str(folder), 16), hf_tokenizer(folder, "roberta")
+
+
+class _RecordingTokenizer:
+    """Passes calls on to a tokenizer, noting the length of every text it is asked to encode."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+        self.lengths: list[int] = []
+
+    def encode_batch(self, texts, **kwargs):
+        self.lengths += [len(t) for t in texts]
+        return self._tokenizer.encode_batch(texts, **kwargs)
+
+
+@pytest.mark.parametrize("stride, max_windows", WINDOW_SETTINGS)
+def test_long_text_windows_are_the_first_windows_of_the_whole_text(encoder_and_hf, stride, max_windows):
+    encoder, _ = encoder_and_hf
+    names = list(BOUNDED_TEXTS)
+    texts = ["hello world", *BOUNDED_TEXTS.values()]
+    whole = encoder.encode_windows(texts, stride, max_windows=10**6)
+    bounded = encoder.encode_windows(texts, stride, max_windows)
+    assert not any(w.truncated for w in whole)
+    assert bounded[0] == whole[0]
+    specials = len(encoder.prefix) + len(encoder.suffix)
+    for name, full, cut in zip(names, whole[1:], bounded[1:]):
+        assert cut.ids == full.ids[:max_windows], name
+        assert cut.truncated == (len(full.ids) > max_windows), name
+        if cut.truncated:
+            covered = (max_windows - 1) * (encoder.content_length - stride) + encoder.content_length
+            assert covered + specials < cut.num_tokens < full.num_tokens, name
+
+
+def test_ids_kept_from_a_prefix_are_the_first_ids_of_the_whole_text(encoder_and_hf):
+    # The windows use only the first of the kept ids, so check them all, at many prefix lengths.
+    encoder, _ = encoder_and_hf
+    for name, text in BOUNDED_TEXTS.items():
+        whole = encoder.tokenizer.encode(text, add_special_tokens=False).ids
+        for need in range(1, 80):
+            ((ids, complete),) = encoder._leading_ids([text], need)
+            assert not complete and len(ids) >= need, (name, need)
+            assert ids == whole[: len(ids)], (name, need)
+
+
+def test_long_text_truncation_matches_transformers(encoder_and_hf):
+    encoder, hf = encoder_and_hf
+    texts = list(BOUNDED_TEXTS.values())
+    assert encoder.encode(texts) == hf(texts, truncation=True, max_length=encoder.max_length)["input_ids"]
+
+
+def test_a_huge_text_is_tokenized_a_short_prefix_at_a_time(minilm_encoder, monkeypatch):
+    recording = _RecordingTokenizer(minilm_encoder.tokenizer)
+    monkeypatch.setattr(minilm_encoder, "tokenizer", recording)
+    text = " ".join(f"word{i % 1000}" for i in range(2_000_000))
+    (windows,) = minilm_encoder.encode_windows([text], stride=4, max_windows=3)
+    (ids,) = minilm_encoder.encode([text])
+    assert windows.truncated and len(windows.ids) == 3 and windows.ids[0] == ids
+    # One prefix per call, of at most 8 characters per token needed (35 for the windows).
+    assert len(recording.lengths) == 2 and max(recording.lengths) <= 35 * 8
+
+
+def test_a_text_without_word_breaks_stops_growing_at_the_character_bound(minilm_encoder, monkeypatch):
+    recording = _RecordingTokenizer(minilm_encoder.tokenizer)
+    monkeypatch.setattr(minilm_encoder, "tokenizer", recording)
+    (windows,) = minilm_encoder.encode_windows(["a" * 10_000_000], stride=4, max_windows=3)
+    (ids,) = minilm_encoder.encode(["a" * 10_000_000])
+    assert windows.ids == [ids] == [minilm_encoder.encode(["a" * 101])[0]]  # [CLS] [UNK] [SEP]
+    assert windows.truncated
+    # Prefixes double up to 256 characters per token needed (35, then 14), so add up to less than twice that.
+    assert sum(recording.lengths) < 2 * 256 * (35 + 14)
