@@ -44,6 +44,11 @@ EXTENSIONS = {
 COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".deflate", ".zst", ".zstd", ".lzma", ".xz")
 _BOM = b"\xef\xbb\xbf"
 _PARQUET_BATCH_ROWS = 4096
+# Python's csv refuses fields over 131,072 characters, which dead-lettered long posts that JSONL and
+# Parquet label.  The cap stays (an unterminated quote would otherwise pull the rest of a shard into one
+# field), raised to what a record's windows can use many times over; a longer field is an invalid_csv
+# dead letter saying so.
+CSV_FIELD_LIMIT = 16 * 2**20
 
 Item = R.Record | R.DeadLetter
 
@@ -222,6 +227,8 @@ class _LineTracker:
 def parse_csv(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[Item]:
     build = _Builder(source, spec)
     tracker = _LineTracker(lines)
+    # A process-wide setting in the csv module; every CSV parse here wants the same cap.
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.reader(tracker, strict=True)
     try:
         header = next(reader)

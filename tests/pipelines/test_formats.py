@@ -95,3 +95,13 @@ def test_parquet_without_the_text_column_dead_letters_each_row():
     buffer.seek(0)
     items = list(formats.parse_parquet(buffer, "f.parquet", formats.FieldSpec()))
     assert [(i.position, i.reason) for i in items] == [(0, "missing_text"), (1, "missing_text")]
+
+
+def test_a_long_csv_field_is_a_record_and_one_past_the_cap_a_dead_letter(monkeypatch):
+    long_text = "word " * 100_000  # 500,000 characters: over Python's default csv field limit
+    data = b"text\n" + long_text.encode() + b"\n"
+    (item,) = formats.parse_csv(_lines(data), "f.csv", formats.FieldSpec())
+    assert isinstance(item, Record) and item.text == long_text
+    monkeypatch.setattr(formats, "CSV_FIELD_LIMIT", 1000)
+    (item,) = formats.parse_csv(_lines(data), "f.csv", formats.FieldSpec())
+    assert isinstance(item, DeadLetter) and item.reason == "invalid_csv" and "field limit" in item.detail
