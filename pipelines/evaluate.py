@@ -13,7 +13,10 @@ F1, per-class precision / recall / F1 / support, the confusion matrix, and per
 class the lowest probability threshold reaching ``--target_precision``),
 ``DIR/confusion_matrix.png`` and ``DIR/dead_letter-*.parquet``.  A record
 whose label is missing or unknown becomes an ``invalid_label`` dead letter;
-every dead letter is counted by reason in the report.
+every dead letter is counted by reason in the report.  As in the moderation
+pipeline, the three are written into the run's attempt folder and moved into
+``DIR`` together once all are complete, and a ``DIR`` holding a complete earlier
+evaluation is refused unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -35,9 +38,18 @@ from pipelines import records as R
 from pipelines.classify import ClassifyRecords
 from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
 from pipelines.formats import FieldSpec
-from pipelines.io import ReadRecords, WriteParquet, split_patterns
+from pipelines.io import (
+    CommitOutputs,
+    GuardDeadLetters,
+    OutputAttempt,
+    ReadRecords,
+    WriteParquet,
+    is_direct_runner,
+    remove_stale_attempts,
+    split_patterns,
+)
 from pipelines.options import ModerationOptions, OptionError
-from pipelines.outputs import DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA, check_output, dead_letter_row
+from pipelines.outputs import DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA, check_output, dead_letter_row, shard_pattern
 
 REPORT_FILE = "report.json"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -185,6 +197,10 @@ def _write_outputs(collected, dead_letters: Mapping[str, int], *, directory: str
     return report
 
 
+def _report_files(_report: dict, directory: str) -> list[str]:
+    return [FileSystems.join(directory, REPORT_FILE), FileSystems.join(directory, CONFUSION_PNG)]
+
+
 def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool = True) -> EvaluationGraph:
     """Adds the evaluation graph to ``pipeline``; raises before any data is read if a flag cannot work."""
     opts = options.view_as(ModerationOptions)
@@ -211,8 +227,12 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     read = ReadRecords(patterns, format=opts.format, spec=spec, validate=validate)
     classify = ClassifyRecords.from_options(opts)
     labels = classify.labels
+    attempt = OutputAttempt.new(
+        opts.output, (shard_pattern(DEAD_LETTER_NAME), REPORT_FILE, CONFUSION_PNG), overwrite=opts.overwrite
+    )
     if validate:
-        check_output(opts.output, (DEAD_LETTER_NAME,))
+        check_output(opts.output, attempt.owned, overwrite=opts.overwrite)
+        remove_stale_attempts(opts.output)
 
     records, read_failures = pipeline | "Read" >> read
     checked = records | "CheckLabels" >> beam.ParDo(
@@ -223,10 +243,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
         lambda s: (parse_label(s.record.fields[label_field], labels), s.scores)
     )
     dead_letters = (read_failures, checked[DEAD_LETTER_TAG], inference_failures) | "DeadLetters" >> beam.Flatten()
-    _ = (
+    dead_letter_files = (
         dead_letters
         | "DeadLetterRows" >> beam.Map(dead_letter_row)
-        | "WriteDeadLetters" >> WriteParquet(opts.output, DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA)
+        | "WriteDeadLetters" >> WriteParquet(attempt.folder, DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA)
     )
     reasons = dead_letters | "Reasons" >> beam.Map(lambda d: d.reason) | "CountReasons" >> beam.combiners.Count.PerElement()
     report = (
@@ -236,18 +256,29 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
         >> beam.Map(
             _write_outputs,
             beam.pvalue.AsDict(reasons),
-            directory=opts.output,
+            directory=attempt.folder,
             labels=labels,
             target=target,
             model=classify.spec.model_id,
             inputs=patterns,
         )
     )
+    report_files = report | "ReportFiles" >> beam.FlatMap(_report_files, attempt.folder)
+    committed = (dead_letter_files, report_files) | "CommitOutputs" >> CommitOutputs(attempt)
+    if not is_direct_runner(pipeline.runner):
+        guard = GuardDeadLetters((records, read_failures), dead_letters, opts.max_dead_letter_fraction)
+        _ = committed | "GuardDeadLetters" >> guard
     return EvaluationGraph(scores, dead_letters, report, labels)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    outcome = run_pipeline("moderate-evaluate", build, argv)
+    outcome = run_pipeline(
+        "moderate-evaluate",
+        build,
+        argv,
+        description=__doc__.split("\n\n")[0],
+        option_classes=(ModerationOptions, EvaluateOptions),
+    )
     if outcome is None:
         return EXIT_CONFIGURATION_ERROR
     summary, options = outcome
@@ -265,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"f1 {scores['f1']:.4f}, support {scores['support']}"
         )
     print(f"report: {FileSystems.join(output, REPORT_FILE)}")
-    return 0 if summary.balanced else 1
+    return 0 if summary.succeeded else 1
 
 
 if __name__ == "__main__":

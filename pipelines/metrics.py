@@ -21,12 +21,27 @@ NAMESPACE = "moderation"
 BATCH_LATENCY = "inference_batch_latency_micro_secs"
 
 
+def dead_letter_fraction(read: int, dead: int) -> float:
+    """Share of the records read that were dead-lettered (0 for an empty run)."""
+    return dead / read if read else 0.0
+
+
+def dead_letter_excess(read: int, dead: int, limit: float) -> str:
+    """Why a run with ``dead`` of ``read`` records dead-lettered fails ``--max_dead_letter_fraction limit``."""
+    return (
+        f"{100 * dead_letter_fraction(read, dead):.1f}% of the records read ({dead} of {read}) were dead-lettered, "
+        f"more than --max_dead_letter_fraction {limit} allows; check --format, --text_field and the input "
+        "against the dead letters' reasons (outputs are written)"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Summary:
     counters: Mapping[str, int]
     batch_latency_sum_us: int
     elapsed_s: float
     labels: tuple[str, ...]
+    max_dead_letter_fraction: float = 1.0
 
     def get(self, name: str) -> int:
         return int(self.counters.get(name, 0))
@@ -35,6 +50,20 @@ class Summary:
     def balanced(self) -> bool:
         """Every record read was either labeled or dead-lettered."""
         return self.get("records_read") == self.get("labeled") + self.get("dead_lettered")
+
+    @property
+    def dead_letter_fraction(self) -> float:
+        return dead_letter_fraction(self.get("records_read"), self.get("dead_lettered"))
+
+    @property
+    def too_many_dead_letters(self) -> bool:
+        """More records dead-lettered than ``--max_dead_letter_fraction`` allows."""
+        return self.dead_letter_fraction > self.max_dead_letter_fraction
+
+    @property
+    def succeeded(self) -> bool:
+        """The run's exit status 0: nothing lost and dead letters within the limit."""
+        return self.balanced and not self.too_many_dead_letters
 
     @property
     def texts_per_s(self) -> float:
@@ -61,6 +90,8 @@ class Summary:
             f"({self.get('batches')} batches, {self.get('windows')} windows, {model_s:.1f} s in the model, "
             f"{100 * self.padding_share:.1f}% padding, {self.get('truncated')} truncated)"
         )
+        if self.too_many_dead_letters:
+            lines.append("FAILED: " + dead_letter_excess(read, dead, self.max_dead_letter_fraction))
         return "\n".join(lines)
 
 
@@ -69,7 +100,9 @@ def _committed_or_attempted(result) -> int:
     return committed if committed is not None else result.attempted
 
 
-def summarize(pipeline_result, elapsed_s: float, labels: Sequence[str]) -> Summary:
+def summarize(
+    pipeline_result, elapsed_s: float, labels: Sequence[str], *, max_dead_letter_fraction: float = 1.0
+) -> Summary:
     """Sums the namespace's counters over steps; runners without committed metrics give attempted ones."""
     query = pipeline_result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
     counters: dict[str, int] = {}
@@ -81,4 +114,10 @@ def summarize(pipeline_result, elapsed_s: float, labels: Sequence[str]) -> Summa
         if item.key.metric.name == BATCH_LATENCY:
             value = _committed_or_attempted(item)
             latency += int(value.sum) if value is not None else 0
-    return Summary(counters=counters, batch_latency_sum_us=latency, elapsed_s=elapsed_s, labels=tuple(labels))
+    return Summary(
+        counters=counters,
+        batch_latency_sum_us=latency,
+        elapsed_s=elapsed_s,
+        labels=tuple(labels),
+        max_dead_letter_fraction=max_dead_letter_fraction,
+    )

@@ -6,7 +6,12 @@
 Read (:class:`~pipelines.io.ReadRecords`) -> classify
 (:class:`~pipelines.classify.ClassifyRecords`) -> ``DIR/labels-*.parquet``, and
 every record that could not be labeled -> ``DIR/dead_letter-*.parquet``
-(schemas in :mod:`pipelines.outputs`).  :func:`build` constructs the graph
+(schemas in :mod:`pipelines.outputs`).  Both are written into the run's own
+attempt folder in ``DIR`` and moved into ``DIR`` by a last step once both are
+complete (:class:`~pipelines.io.CommitOutputs`), so a killed run leaves no
+outputs and a re-run into the same ``DIR`` needs no cleaning; a ``DIR`` holding a
+complete earlier run is refused unless ``--overwrite`` is given, which replaces
+those outputs in that last step.  :func:`build` constructs the graph
 without running it (the deploy and evaluation code reuse it); everything that
 can be checked before reading data (globs, model, thresholds, output columns)
 is checked there.  The same code runs on the DirectRunner (in-process or
@@ -27,7 +32,15 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.classify import ClassifyRecords
 from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
-from pipelines.io import ReadRecords, WriteParquet
+from pipelines.io import (
+    CommitOutputs,
+    GuardDeadLetters,
+    OutputAttempt,
+    ReadRecords,
+    WriteParquet,
+    is_direct_runner,
+    remove_stale_attempts,
+)
 from pipelines.options import ModerationOptions
 from pipelines.outputs import (
     DEAD_LETTER_NAME,
@@ -37,6 +50,7 @@ from pipelines.outputs import (
     dead_letter_row,
     label_row,
     labels_schema,
+    shard_pattern,
 )
 from pipelines.thresholds import parse_thresholds
 
@@ -55,9 +69,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     """Adds the moderation graph to ``pipeline``; raises before any data is read if a flag cannot work.
 
     ``validate=False`` skips the checks that touch the inputs and the output
-    directory (matching globs, existing outputs), for building a graph on a
-    machine that cannot reach them.  The model is always loaded, since the
-    output schema comes from its labels.
+    directory (matching globs, existing outputs) and the removal of killed
+    runs' attempt folders, for building a graph on a machine that cannot reach
+    them.  The model is always loaded, since the output schema comes from its
+    labels.
     """
     opts = options.view_as(ModerationOptions)
     opts.check_required()
@@ -67,8 +82,12 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     thresholds = parse_thresholds(opts.threshold, labels)
     keep_fields = read.spec.keep_fields
     schema = labels_schema(labels, keep_text=opts.keep_text, keep_fields=keep_fields)
+    attempt = OutputAttempt.new(
+        opts.output, (shard_pattern(LABELS_NAME), shard_pattern(DEAD_LETTER_NAME)), overwrite=opts.overwrite
+    )
     if validate:
-        check_output(opts.output, (LABELS_NAME, DEAD_LETTER_NAME))
+        check_output(opts.output, attempt.owned, overwrite=opts.overwrite)
+        remove_stale_attempts(opts.output)
 
     records, read_failures = pipeline | "Read" >> read
     scored, inference_failures = records | "Classify" >> classify
@@ -76,22 +95,26 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
         label_row, labels, thresholds, keep_text=opts.keep_text, keep_fields=keep_fields
     )
     dead_letters = (read_failures, inference_failures) | "DeadLetters" >> beam.Flatten()
-    _ = label_rows | "WriteLabels" >> WriteParquet(opts.output, LABELS_NAME, schema)
-    _ = (
+    label_files = label_rows | "WriteLabels" >> WriteParquet(attempt.folder, LABELS_NAME, schema)
+    dead_letter_files = (
         dead_letters
         | "DeadLetterRows" >> beam.Map(dead_letter_row)
-        | "WriteDeadLetters" >> WriteParquet(opts.output, DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA)
+        | "WriteDeadLetters" >> WriteParquet(attempt.folder, DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA)
     )
+    committed = (label_files, dead_letter_files) | "CommitOutputs" >> CommitOutputs(attempt)
+    if not is_direct_runner(pipeline.runner):
+        guard = GuardDeadLetters((records, read_failures), dead_letters, opts.max_dead_letter_fraction)
+        _ = committed | "GuardDeadLetters" >> guard
     return ModerationGraph(records, scored, label_rows, dead_letters, labels)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    outcome = run_pipeline("moderate", build, argv)
+    outcome = run_pipeline("moderate", build, argv, description=__doc__.split("\n\n")[0])
     if outcome is None:
         return EXIT_CONFIGURATION_ERROR
     summary, _ = outcome
     print(summary.render())
-    return 0 if summary.balanced else 1
+    return 0 if summary.succeeded else 1
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ class ClassifySettings:
 # registered options class on each Pipeline.run(), so a required flag here would break
 # any other pipeline run in the same process.
 REQUIRED = ("input", "output")
+# Real feeds dead-letter well under 1% (empty or broken lines); a changed input format or a wrong
+# --text_field dead-letters nearly everything.  10% separates the two with room for messy sources.
+DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.1
 
 
 class ModerationOptions(PipelineOptions):
@@ -75,8 +78,8 @@ class ModerationOptions(PipelineOptions):
             help="File pattern of input shards (local or gs://, globs, .gz); repeat or comma-separate for several.",
         )
         parser.add_argument("--output", help="Output directory for labels-*.parquet and dead_letter-*.parquet.")
-        parser.add_argument("--format", default="auto", choices=FORMATS, help="Input format; auto picks it from the file extension.")
-        parser.add_argument("--text_field", default="text", help="Field (JSONL, Parquet) or column (CSV) holding the text.")
+        parser.add_argument("--format", default="auto", choices=FORMATS, help="Input format; auto picks it from the file extension (default: auto).")
+        parser.add_argument("--text_field", default="text", help="Field (JSONL, Parquet) or column (CSV) holding the text (default: text).")
         parser.add_argument("--id_field", default=None, help="Field holding the record id; default: stable id from file path and position.")
         parser.add_argument("--keep_fields", default="", help="Comma-separated input fields copied to the output rows.")
         parser.add_argument(
@@ -85,11 +88,31 @@ class ModerationOptions(PipelineOptions):
             const=True,
             default=False,
             type=parse_bool,
-            help="Also write the text to the output rows (--keep_text, or --keep_text=true|false as templates pass it).",
+            metavar="true|false",
+            help="Also write the text to the output rows (--keep_text, or --keep_text=true|false as templates pass it; "
+            "default: false).",
         )
         parser.add_argument(
             "--threshold",
             default="",
             help="Per-class flag thresholds, e.g. hate=0.5,offensive=0.7; a row is flagged if any class reaches its threshold.",
+        )
+        parser.add_argument(
+            "--overwrite",
+            nargs="?",
+            const=True,
+            default=False,
+            type=parse_bool,
+            metavar="true|false",
+            help="Replace the outputs of a complete earlier run in --output, only once the new ones are complete; "
+            "without it such a directory is refused (default: false).",
+        )
+        parser.add_argument(
+            "--max_dead_letter_fraction",
+            type=float,
+            default=DEFAULT_MAX_DEAD_LETTER_FRACTION,
+            help="Exit non-zero (after writing every output) when more than this share of the records read was "
+            "dead-lettered, so a scheduler notices a changed input format; 1 turns the check off "
+            f"(default: {DEFAULT_MAX_DEAD_LETTER_FRACTION}).",
         )
         add_flags(parser, ClassifySettings)

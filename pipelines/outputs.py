@@ -39,6 +39,10 @@ from pipelines.thresholds import is_flagged
 # Output file name prefixes: DIR/labels-*.parquet and DIR/dead_letter-*.parquet.
 LABELS_NAME = "labels"
 DEAD_LETTER_NAME = "dead_letter"
+# Each run writes under DIR/_attempt-<id>/ until its outputs are complete, then moves them into DIR
+# (pipelines.io.CommitOutputs).  `*` in a Beam or shell glob never crosses a `/`, and the leading
+# underscore hides the folder from readers that skip such names (Spark, Hive, pyarrow datasets).
+ATTEMPT_PREFIX = "_attempt-"
 FIXED_COLUMNS = ("id", "label", "score", "flagged", "num_tokens", "num_windows", "truncated", "model", "text")
 
 DEAD_LETTER_SCHEMA = pa.schema(
@@ -111,11 +115,25 @@ def dead_letter_row(dead: DeadLetter) -> dict:
     return dead._asdict()
 
 
-def check_output(directory: str, names: Sequence[str]) -> None:
-    """Refuses a directory holding outputs of an earlier run: new and old shards would mix under one glob."""
-    patterns = [FileSystems.join(directory, f"{name}-*.parquet") for name in names]
+def shard_pattern(name: str) -> str:
+    """The file pattern, relative to the output directory, of the Parquet shards named ``name``."""
+    return f"{name}-*.parquet"
+
+
+def check_output(directory: str, owned: Sequence[str], *, overwrite: bool) -> None:
+    """Refuses a directory holding a complete earlier run, unless ``overwrite`` lets this run replace it.
+
+    ``owned`` are the file patterns, relative to ``directory``, of a run's outputs
+    (e.g. ``labels-*.parquet``).  They only ever appear there through a finished
+    run's commit, so any match is a complete earlier run; the unfinished work of
+    killed runs lies in attempt folders, which the patterns do not reach.
+    """
+    if overwrite:
+        return
+    patterns = [FileSystems.join(directory, pattern) for pattern in owned]
     existing = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
     if existing:
         raise OptionError(
-            f"--output {directory}: already holds {existing[0]} from an earlier run; remove it or pick another directory"
+            f"--output {directory}: already holds the outputs of an earlier run ({existing[0]}); pass --overwrite "
+            "to replace them once this run's outputs are complete, or pick another directory"
         )

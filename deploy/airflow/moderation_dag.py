@@ -2,11 +2,12 @@
 
 A run handles the day its data interval starts, ``{{ ds }}``: the timetable is
 an interval one, so the run that starts at 03:00 UTC on Feb 1 has ``ds`` =
-2025-01-31 and reads ``posts/dt=2025-01-31/``.  It first empties that day's
-output folder (the pipeline refuses a folder holding earlier outputs, so a
-re-run replaces them rather than mixing with them), then launches the Flex
-Template and waits for the job, failing the task if the job fails.  Re-run a
-day by clearing its DAG run; backfill with Airflow's backfill command.
+2025-01-31 and reads ``posts/dt=2025-01-31/``.  It launches the Flex Template
+with ``overwrite=true`` and waits for the job, failing the task if the job
+fails: a killed or failed attempt leaves nothing in the day's folder, and a
+re-run of a completed day replaces its outputs only once the new ones are
+complete, so readers never see the day empty or mixed.  Re-run a day by
+clearing its DAG run; backfill with Airflow's backfill command.
 
 Deployment settings come from the Airflow Variable ``moderation`` (JSON with
 project, region, bucket, template_path, image; see deploy/README.md), read
@@ -19,7 +20,6 @@ from __future__ import annotations
 import datetime
 
 from airflow.providers.google.cloud.operators.dataflow import DataflowStartFlexTemplateOperator
-from airflow.providers.google.cloud.operators.gcs import GCSDeleteObjectsOperator
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 try:
@@ -30,9 +30,7 @@ except ImportError:  # Airflow 2
 SCHEDULE = CronDataIntervalTimetable("0 3 * * *", timezone="UTC")
 PROJECT = "{{ var.json.moderation.project }}"
 REGION = "{{ var.json.moderation.region }}"
-BUCKET = "{{ var.json.moderation.bucket }}"
 INPUT = "gs://{{ var.json.moderation.bucket }}/posts/dt={{ ds }}/*.jsonl.gz"
-OUTPUT_PREFIX = "moderation/dt={{ ds }}/"
 OUTPUT = "gs://{{ var.json.moderation.bucket }}/moderation/dt={{ ds }}"
 
 # One T4 per n1-standard-4 worker, one SDK process owning it (deploy/README.md, "GPU workers").
@@ -43,6 +41,7 @@ LAUNCH_BODY = {
         "parameters": {
             "input": INPUT,
             "output": OUTPUT,
+            "overwrite": "true",
             "sdk_container_image": "{{ var.json.moderation.image }}",
             "disk_size_gb": "50",
             "number_of_worker_harness_threads": "4",
@@ -69,11 +68,6 @@ with DAG(
     dagrun_timeout=datetime.timedelta(hours=12),
     tags=["moderation", "dataflow"],
 ) as dag:
-    clear_output = GCSDeleteObjectsOperator(
-        task_id="clear_output",
-        bucket_name=BUCKET,
-        prefix=OUTPUT_PREFIX,
-    )
     moderate = DataflowStartFlexTemplateOperator(
         task_id="moderate",
         project_id=PROJECT,
@@ -81,4 +75,3 @@ with DAG(
         body=LAUNCH_BODY,
         wait_until_finished=True,
     )
-    clear_output >> moderate

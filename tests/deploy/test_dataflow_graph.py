@@ -25,7 +25,18 @@ from pipelines.moderate import build
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 IMAGE = "us-central1-docker.pkg.dev/demo-project/moderation/moderation:gpu"
 ACCELERATOR = "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"
-TOP_LEVEL = ("Read", "Classify", "LabelRows", "DeadLetters", "WriteLabels", "DeadLetterRows", "WriteDeadLetters")
+TOP_LEVEL = (
+    "Read",
+    "Classify",
+    "LabelRows",
+    "DeadLetters",
+    "WriteLabels",
+    "DeadLetterRows",
+    "WriteDeadLetters",
+    "CommitOutputs",
+    # The Flex Template launcher does not wait for the job: the job itself must fail on too many dead letters.
+    "GuardDeadLetters",
+)
 
 
 def _dataflow_options(tmp_path: pathlib.Path, model: pathlib.Path, *extra: str) -> PipelineOptions:

@@ -263,11 +263,8 @@ def test_dag_launches_the_flex_template_with_dated_paths_and_gpu_settings(dag):
     assert body["environment"]["machineType"] == "n1-standard-4"
 
 
-def test_dag_empties_exactly_the_days_output_folder_first(dag):
-    (delete,) = dag.calls("GCSDeleteObjectsOperator")
-    keywords = _keywords(delete)
-    output = dag.value(dag.assigned["OUTPUT"])
-    assert output == f"gs://{dag.value(keywords['bucket_name'])}/{dag.value(keywords['prefix']).rstrip('/')}"
-    assert dag.value(keywords["prefix"]).endswith("/"), "a prefix without / would also match dt=...0, dt=...1"
-    chains = [ast.unparse(n.value) for n in dag.tree.body[-1].body if isinstance(n, ast.Expr)]
-    assert "clear_output >> moderate" in chains
+def test_dag_reruns_replace_a_day_only_once_its_new_outputs_are_complete(dag):
+    (operator,) = dag.calls("DataflowStartFlexTemplateOperator")
+    parameters = dag.value(_keywords(operator)["body"])["launchParameter"]["parameters"]
+    assert parameters["overwrite"] == "true"
+    assert not dag.calls("GCSDeleteObjectsOperator"), "emptying the day first would leave readers an empty day"

@@ -63,6 +63,7 @@ def report_dir(labeled, model_dir, compilation_cache, tmp_path_factory):
         "--stride", str(STRIDE),
         "--target_precision", "0.75",
         "--compilation_cache_dir", compilation_cache,
+        "--max_dead_letter_fraction", "0.5",  # 3 of the 15 records are bad on purpose
     ]  # fmt: skip
     assert evaluate.main(argv) == 0
     return output
