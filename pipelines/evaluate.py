@@ -38,18 +38,9 @@ from pipelines import records as R
 from pipelines.classify import ClassifyRecords
 from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
 from pipelines.formats import FieldSpec
-from pipelines.io import (
-    CommitOutputs,
-    GuardDeadLetters,
-    OutputAttempt,
-    ReadRecords,
-    WriteParquet,
-    is_direct_runner,
-    remove_stale_attempts,
-    split_patterns,
-)
+from pipelines.io import FinishRun, ReadRecords, WriteParquet, split_patterns, start_attempt
 from pipelines.options import ModerationOptions, OptionError
-from pipelines.outputs import DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA, check_output, dead_letter_row, shard_pattern
+from pipelines.outputs import DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA, dead_letter_row, shard_pattern
 
 REPORT_FILE = "report.json"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -227,12 +218,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     read = ReadRecords(patterns, format=opts.format, spec=spec, validate=validate)
     classify = ClassifyRecords.from_options(opts)
     labels = classify.labels
-    attempt = OutputAttempt.new(
-        opts.output, (shard_pattern(DEAD_LETTER_NAME), REPORT_FILE, CONFUSION_PNG), overwrite=opts.overwrite
-    )
-    if validate:
-        check_output(opts.output, attempt.owned, overwrite=opts.overwrite)
-        remove_stale_attempts(opts.output)
+    owned = (shard_pattern(DEAD_LETTER_NAME), REPORT_FILE, CONFUSION_PNG)
+    attempt = start_attempt(opts.output, owned, overwrite=opts.overwrite, validate=validate)
 
     records, read_failures = pipeline | "Read" >> read
     checked = records | "CheckLabels" >> beam.ParDo(
@@ -264,10 +251,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
         )
     )
     report_files = report | "ReportFiles" >> beam.FlatMap(_report_files, attempt.folder)
-    committed = (dead_letter_files, report_files) | "CommitOutputs" >> CommitOutputs(attempt)
-    if not is_direct_runner(pipeline.runner):
-        guard = GuardDeadLetters((records, read_failures), dead_letters, opts.max_dead_letter_fraction)
-        _ = committed | "GuardDeadLetters" >> guard
+    finish = FinishRun(attempt, (records, read_failures), dead_letters, opts.max_dead_letter_fraction)
+    _ = (dead_letter_files, report_files) | "FinishRun" >> finish
     return EvaluationGraph(scores, dead_letters, report, labels)
 
 

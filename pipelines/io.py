@@ -51,7 +51,7 @@ from pipelines import formats
 from pipelines import records as R
 from pipelines.metrics import NAMESPACE, dead_letter_excess, dead_letter_fraction
 from pipelines.options import OptionError
-from pipelines.outputs import ATTEMPT_PREFIX
+from pipelines.outputs import ATTEMPT_PREFIX, check_output
 
 DEAD_LETTER_TAG = "dead_letter"
 _BINARY = "application/octet-stream"
@@ -277,6 +277,20 @@ def _delete_tree(folder: str) -> None:
         FileSystems.delete([folder])
 
 
+def start_attempt(output: str, owned: Sequence[str], *, overwrite: bool, validate: bool) -> OutputAttempt:
+    """A new run's :class:`OutputAttempt` in ``output``.
+
+    With ``validate`` (the launcher can reach ``output``), first refuses a
+    complete earlier run there unless ``overwrite``, then deletes the attempt
+    folders of killed runs.
+    """
+    attempt = OutputAttempt.new(output, owned, overwrite=overwrite)
+    if validate:
+        check_output(output, attempt.owned, overwrite=overwrite)
+        remove_stale_attempts(output)
+    return attempt
+
+
 def stale_attempts(output: str) -> list[str]:
     """The attempt folders in ``output``: left by killed or failed runs when no run is writing there."""
     base = FileSystems.join(output, ATTEMPT_PREFIX)
@@ -411,3 +425,27 @@ class GuardDeadLetters(beam.PTransform):
                 _check_dead_letters, beam.pvalue.AsList(read), beam.pvalue.AsSingleton(dead), self._limit
             )
         )
+
+
+class FinishRun(beam.PTransform):
+    """The paths a run wrote in its attempt folder -> committed outputs, then the dead-letter guard.
+
+    The guard is added only where the job outlives the launching process (see
+    :class:`GuardDeadLetters`); a DirectRunner run is checked from its metrics.
+
+    Args:
+      attempt: the run's attempt.
+      read, dead_letters, limit: as for :class:`GuardDeadLetters`.
+    """
+
+    def __init__(
+        self, attempt: OutputAttempt, read: Sequence[beam.PCollection], dead_letters: beam.PCollection, limit: float
+    ):
+        super().__init__()
+        self._attempt, self._read, self._dead_letters, self._limit = attempt, tuple(read), dead_letters, limit
+
+    def expand(self, written):
+        committed = written | "CommitOutputs" >> CommitOutputs(self._attempt)
+        if not is_direct_runner(committed.pipeline.runner):
+            _ = committed | "GuardDeadLetters" >> GuardDeadLetters(self._read, self._dead_letters, self._limit)
+        return committed

@@ -32,21 +32,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.classify import ClassifyRecords
 from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
-from pipelines.io import (
-    CommitOutputs,
-    GuardDeadLetters,
-    OutputAttempt,
-    ReadRecords,
-    WriteParquet,
-    is_direct_runner,
-    remove_stale_attempts,
-)
+from pipelines.io import FinishRun, ReadRecords, WriteParquet, start_attempt
 from pipelines.options import ModerationOptions
 from pipelines.outputs import (
     DEAD_LETTER_NAME,
     DEAD_LETTER_SCHEMA,
     LABELS_NAME,
-    check_output,
     dead_letter_row,
     label_row,
     labels_schema,
@@ -82,12 +73,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     thresholds = parse_thresholds(opts.threshold, labels)
     keep_fields = read.spec.keep_fields
     schema = labels_schema(labels, keep_text=opts.keep_text, keep_fields=keep_fields)
-    attempt = OutputAttempt.new(
-        opts.output, (shard_pattern(LABELS_NAME), shard_pattern(DEAD_LETTER_NAME)), overwrite=opts.overwrite
-    )
-    if validate:
-        check_output(opts.output, attempt.owned, overwrite=opts.overwrite)
-        remove_stale_attempts(opts.output)
+    owned = (shard_pattern(LABELS_NAME), shard_pattern(DEAD_LETTER_NAME))
+    attempt = start_attempt(opts.output, owned, overwrite=opts.overwrite, validate=validate)
 
     records, read_failures = pipeline | "Read" >> read
     scored, inference_failures = records | "Classify" >> classify
@@ -101,10 +88,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
         | "DeadLetterRows" >> beam.Map(dead_letter_row)
         | "WriteDeadLetters" >> WriteParquet(attempt.folder, DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA)
     )
-    committed = (label_files, dead_letter_files) | "CommitOutputs" >> CommitOutputs(attempt)
-    if not is_direct_runner(pipeline.runner):
-        guard = GuardDeadLetters((records, read_failures), dead_letters, opts.max_dead_letter_fraction)
-        _ = committed | "GuardDeadLetters" >> guard
+    finish = FinishRun(attempt, (records, read_failures), dead_letters, opts.max_dead_letter_fraction)
+    _ = (label_files, dead_letter_files) | "FinishRun" >> finish
     return ModerationGraph(records, scored, label_rows, dead_letters, labels)
 
 

@@ -33,9 +33,9 @@ TOP_LEVEL = (
     "WriteLabels",
     "DeadLetterRows",
     "WriteDeadLetters",
-    "CommitOutputs",
+    "FinishRun/CommitOutputs",
     # The Flex Template launcher does not wait for the job: the job itself must fail on too many dead letters.
-    "GuardDeadLetters",
+    "FinishRun/GuardDeadLetters",
 )
 
 

@@ -11,7 +11,6 @@ whole text was tokenized before the windows were cut.
 from __future__ import annotations
 
 import itertools
-import os
 import pathlib
 import subprocess
 import sys
