@@ -112,4 +112,6 @@ def run_pipeline(
     result = pipeline.run()
     result.wait_until_finish()
     limit = options.view_as(ModerationOptions).max_dead_letter_fraction
-    return summarize(result, time.perf_counter() - start, graph.labels, max_dead_letter_fraction=limit), options
+    devices = f"{graph.model.devices} ({graph.model.platform})"
+    summary = summarize(result, time.perf_counter() - start, graph.labels, max_dead_letter_fraction=limit, devices=devices)
+    return summary, options

@@ -37,6 +37,7 @@ from flaxmodel.inference.metrics import evaluate, parse_label, thresholds_for_pr
 from pipelines import records as R
 from pipelines.classify import ClassifyRecords
 from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
+from pipelines.handler import ModelSpec
 from pipelines.formats import FieldSpec
 from pipelines.io import FinishRun, ReadRecords, WriteParquet, split_patterns, start_attempt
 from pipelines.options import ModerationOptions, OptionError
@@ -65,6 +66,7 @@ class EvaluationGraph:
     dead_letters: beam.PCollection
     report: beam.PCollection
     labels: tuple[str, ...]
+    model: ModelSpec
 
 
 class _CheckLabel(beam.DoFn):
@@ -253,7 +255,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     report_files = report | "ReportFiles" >> beam.FlatMap(_report_files, attempt.folder)
     finish = FinishRun(attempt, (records, read_failures), dead_letters, opts.max_dead_letter_fraction)
     _ = (dead_letter_files, report_files) | "FinishRun" >> finish
-    return EvaluationGraph(scores, dead_letters, report, labels)
+    return EvaluationGraph(scores, dead_letters, report, labels, classify.spec)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

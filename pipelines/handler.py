@@ -1,8 +1,8 @@
 """RunInference's model handler for our Flax classifiers, and the model checks done at launch.
 
 :class:`FlaxModelHandler` is a Beam ``ModelHandler``: ``load_model`` loads a
-:class:`flaxmodel.Classifier` (parameters on the worker's first accelerator,
-jitted forward); RunInference keeps one per worker process, shared by its
+:class:`flaxmodel.Classifier` (parameters replicated on every local device of
+the worker, batches split over them, jitted forward); RunInference keeps one per worker process, shared by its
 threads through ``Shared``.  Each element it receives is already a padded,
 bucket-shaped :class:`~pipelines.batching.Batch`, so ``batch_elements_kwargs``
 pins RunInference's own batching to one element per call.  RunInference (not a
@@ -38,6 +38,9 @@ class ModelSpec:
     content_length: int
     weights_hash: str
     config: EncoderConfig
+    # Local devices the model runs data parallel on, and their platform (cpu, gpu, tpu).
+    devices: int = 1
+    platform: str = "cpu"
 
     @property
     def model_id(self) -> str:
@@ -59,6 +62,8 @@ def inspect_model(path: str | None, *, max_length: int, dtype: str = "float32") 
         content_length=classifier.text_encoder.content_length,
         weights_hash=classifier.weights_hash,
         config=classifier.config,
+        devices=len(classifier.devices),
+        platform=classifier.platform,
     )
 
 

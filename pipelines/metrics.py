@@ -42,6 +42,8 @@ class Summary:
     elapsed_s: float
     labels: tuple[str, ...]
     max_dead_letter_fraction: float = 1.0
+    # "N (platform)" of the model's local devices, as the launching process loaded it.
+    devices: str = ""
 
     def get(self, name: str) -> int:
         return int(self.counters.get(name, 0))
@@ -90,6 +92,8 @@ class Summary:
             f"({self.get('batches')} batches, {self.get('windows')} windows, {model_s:.1f} s in the model, "
             f"{100 * self.padding_share:.1f}% padding, {self.get('truncated')} truncated)"
         )
+        if self.devices:
+            lines.append(f"devices: {self.devices}")
         if self.too_many_dead_letters:
             lines.append("FAILED: " + dead_letter_excess(read, dead, self.max_dead_letter_fraction))
         return "\n".join(lines)
@@ -101,7 +105,12 @@ def _committed_or_attempted(result) -> int:
 
 
 def summarize(
-    pipeline_result, elapsed_s: float, labels: Sequence[str], *, max_dead_letter_fraction: float = 1.0
+    pipeline_result,
+    elapsed_s: float,
+    labels: Sequence[str],
+    *,
+    max_dead_letter_fraction: float = 1.0,
+    devices: str = "",
 ) -> Summary:
     """Sums the namespace's counters over steps; runners without committed metrics give attempted ones."""
     query = pipeline_result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
@@ -120,4 +129,5 @@ def summarize(
         elapsed_s=elapsed_s,
         labels=tuple(labels),
         max_dead_letter_fraction=max_dead_letter_fraction,
+        devices=devices,
     )

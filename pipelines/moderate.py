@@ -32,6 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.classify import ClassifyRecords
 from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
+from pipelines.handler import ModelSpec
 from pipelines.io import FinishRun, ReadRecords, WriteParquet, start_attempt
 from pipelines.options import ModerationOptions
 from pipelines.outputs import (
@@ -54,6 +55,7 @@ class ModerationGraph:
     label_rows: beam.PCollection
     dead_letters: beam.PCollection
     labels: tuple[str, ...]
+    model: ModelSpec
 
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool = True) -> ModerationGraph:
@@ -90,7 +92,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     )
     finish = FinishRun(attempt, (records, read_failures), dead_letters, opts.max_dead_letter_fraction)
     _ = (label_files, dead_letter_files) | "FinishRun" >> finish
-    return ModerationGraph(records, scored, label_rows, dead_letters, labels)
+    return ModerationGraph(records, scored, label_rows, dead_letters, labels, classify.spec)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,8 +4,13 @@ A :class:`Classifier` pads every batch to a shape of its
 :class:`~flaxmodel.inference.shapes.ShapeGrid`, so it compiles at most once per
 bucket however many texts it sees; ``predict_ids`` sorts texts by length and
 runs them in the cuts the grid's planner finds cheapest.  The softmax (or
-sigmoid) is fused into the jitted function, parameters are placed on the first
-device once, and the same :class:`Classifier` is safe to share between threads.
+sigmoid) is fused into the jitted function, and the same :class:`Classifier` is
+safe to share between threads.  It runs data parallel over every local device
+(all chips of a TPU host, all GPUs of a VM; XLA's host platform on CPU, one
+device unless ``--xla_force_host_platform_device_count`` says otherwise):
+parameters are replicated once, each batch's rows are split over a one-axis
+mesh, and a batch whose rows do not divide by the device count gets empty
+rows, so any grid shape runs on any host.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flaxmodel.ckpts.default_model import default_model_path
 from flaxmodel.ckpts.loader import load_checkpoint
@@ -47,6 +53,7 @@ class Classifier:
         name: str = "model",
         dtype: str = "float32",
         batch_size: int = 64,
+        devices: Sequence[jax.Device] | None = None,
     ):
         if dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -60,8 +67,15 @@ class Classifier:
         self.pad_id = config.pad_token_id
         self.host_params = params
         compute = DTYPES[dtype]
-        self.params = jax.device_put(jax.tree_util.tree_map(lambda p: jnp.asarray(p, compute), params))
-        self._jitted = jax.jit(functools.partial(_forward, config=config, dtype=compute))
+        self.devices = tuple(devices or jax.local_devices())
+        mesh = Mesh(np.array(self.devices), ("rows",))
+        replicated, by_rows = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("rows"))
+        self.params = jax.device_put(jax.tree_util.tree_map(lambda p: jnp.asarray(p, compute), params), replicated)
+        self._jitted = jax.jit(
+            functools.partial(_forward, config=config, dtype=compute),
+            in_shardings=(replicated, by_rows, by_rows),
+            out_shardings=by_rows,
+        )
         self._shapes: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
 
@@ -87,13 +101,23 @@ class Classifier:
         """:func:`~flaxmodel.inference.shapes.pad_batch` with this model's padding id."""
         return pad_batch(sequences, rows, length, self.pad_id)
 
+    @property
+    def platform(self) -> str:
+        """The devices' platform: ``cpu``, ``gpu`` or ``tpu``."""
+        return self.devices[0].platform
+
     def predict_padded(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Probabilities ``[rows, num_labels]`` of one grid-shaped ``[rows, length]`` batch."""
+        rows = input_ids.shape[0]
+        extra = -rows % len(self.devices)
+        if extra:
+            input_ids = np.pad(input_ids, ((0, extra), (0, 0)), constant_values=self.pad_id)
+            attention_mask = np.pad(attention_mask, ((0, extra), (0, 0)))
         shape = tuple(input_ids.shape)
         if shape not in self._shapes:
             with self._lock:
                 self._shapes.add(shape)
-        return np.asarray(self._jitted(self.params, input_ids, attention_mask))
+        return np.asarray(self._jitted(self.params, input_ids, attention_mask))[:rows]
 
     def predict_ids(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Probabilities ``[n, num_labels]`` for token id sequences, in input order.
