@@ -21,11 +21,12 @@ from flaxmodel.ckpts.loader import load_checkpoint
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.model import apply, hidden_states
 from flaxmodel.errors import CheckpointError, ConfigError, DataError, ModerationError, OptionError, TokenizerError
-from flaxmodel.inference.predictor import DTYPES, Classifier, load_classifier
+from flaxmodel.inference.predictor import AUTO_DTYPE, DTYPES, Classifier, load_classifier
 from flaxmodel.inference.shapes import ShapeGrid, pad_batch
 from flaxmodel.inference.tokenizer import TextEncoder
 
 __all__ = [
+    "AUTO_DTYPE",
     "DTYPES",
     "MINILM_PACKAGE",
     "Checkpoint",

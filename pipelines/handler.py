@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from flaxmodel import Classifier, EncoderConfig, load_classifier
+from flaxmodel import AUTO_DTYPE, Classifier, EncoderConfig, load_classifier
 from pipelines.batching import Batch
 from pipelines.metrics import NAMESPACE
 
@@ -52,7 +52,7 @@ def model_id(name: str, weights_hash: str) -> str:
     return f"{name}@{weights_hash}"
 
 
-def inspect_model(path: str | None, *, max_length: int, dtype: str = "float32") -> ModelSpec:
+def inspect_model(path: str | None, *, max_length: int, dtype: str = AUTO_DTYPE) -> ModelSpec:
     """Loads config, tokenizer and weights; raises the loader's error (with what to fix) if any is bad."""
     classifier = load_classifier(path, dtype=dtype, max_length=max_length)
     return ModelSpec(
@@ -76,7 +76,7 @@ class FlaxModelHandler(ModelHandler[Batch, PredictionResult, Classifier]):
         *,
         max_length: int,
         batch_size: int,
-        dtype: str = "float32",
+        dtype: str = AUTO_DTYPE,
         compilation_cache_dir: str | None = None,
     ):
         super().__init__()

@@ -14,7 +14,7 @@ import dataclasses
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from flaxmodel import DTYPES
+from flaxmodel import AUTO_DTYPE, DTYPES
 from flaxmodel.errors import OptionError
 from flaxmodel.flags import add_flags, flag, from_namespace, parse_bool
 from pipelines.formats import FORMATS as INPUT_FORMATS
@@ -43,7 +43,12 @@ class ClassifySettings:
     sort_buffer: int = flag(
         4096, "Windows buffered per bundle, then sorted by length and cut into batches; more means less padding."
     )
-    dtype: str = flag("float32", "Compute dtype.", choices=tuple(DTYPES))
+    dtype: str = flag(
+        AUTO_DTYPE,
+        "Compute dtype; auto: bfloat16 on TPUs and GPUs with bfloat16 tensor cores (A100, L4, H100), float32 on "
+        "CPUs and older GPUs (T4), decided on each worker.",
+        choices=(AUTO_DTYPE, *DTYPES),
+    )
     compilation_cache_dir: str | None = flag(
         None, "Persistent XLA compilation cache directory, so restarted workers skip compiling."
     )

@@ -35,6 +35,22 @@ from flaxmodel.inference.shapes import ShapeGrid, pad_batch, predict_in_batches
 from flaxmodel.inference.tokenizer import TextEncoder
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# "auto" picks per device when the model loads (a launcher may run on another platform than its workers).
+AUTO_DTYPE = "auto"
+# GPUs with bfloat16 tensor cores start at compute capability 8.0 (A100, L4, H100); a T4 (7.5) emulates
+# bfloat16 and runs it slower than float32.  bfloat16 probabilities stay within 2e-2 of float32 on the
+# architectures the parity tests cover (tests/flaxmodel/core/test_parity.py).
+_BFLOAT16_MIN_COMPUTE_CAPABILITY = 8.0
+
+
+def auto_dtype(device: jax.Device) -> str:
+    """The compute dtype ``"auto"`` means on ``device``: bfloat16 on TPUs and bfloat16-capable GPUs, else float32."""
+    if device.platform == "tpu":
+        return "bfloat16"
+    if device.platform == "gpu":
+        capability = float(getattr(device, "compute_capability", 0) or 0)
+        return "bfloat16" if capability >= _BFLOAT16_MIN_COMPUTE_CAPABILITY else "float32"
+    return "float32"
 
 
 def _forward(params: Params, input_ids: jax.Array, attention_mask: jax.Array, *, config, dtype) -> jax.Array:
@@ -51,23 +67,23 @@ class Classifier:
         text_encoder: TextEncoder,
         *,
         name: str = "model",
-        dtype: str = "float32",
+        dtype: str = AUTO_DTYPE,
         batch_size: int = 64,
         devices: Sequence[jax.Device] | None = None,
     ):
-        if dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if dtype not in (AUTO_DTYPE, *DTYPES):
+            raise ConfigError(f"dtype must be {AUTO_DTYPE!r} or one of {sorted(DTYPES)}, got {dtype!r}")
+        self.devices = tuple(devices or jax.local_devices())
         self.config = config
         self.name = name
-        self.dtype = dtype
+        self.dtype = auto_dtype(self.devices[0]) if dtype == AUTO_DTYPE else dtype
         self.batch_size = batch_size
         self.text_encoder = text_encoder
         self.max_length = text_encoder.max_length
         self.grid = ShapeGrid.for_model(config, self.max_length, batch_size)
         self.pad_id = config.pad_token_id
         self.host_params = params
-        compute = DTYPES[dtype]
-        self.devices = tuple(devices or jax.local_devices())
+        compute = DTYPES[self.dtype]
         mesh = Mesh(np.array(self.devices), ("rows",))
         replicated, by_rows = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("rows"))
         self.params = jax.device_put(jax.tree_util.tree_map(lambda p: jnp.asarray(p, compute), params), replicated)
@@ -144,15 +160,17 @@ def load_classifier(
     path: str | None = None,
     *,
     labels: Sequence[str] | None = None,
-    dtype: str = "float32",
+    dtype: str = AUTO_DTYPE,
     batch_size: int = 64,
     max_length: int | None = None,
 ) -> Classifier:
     """Loads a Hugging Face style checkpoint folder (local or on a Beam filesystem).
 
     ``labels`` names the classes when the folder holds only a base encoder (a
-    fresh head is initialised, with a warning).  ``max_length`` caps the tokens
-    per text (default: what the model's position table allows).
+    fresh head is initialised, with a warning).  ``dtype`` ``"auto"`` computes
+    in bfloat16 on TPUs and bfloat16-capable GPUs, float32 elsewhere (see
+    :func:`auto_dtype`).  ``max_length`` caps the tokens per text (default: what
+    the model's position table allows).
     """
     path = str(path) if path is not None else default_model_path()
     checkpoint = load_checkpoint(path, labels=labels)
