@@ -35,6 +35,11 @@ def parse_list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def add_bool_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, **kwargs: Any) -> None:
+    """Adds ``--name`` that takes no value (true) or ``--name=true|false`` (as Flex Templates pass it)."""
+    parser.add_argument(f"--{name}", nargs="?", const=True, type=parse_bool, metavar="true|false", **kwargs)
+
+
 def flag(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequence[Any] | None = None) -> Any:
     """A dataclass field that is also a command-line flag (no default: the flag is required)."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
@@ -71,8 +76,9 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
         else:
             kwargs["required"] = True
         if kind is bool:
-            kwargs.update(nargs="?", const=True, type=parse_bool, metavar="true|false")
-        elif typing.get_origin(kind) is tuple:
+            add_bool_flag(parser, field.name, **kwargs)
+            continue
+        if typing.get_origin(kind) is tuple:
             kwargs["type"] = parse_list
         elif kind in (int, float, str):
             kwargs["type"] = kind

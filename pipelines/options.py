@@ -16,7 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from flaxmodel import AUTO_DTYPE, DTYPES
 from flaxmodel.errors import OptionError
-from flaxmodel.flags import add_flags, flag, from_namespace, parse_bool
+from flaxmodel.flags import add_bool_flag, add_flags, flag, from_namespace
 from pipelines.formats import FORMATS as INPUT_FORMATS
 
 FORMATS = ("auto", *INPUT_FORMATS)
@@ -83,17 +83,14 @@ class ModerationOptions(PipelineOptions):
             help="File pattern of input shards (local or gs://, globs, .gz); repeat or comma-separate for several.",
         )
         parser.add_argument("--output", help="Output directory for labels-*.parquet and dead_letter-*.parquet.")
-        parser.add_argument("--format", default="auto", choices=FORMATS, help="Input format; auto picks it from the file extension (default: auto).")
-        parser.add_argument("--text_field", default="text", help="Field (JSONL, Parquet) or column (CSV) holding the text (default: text).")
+        parser.add_argument("--format", default="auto", choices=FORMATS, help="Input format; auto picks it from the file extension (default: %(default)s).")
+        parser.add_argument("--text_field", default="text", help="Field (JSONL, Parquet) or column (CSV) holding the text (default: %(default)s).")
         parser.add_argument("--id_field", default=None, help="Field holding the record id; default: stable id from file path and position.")
         parser.add_argument("--keep_fields", default="", help="Comma-separated input fields copied to the output rows.")
-        parser.add_argument(
-            "--keep_text",
-            nargs="?",
-            const=True,
+        add_bool_flag(
+            parser,
+            "keep_text",
             default=False,
-            type=parse_bool,
-            metavar="true|false",
             help="Also write the text to the output rows (--keep_text, or --keep_text=true|false as templates pass it; "
             "default: false).",
         )
@@ -102,13 +99,10 @@ class ModerationOptions(PipelineOptions):
             default="",
             help="Per-class flag thresholds, e.g. hate=0.5,offensive=0.7; a row is flagged if any class reaches its threshold.",
         )
-        parser.add_argument(
-            "--overwrite",
-            nargs="?",
-            const=True,
+        add_bool_flag(
+            parser,
+            "overwrite",
             default=False,
-            type=parse_bool,
-            metavar="true|false",
             help="Replace the outputs of a complete earlier run in --output, only once the new ones are complete; "
             "without it such a directory is refused (default: false).",
         )
@@ -118,6 +112,6 @@ class ModerationOptions(PipelineOptions):
             default=DEFAULT_MAX_DEAD_LETTER_FRACTION,
             help="Exit non-zero (after writing every output) when more than this share of the records read was "
             "dead-lettered, so a scheduler notices a changed input format; 1 turns the check off "
-            f"(default: {DEFAULT_MAX_DEAD_LETTER_FRACTION}).",
+            "(default: %(default)s).",
         )
         add_flags(parser, ClassifySettings)
