@@ -121,3 +121,81 @@ def parse_label(value: Any, labels: Sequence[str]) -> int | None:
     if isinstance(value, str) and value.strip() in labels:
         return list(labels).index(value.strip())
     return None
+
+
+def set_label_scores(
+    probabilities: np.ndarray,
+    allowed: np.ndarray,
+    classes: Sequence[str],
+    groups: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Scores against labels that each allow a set of classes (partial labels), argmax predictions.
+
+    A row is correct when its argmax class is among the classes its label
+    allows.  When the distinct label sets do not overlap (Davidson's three
+    classes; "hate" against "offensive or neither"), each prediction belongs to
+    at most one set, so the usual per-label precision / recall / F1 apply, with
+    the sets as labels (named ``a|b``); a prediction outside every set (a
+    source that only knows hate and neither, predicted offensive) is wrong for
+    all of them.
+
+    Args:
+      probabilities: float ``[n, num_classes]``.
+      allowed: bool ``[n, num_classes]`` the classes each row's label allows.
+      classes: the class names, in column order.
+      groups: optional ``[n]`` sub-group names, each scored separately (accuracy only).
+
+    Returns:
+      ``num_examples``, ``accuracy``, ``score`` (macro F1 over the sets when they
+      do not overlap, else the accuracy) and, for non-overlapping sets,
+      ``macro_f1``, ``per_label`` and ``confusion_matrix`` (last column: predicted
+      outside every set); ``groups``: ``{name: {accuracy, num_examples}}``.
+    """
+    allowed = np.asarray(allowed, dtype=bool)
+    predicted = np.asarray(probabilities).argmax(axis=1)
+    correct = allowed[np.arange(len(predicted)), predicted]
+    result: dict[str, Any] = {"num_examples": len(predicted), "accuracy": float(correct.mean()) if len(correct) else 0.0}
+    sets, true = np.unique(allowed, axis=0, return_inverse=True)
+    # np.unique sorts False first; list sets in class order instead (hate before offensive|neither).
+    order = np.lexsort((~sets).T[::-1])
+    sets, true = sets[order], np.argsort(order)[true.reshape(-1)]
+    names = ["|".join(c for c, a in zip(classes, s) if a) for s in sets]
+    if sets.sum(axis=0).max(initial=0) <= 1:
+        owner = np.full(len(classes), len(sets))
+        for i, members in enumerate(sets):
+            owner[members] = i
+        matrix = confusion_matrix(true, owner[predicted], len(sets) + 1)
+        report = scores(matrix, [*names, "(other)"])
+        per_label = {name: report["per_class"][name] for name in names}
+        macro = float(np.mean([s["f1"] for s in per_label.values()]))
+        result.update(score=macro, macro_f1=macro, per_label=per_label, confusion_matrix=matrix[: len(sets)].tolist())
+    else:
+        result["score"] = result["accuracy"]
+    if groups is not None:
+        by_group: dict[str, list[bool]] = {}
+        for name, ok in zip(groups, correct):
+            by_group.setdefault(name, []).append(bool(ok))
+        result["groups"] = {
+            name: {"accuracy": float(np.mean(oks)), "num_examples": len(oks)} for name, oks in sorted(by_group.items())
+        }
+    return result
+
+
+def parse_label_set(value: Any, labels: Sequence[str]) -> np.ndarray | None:
+    """The classes a raw label allows: an id, a name, or names joined by ``|`` (a partial label).
+
+    Args:
+      value: e.g. ``2``, ``"neither"`` or ``"offensive|neither"``.
+      labels: the class names in id order.
+
+    Returns:
+      bool ``[len(labels)]``, or None when any part is not an id or name of ``labels``.
+    """
+    parts = value.split("|") if isinstance(value, str) and "|" in value else [value]
+    allowed = np.zeros(len(labels), dtype=bool)
+    for part in parts:
+        found = parse_label(part, labels)
+        if found is None:
+            return None
+        allowed[found] = True
+    return allowed

@@ -1,7 +1,9 @@
 """What one training step eats: the data order of each epoch, class weights and padded batches.
 
-The order of an epoch is a function of the seed and the epoch alone, so a
-resumed run sees exactly the batches an uninterrupted one would.  Batches group
+The order of an epoch (and, for a data mixture, which rows it samples) is a
+function of the seed and the epoch alone, so a resumed run sees exactly the
+batches an uninterrupted one would.  A row's target is the set of classes its
+label allows (one class for an ordinary label, several for a partial one).  Batches group
 texts of similar length and are padded by :func:`flaxmodel.inference.shapes.pad_batch`
 to the grid's length buckets, so the train step compiles once per bucket.
 """
@@ -17,7 +19,6 @@ from flax import struct
 from flaxmodel.errors import ConfigError
 from flaxmodel.inference.shapes import ShapeGrid, pad_batch
 from flaxmodel.training.config import CLASS_WEIGHTING, parse_class_weights
-from flaxmodel.training.data import LabeledData
 
 # Batches are formed inside shuffled pools of this many batches: each pool is
 # sorted by length, so batches pad little yet the data order stays random.
@@ -30,30 +31,34 @@ class Batch:
 
     Attributes:
       ids, mask: int32 ``[rows, length]`` token ids and attention mask.
-      labels: int32 ``[rows]`` label ids.
-      weights: float32 ``[rows]`` loss weight of each row (its class weight, 0 for padding).
+      targets: float32 ``[rows, num_labels]`` 1 for each class a row's label allows.
+      weights: float32 ``[rows]`` loss weight of each row (its classes' mean class weight, 0 for padding).
     """
 
     ids: jax.Array
     mask: jax.Array
-    labels: jax.Array
+    targets: jax.Array
     weights: jax.Array
 
 
-def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+def epoch_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rows: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Row indices of each batch of an epoch: a function of ``(seed, epoch)`` only.
 
     Args:
       lengths: int ``[n]`` token count of each training text.
       batch_size: rows per batch; the last batch of a pool may be shorter.
       seed, epoch: what the order depends on.
+      rows: the rows this epoch trains on (a mixture's sample, repeats allowed); default: every row once.
 
     Returns:
       The batches in training order, each an int array of row indices; together
-      they cover every row once.
+      they cover ``rows`` once.
     """
     rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(lengths))
+    rows = np.arange(len(lengths)) if rows is None else np.asarray(rows)
+    order = rows[rng.permutation(len(rows))]
     batches = []
     pool = batch_size * POOL_BATCHES
     for start in range(0, len(order), pool):
@@ -63,12 +68,13 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def class_weights(spec: str, data: LabeledData) -> np.ndarray:
+def class_weights(spec: str, labels: Sequence[str], counts: np.ndarray) -> np.ndarray:
     """Per-class loss weights: uniform, inverse frequency ('balanced'), its square root, or explicit.
 
     Args:
       spec: ``""``, ``"balanced"``, ``"sqrt"`` or ``name=weight`` pairs (unnamed classes weigh 1).
-      data: the training data, whose label counts the named schemes use.
+      labels: the class names.
+      counts: ``[num_labels]`` training rows of each class (the named schemes use them).
 
     Returns:
       float32 ``[num_labels]``.
@@ -76,23 +82,23 @@ def class_weights(spec: str, data: LabeledData) -> np.ndarray:
     Raises:
       ConfigError: for a malformed spec or one naming unknown labels.
     """
-    counts = np.bincount(data.label_ids, minlength=len(data.labels)).astype(np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
     if not spec:
-        return np.ones(len(data.labels), np.float32)
+        return np.ones(len(labels), np.float32)
     if spec in CLASS_WEIGHTING:
         # Classes absent from the data never weigh in a loss term; keep them at 1.
         balanced = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 1.0)
         return (balanced if spec == "balanced" else np.sqrt(balanced)).astype(np.float32)
     explicit = parse_class_weights(spec)
-    unknown = sorted(set(explicit) - set(data.labels))
+    unknown = sorted(set(explicit) - set(labels))
     if unknown:
-        raise ConfigError(f"--class_weights names unknown labels {unknown}; labels are {list(data.labels)}")
-    return np.array([explicit.get(name, 1.0) for name in data.labels], np.float32)
+        raise ConfigError(f"--class_weights names unknown labels {unknown}; labels are {list(labels)}")
+    return np.array([explicit.get(name, 1.0) for name in labels], np.float32)
 
 
 def make_batch(
     sequences: Sequence[Sequence[int]],
-    label_ids: np.ndarray,
+    targets: np.ndarray,
     weights: np.ndarray,
     *,
     rows: int,
@@ -103,7 +109,7 @@ def make_batch(
 
     Args:
       sequences: token ids of at most ``rows`` texts.
-      label_ids: int ``[len(sequences)]`` their labels.
+      targets: float32 ``[len(sequences), num_labels]`` the classes each text's label allows.
       weights: float32 ``[num_labels]`` class weights.
       rows: the batch's row count, the same for every step so the shape stays static.
       grid: picks the length bucket of the longest sequence.
@@ -114,8 +120,9 @@ def make_batch(
     """
     length = grid.bucket_length(max(len(s) for s in sequences))
     ids, mask = pad_batch(sequences, rows, length, pad_id)
-    labels = np.zeros(rows, np.int32)
-    labels[: len(sequences)] = label_ids
+    n = len(sequences)
+    padded = np.zeros((rows, targets.shape[1]), np.float32)
+    padded[:n] = targets
     row_weights = np.zeros(rows, np.float32)
-    row_weights[: len(sequences)] = weights[labels[: len(sequences)]]
-    return Batch(ids=ids, mask=mask, labels=labels, weights=row_weights)
+    row_weights[:n] = (targets * weights).sum(axis=1) / targets.sum(axis=1)
+    return Batch(ids=ids, mask=mask, targets=padded, weights=row_weights)

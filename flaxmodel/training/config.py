@@ -28,9 +28,15 @@ CLASS_WEIGHTING = ("balanced", "sqrt")
 class TrainConfig:
     """One training run; written to the run directory so a restart can check it is the same run."""
 
-    train: str = flag(help="Labeled training data: file, glob or comma-separated list.")
     output: str = flag(help="Run directory (checkpoints, metrics.jsonl, best/); rerun the same command to resume.")
+    train: str | None = flag(None, "Labeled training data: file, glob or comma-separated list (or use --mixture).")
     val: str | None = flag(None, "Validation data (same formats); the best epoch is chosen by its macro F1.")
+    mixture: str | None = flag(
+        None,
+        "Data mixture file (TOML: sources, label mappings, weights; e.g. flaxmodel/training/mixtures/default.toml) "
+        "instead of --train/--val/--labels; the best epoch is chosen by the mean score over its sources.",
+    )
+    data_root: str | None = flag(None, "Folder the mixture's source paths are relative to, e.g. ../shared/data.")
     model: str | None = flag(None, "Checkpoint folder to start from; default: the MiniLM-L6 encoder.")
     labels: tuple[str, ...] | None = flag(None, "Label names in id order, e.g. hate,offensive,neither.")
     text_field: str = flag("text", "Text column or JSON field of CSV, JSONL and Parquet data.")
@@ -59,6 +65,7 @@ class TrainConfig:
         Raises:
           ConfigError: naming the flag at fault.
         """
+        self._validate_data()
         for name in ("epochs", "batch_size", "save_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
@@ -85,6 +92,20 @@ class TrainConfig:
             raise ConfigError(f"--model {self.model}: no such checkpoint folder")
         if self.class_weights and self.class_weights not in CLASS_WEIGHTING:
             parse_class_weights(self.class_weights)
+
+    def _validate_data(self) -> None:
+        if (self.train is None) == (self.mixture is None):
+            raise ConfigError("give either --train (with optional --val) or --mixture, not both or neither")
+        if self.mixture is None:
+            if self.data_root is not None:
+                raise ConfigError("--data_root only applies to --mixture")
+            return
+        if self.val is not None or self.labels is not None:
+            raise ConfigError("--mixture declares its own validation splits and classes: drop --val and --labels")
+        if not os.path.isfile(self.mixture):
+            raise ConfigError(f"--mixture {self.mixture}: no such file")
+        if self.data_root is None or not os.path.isdir(self.data_root):
+            raise ConfigError(f"--mixture needs --data_root, the folder its paths are relative to (got {self.data_root})")
 
     @property
     def lora(self) -> LoraConfig | None:

@@ -92,7 +92,7 @@ def detect_format(path: str) -> str:
     return _EXTENSIONS[ext]
 
 
-def _read_text(path: str) -> str:
+def read_text(path: str) -> str:
     data = files.read_bytes(path)
     if path.endswith(".gz"):
         data = gzip.decompress(data)
@@ -104,11 +104,11 @@ def _read_text(path: str) -> str:
 
 def _rows_csv(path: str) -> Iterable[tuple[int, dict[str, Any]]]:
     # Row numbers count records (header is row 0); quoted texts may span lines.
-    return enumerate(csv.DictReader(io.StringIO(_read_text(path), newline="")), start=1)
+    return enumerate(csv.DictReader(io.StringIO(read_text(path), newline="")), start=1)
 
 
-def _rows_jsonl(path: str) -> Iterable[tuple[int, Any]]:
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+def rows_jsonl(path: str) -> Iterable[tuple[int, Any]]:
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -117,7 +117,7 @@ def _rows_jsonl(path: str) -> Iterable[tuple[int, Any]]:
             raise DataError(f"{path}:{number}: not valid JSON ({err})") from None
 
 
-def _rows_parquet(path: str, fields: Sequence[str]) -> Iterable[tuple[int, dict[str, Any]]]:
+def rows_parquet(path: str, fields: Sequence[str]) -> Iterable[tuple[int, dict[str, Any]]]:
     try:
         table = pq.read_table(pa.BufferReader(files.read_bytes(path)))
     except pa.ArrowInvalid as err:
@@ -129,12 +129,12 @@ def _rows_parquet(path: str, fields: Sequence[str]) -> Iterable[tuple[int, dict[
     return ((i + 1, {f: columns[f][i] for f in fields}) for i in range(table.num_rows))
 
 
-def _tweeteval(path: str) -> tuple[list[str], list[str], tuple[str, ...] | None]:
+def read_tweeteval(path: str) -> tuple[list[str], list[str], tuple[str, ...] | None]:
     labels_path = path[: -len(TWEETEVAL_TEXT)] + TWEETEVAL_LABELS
     if not files.exists(labels_path):
         raise DataError(f"{path}: TweetEval texts need their labels in {labels_path}")
-    texts = _read_text(path).split("\n")
-    raw = _read_text(labels_path).split("\n")
+    texts = read_text(path).split("\n")
+    raw = read_text(labels_path).split("\n")
     # A trailing newline leaves one empty element; an empty tweet in the middle stays a row.
     texts = texts[:-1] if texts and texts[-1] == "" else texts
     raw = [r.strip() for r in (raw[:-1] if raw and raw[-1] == "" else raw)]
@@ -143,7 +143,7 @@ def _tweeteval(path: str) -> tuple[list[str], list[str], tuple[str, ...] | None]
     mapping_path = files.join(os.path.dirname(path), TWEETEVAL_MAPPING)
     names = None
     if files.exists(mapping_path):
-        pairs = [line.split("\t") for line in _read_text(mapping_path).splitlines() if line.strip()]
+        pairs = [line.split("\t") for line in read_text(mapping_path).splitlines() if line.strip()]
         try:
             by_id = {int(i): name.strip() for i, name in pairs}
         except ValueError:
@@ -210,7 +210,7 @@ def read_labeled(
     for path in expand(pattern):
         kind = detect_format(path) if format == "auto" else format
         if kind == "tweeteval":
-            file_texts, file_labels, names = _tweeteval(path)
+            file_texts, file_labels, names = read_tweeteval(path)
             found_names = found_names or names
             texts.extend(file_texts)
             raw.extend(file_labels)
@@ -218,8 +218,8 @@ def read_labeled(
             continue
         rows = {
             "csv": lambda: _rows_csv(path),
-            "jsonl": lambda: _rows_jsonl(path),
-            "parquet": lambda: _rows_parquet(path, (text_field, label_field)),
+            "jsonl": lambda: rows_jsonl(path),
+            "parquet": lambda: rows_parquet(path, (text_field, label_field)),
         }[kind]()
         for number, row in rows:
             text = row.get(text_field) if isinstance(row, dict) else None

@@ -1,7 +1,14 @@
 """The end of an epoch: validation scores, the metrics record and the export of the best model.
 
-With validation data, ``best/`` holds the model of the epoch with the highest
-validation macro F1 so far; without it, the latest epoch's model.  The best
+Each validation set is scored on its own labels: plain ``--val`` data by its
+macro F1; a mixture's source by its macro F1 over its label sets when they do
+not overlap ("hate" against "offensive or neither"), else by the share of rows
+whose predicted class its label allows (see
+:func:`flaxmodel.inference.metrics.set_label_scores`); the functional suite
+also per functionality.  The epoch's score is the mean over the sets, so every
+source counts alike whatever its size.  With validation data, ``best/`` holds
+the model of the epoch with the best score so far; without it, the latest
+epoch's model.  The best
 score and epoch live in the :class:`~flaxmodel.training.state.TrainState`, so a
 resumed run keeps choosing against the same record.
 """
@@ -15,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from flaxmodel.inference.metrics import evaluate
+from flaxmodel.inference.metrics import evaluate, set_label_scores
 from flaxmodel.training.export import export_model
 from flaxmodel.training.prepare import Prepared
 from flaxmodel.training.run_dir import BEST, log_metrics
@@ -24,18 +31,46 @@ from flaxmodel.training.state import TrainState, assemble, predict, with_best
 log = logging.getLogger(__name__)
 
 
-def evaluate_state(run: Prepared, state: TrainState) -> dict[str, Any]:
-    """Validation scores of the state's model (see :func:`flaxmodel.inference.metrics.scores`).
+def evaluate_state(run: Prepared, state: TrainState) -> dict[str, dict[str, Any]]:
+    """Validation scores of the state's model, per validation set.
 
     Args:
       run: the run, which must have validation data.
       state: whose parameters to score.
 
     Returns:
-      The report: ``macro_f1``, ``weighted_f1``, ``accuracy``, ``per_class``, ...
+      Set name -> report.  A set labeled with our classes (``--val``) gets
+      :func:`flaxmodel.inference.metrics.evaluate`'s report (``macro_f1``,
+      ``weighted_f1``, ``accuracy``, ``per_class``, ...); a mixture's source
+      :func:`~flaxmodel.inference.metrics.set_label_scores`'.  Each has ``score``.
     """
-    probabilities = predict(state, run.frozen, run.val_ids, run.eval_grid, run.spec)
-    return evaluate(run.val_labels, probabilities, run.model.labels)
+    reports = {}
+    for val, ids in run.val_sets:
+        probabilities = predict(state, run.frozen, ids, run.eval_grid, run.spec)
+        if val.label_names == run.model.labels and (val.allowed == np.eye(len(val.label_names), dtype=bool)).all():
+            report = evaluate(val.label_ids, probabilities, run.model.labels)
+            report["score"] = report["macro_f1"]
+        else:
+            report = set_label_scores(probabilities, val.allowed[val.label_ids], run.model.labels, val.groups)
+        reports[val.name] = report
+    return reports
+
+
+def _summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The metrics record's validation fields: one set's figures as they are, several sets' per source."""
+    if len(reports) == 1:
+        (report,) = reports.values()
+        return dict(
+            val_macro_f1=report["macro_f1"],
+            val_weighted_f1=report["weighted_f1"],
+            val_accuracy=report["accuracy"],
+            val_f1={name: scores["f1"] for name, scores in report["per_class"].items()},
+        )
+    keep = ("score", "accuracy", "macro_f1", "groups")
+    return dict(
+        val_macro_f1=float(np.mean([r["score"] for r in reports.values()])),
+        val_sources={name: {k: r[k] for k in keep if k in r} for name, r in reports.items()},
+    )
 
 
 def export_state(run: Prepared, state: TrainState, folder: str) -> str:
@@ -67,19 +102,13 @@ def end_epoch(run: Prepared, state: TrainState, epoch: int, train_loss: float) -
     """
     record: dict[str, Any] = {"event": "epoch", "epoch": epoch, "step": int(state.step), "train_loss": train_loss}
     best_folder = os.path.join(run.run_dir, BEST)
-    if run.val_ids is None:
+    if not run.val_sets:
         export_state(run, state, best_folder)
         state = with_best(state, None, epoch)
     else:
-        report = evaluate_state(run, state)
-        record.update(
-            val_macro_f1=report["macro_f1"],
-            val_weighted_f1=report["weighted_f1"],
-            val_accuracy=report["accuracy"],
-            val_f1={name: scores["f1"] for name, scores in report["per_class"].items()},
-        )
+        record.update(_summary(evaluate_state(run, state)))
         # Compared at the precision the state keeps, so an epoch that only ties the best does not replace it.
-        score = np.float32(report["macro_f1"])
+        score = np.float32(record["val_macro_f1"])
         if score > state.best_macro_f1:
             state = with_best(state, score, epoch)
             export_state(run, state, best_folder)

@@ -103,7 +103,7 @@ def _batch(run: Prepared, rows: np.ndarray) -> Batch:
     sequences = [run.train_ids[i] for i in rows]
     return make_batch(
         sequences,
-        run.train_labels[rows],
+        run.train_targets[rows],
         run.weights,
         rows=run.config.batch_size,
         grid=run.grid,
@@ -118,7 +118,7 @@ def _run_steps(
     cfg = run.config
     # One epoch's order at a time: it holds an index per training row, and a resumed run rebuilds it anyway.
     batches_of = functools.lru_cache(maxsize=1)(
-        lambda epoch: epoch_batches(run.lengths, cfg.batch_size, cfg.seed, epoch)
+        lambda epoch: epoch_batches(run.lengths, cfg.batch_size, cfg.seed, epoch, rows=run.epoch_rows(epoch))
     )
     # Outside a terminal (CI logs), a refresh every second would flood the log.
     interval = 1.0 if sys.stderr.isatty() else 30.0

@@ -27,7 +27,8 @@ from flaxmodel.inference.shapes import ShapeGrid
 from flaxmodel.inference.tokenizer import TextEncoder
 from flaxmodel.training.batches import class_weights, epoch_batches
 from flaxmodel.training.config import TrainConfig
-from flaxmodel.training.data import LabeledData, read_labeled
+from flaxmodel.training.data import read_labeled
+from flaxmodel.training.mixture import SourceSet, epoch_rows, load_mixture, read_mixture, single_source
 from flaxmodel.training.run_dir import check_run_dir
 from flaxmodel.training.state import StepSpec, TrainState, initial_state, split_trainable
 
@@ -41,11 +42,14 @@ class Prepared:
       run_dir: absolute path of ``--output``.
       model: the model's config (labels included).
       text_encoder: the tokenizer, truncating at the run's ``max_length``.
-      train_ids: token ids of each training text.
+      train_ids: token ids of each training text (a mixture's sources one after another).
       lengths: int ``[n_train]`` their token counts.
-      train_labels: int32 ``[n_train]`` label ids.
+      train_targets: float32 ``[n_train, num_labels]`` the classes each row's label allows.
+      source_sizes, source_weights: training rows and sampling weight of each source (one source of
+        weight 1 without a mixture); see :func:`~flaxmodel.training.mixture.epoch_rows`.
       weights: float32 ``[num_labels]`` class weights of the loss.
-      val_ids, val_labels: the same for validation data, None without it.
+      val_sets: per validation set (one per mixture source with validation rows, or ``--val``),
+        the set and its token ids; empty without validation data.
       frozen: the parameters that do not train (empty without LoRA).
       spec: what the compiled steps depend on.
       grid: shapes of training batches (rows: ``batch_size``).
@@ -61,10 +65,11 @@ class Prepared:
     text_encoder: TextEncoder
     train_ids: list[list[int]]
     lengths: np.ndarray
-    train_labels: np.ndarray
+    train_targets: np.ndarray
+    source_sizes: tuple[int, ...]
+    source_weights: tuple[float, ...]
     weights: np.ndarray
-    val_ids: list[list[int]] | None
-    val_labels: np.ndarray | None
+    val_sets: tuple[tuple[SourceSet, list[list[int]]], ...]
     frozen: Params
     spec: StepSpec
     grid: ShapeGrid
@@ -76,6 +81,10 @@ class Prepared:
     @property
     def total_steps(self) -> int:
         return self.spec.total_steps
+
+    def epoch_rows(self, epoch: int) -> np.ndarray:
+        """The training rows epoch ``epoch`` (from 0) samples."""
+        return epoch_rows(self.source_sizes, self.source_weights, self.config.seed, epoch)
 
 
 def _start_folder(config: TrainConfig) -> tuple[str, dict[str, Any] | None]:
@@ -92,12 +101,17 @@ def _start_folder(config: TrainConfig) -> tuple[str, dict[str, Any] | None]:
     return folder, base_reference(folder, package=None if config.model else MINILM_PACKAGE)
 
 
-def _read_data(config: TrainConfig) -> tuple[LabeledData, LabeledData | None]:
+def _read_data(config: TrainConfig) -> tuple[tuple[str, ...], list[SourceSet], list[float], list[SourceSet]]:
+    """``(classes, training sets, their sampling weights, validation sets)``."""
+    if config.mixture is not None:
+        mixture = load_mixture(config.mixture)
+        train, val = read_mixture(mixture, config.data_root)
+        return mixture.classes, train, [s.weight for s in mixture.sources], val
     fields = dict(text_field=config.text_field, label_field=config.label_field, format=config.format)
     train = read_labeled(config.train, labels=config.labels, **fields)
     # Validation labels map onto the training data's names, ids included.
-    val = read_labeled(config.val, labels=train.labels, **fields) if config.val else None
-    return train, val
+    val = [single_source(read_labeled(config.val, labels=train.labels, **fields), "val")] if config.val else []
+    return train.labels, [single_source(train, "train")], [1.0], val
 
 
 def _step_spec(config: TrainConfig, model: EncoderConfig, total_steps: int) -> StepSpec:
@@ -129,16 +143,19 @@ def prepare(config: TrainConfig) -> Prepared:
     run_dir = os.path.abspath(config.output)
     check_run_dir(run_dir, config)
     folder, base = _start_folder(config)
-    train_data, val_data = _read_data(config)
-    checkpoint = load_checkpoint(folder, labels=train_data.labels, seed=config.seed)
+    classes, train_sets, source_weights, val_sets = _read_data(config)
+    checkpoint = load_checkpoint(folder, labels=classes, seed=config.seed)
     model = checkpoint.config
     if model.multi_label:
         raise ConfigError(f"{folder} is a multi-label model; training supports single-label classification")
     text_encoder = TextEncoder.from_folder(folder, min(config.max_length, model.max_length))
-    train_ids = text_encoder.encode(train_data.texts)
+    train_ids = text_encoder.encode([t for s in train_sets for t in s.texts])
     lengths = np.array([len(s) for s in train_ids])
-    # Every epoch has as many batches: pools have fixed sizes whatever the order.
-    steps_per_epoch = len(epoch_batches(lengths, config.batch_size, config.seed, 0))
+    targets = np.concatenate([s.masks for s in train_sets])
+    sizes = tuple(len(s) for s in train_sets)
+    # Every epoch samples as many rows and its pools have fixed sizes, so every epoch has as many batches.
+    first = epoch_rows(sizes, source_weights, config.seed, 0)
+    steps_per_epoch = len(epoch_batches(lengths, config.batch_size, config.seed, 0, rows=first))
     spec = _step_spec(config, model, steps_per_epoch * config.epochs)
     dropout_key, adapter_key = jax.random.split(jax.random.PRNGKey(config.seed))
     trainable, frozen = split_trainable(checkpoint.params, model, config.lora, config.train_norms, adapter_key)
@@ -149,10 +166,12 @@ def prepare(config: TrainConfig) -> Prepared:
         text_encoder=text_encoder,
         train_ids=train_ids,
         lengths=lengths,
-        train_labels=train_data.label_ids,
-        weights=class_weights(config.class_weights, train_data),
-        val_ids=text_encoder.encode(val_data.texts) if val_data else None,
-        val_labels=val_data.label_ids if val_data else None,
+        train_targets=targets,
+        source_sizes=sizes,
+        source_weights=tuple(source_weights),
+        # Class counts for the weighting schemes: rows whose label allows one class only.
+        weights=class_weights(config.class_weights, classes, targets[targets.sum(axis=1) == 1].sum(axis=0)),
+        val_sets=tuple((v, text_encoder.encode(v.texts)) for v in val_sets),
         frozen=jax.tree_util.tree_map(jnp.asarray, frozen),
         spec=spec,
         grid=ShapeGrid.for_model(model, text_encoder.max_length, config.batch_size),

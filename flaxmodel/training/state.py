@@ -157,11 +157,33 @@ def with_best(state: TrainState, macro_f1: float | None, epoch: int) -> TrainSta
     return state.replace(**jax.device_put(best, state.step.sharding))
 
 
+def partial_label_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Minus the log of the summed probability of the classes each row's label allows.
+
+    With one allowed class this is the usual cross-entropy; with several (a
+    source that only says "not hate") the model is free to split the
+    probability among them.
+
+    Args:
+      logits: ``[rows, num_labels]``.
+      targets: ``[rows, num_labels]``, 1 for allowed classes, 0 elsewhere; every row allows at least one
+        (padding rows included: their loss is weighted 0).
+
+    Returns:
+      float32 ``[rows]``.
+    """
+    logits = logits.astype(jnp.float32)
+    allowed = jnp.where(targets > 0, logits, -jnp.inf)
+    return jax.nn.logsumexp(logits, axis=-1) - jax.nn.logsumexp(allowed, axis=-1)
+
+
 def _loss(trainable: Params, frozen: Params, batch: Batch, key: jax.Array, spec: StepSpec) -> jax.Array:
     params = assemble(frozen, trainable, spec.lora)
     model = SequenceClassifier(spec.model, DTYPES[spec.dtype])
     logits = model.apply({"params": params}, batch.ids, batch.mask, deterministic=False, rngs={"dropout": key})
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels)
+    # Padding rows allow nothing; give them every class so their (zero-weighted) loss stays finite.
+    targets = jnp.where(batch.weights[:, None] > 0, batch.targets, 1.0)
+    losses = partial_label_loss(logits, targets)
     # A batch of padding rows only (weights all 0) must not divide by zero.
     return (losses * batch.weights).sum() / jnp.maximum(batch.weights.sum(), jnp.finfo(jnp.float32).tiny)
 
@@ -172,7 +194,7 @@ def train_step(state: TrainState, batch: Batch, frozen: Params, *, spec: StepSpe
 
     Args:
       state: the state before the step.
-      batch: ``[rows, length]`` ids and mask, ``[rows]`` labels and weights.
+      batch: ``[rows, length]`` ids and mask, ``[rows, num_labels]`` targets, ``[rows]`` weights.
       frozen: the parameters that do not train (empty without LoRA).
       spec: the model and the optimizer's hyper-parameters (static).
 

@@ -19,7 +19,7 @@ def test_the_state_is_a_pytree_the_jitted_step_advances(make_config):
     rows = epoch_batches(run.lengths, run.config.batch_size, run.config.seed, 0)[0]
     batch = make_batch(
         [run.train_ids[i] for i in rows],
-        run.train_labels[rows],
+        run.train_targets[rows],
         run.weights,
         rows=run.config.batch_size,
         grid=run.grid,

@@ -17,7 +17,6 @@ from flaxmodel.inference.predictor import Classifier
 from flaxmodel.inference.tokenizer import TextEncoder
 from flaxmodel.training import loop, main, train
 from flaxmodel.training.batches import class_weights, epoch_batches
-from flaxmodel.training.data import LabeledData
 from flaxmodel.training.evaluation import evaluate_state
 from flaxmodel.training.prepare import prepare
 
@@ -43,7 +42,7 @@ def _assert_trees_equal(a, b) -> None:
 def test_training_lowers_the_loss_and_beats_the_untrained_model(make_config, tmp_path, variant):
     config = make_config(**variant)
     run = prepare(config)
-    untrained = evaluate_state(run, run.initial)
+    (untrained,) = evaluate_state(run, run.initial).values()
     result = train(config, progress=False)
     assert result.finished and result.best_folder
     epochs = _epoch_records(tmp_path / "run")
@@ -157,9 +156,9 @@ def test_batches_depend_only_on_seed_and_epoch_and_cover_every_row():
 
 
 def test_class_weights():
-    data = LabeledData(texts=["x"] * 8, label_ids=np.array([0] * 6 + [1] * 2), labels=("a", "b"))
-    np.testing.assert_allclose(class_weights("balanced", data), [8 / 12, 8 / 4])
-    np.testing.assert_allclose(class_weights("sqrt", data), np.sqrt([8 / 12, 8 / 4]))
-    np.testing.assert_allclose(class_weights("b=3", data), [1, 3])
+    labels, counts = ("a", "b"), np.array([6, 2])
+    np.testing.assert_allclose(class_weights("balanced", labels, counts), [8 / 12, 8 / 4])
+    np.testing.assert_allclose(class_weights("sqrt", labels, counts), np.sqrt([8 / 12, 8 / 4]))
+    np.testing.assert_allclose(class_weights("b=3", labels, counts), [1, 3])
     with pytest.raises(ConfigError, match="unknown labels"):
-        class_weights("c=2", data)
+        class_weights("c=2", labels, counts)

@@ -1,0 +1,275 @@
+"""Our own functional test suite: short English sentences, one behaviour ("functionality") each.
+
+Content warning: the hateful cases are hateful on purpose, slurs included;
+a moderation model must be tested on what it is meant to catch.
+
+A data set tells how often a model agrees with annotators; a functional suite
+tells *what* it gets wrong: dehumanising language, threats, hate asked as a
+question, negated or quoted hate, counter-speech, profanity that targets no
+group, abuse of one person, neutral mentions of a group.  Every case is a
+template filled with a target: protected groups for the hateful cases and
+their contrasts, non-protected groups for abuse that is not hate.  All
+templates here were written for this project; none comes from, or is built
+from, any published suite (HateCheck stays a held-back judge that we never
+train or select on).
+
+Templates are split in two by position: even ones make the ``train`` part
+(a source of the training mixture), odd ones the ``val`` part (model
+selection and the evaluation job's per-functionality table), so selection
+never sees a sentence pattern the model trained on.
+
+Each case carries ``label``: the set of our classes (``hate``, ``offensive``,
+``neither``) it allows, written ``a|b``; hateful cases allow only ``hate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+# Protected characteristics: race, ethnicity, national origin, religion, gender,
+# gender identity, sexual orientation, disability.
+PROTECTED = (
+    "women", "Black people", "Muslims", "Jews", "gay people", "trans people", "immigrants",
+    "disabled people", "refugees", "Mexicans", "Asians", "lesbians", "Hindus", "Roma",
+)
+# Groups defined by a choice or a job: insulting them is abuse, not hate.
+NOT_PROTECTED = (
+    "politicians", "lawyers", "bankers", "landlords", "journalists", "vegans", "gamers", "cyclists",
+)
+HATE = "hate"
+NOT_HATE = "offensive|neither"
+
+# functionality -> (allowed classes, templates).  {g}: a target group.
+TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "derogation": (HATE, (
+        "{g} are disgusting.",
+        "I can't stand {g}, they ruin everything they touch.",
+        "{g} are too stupid to think for themselves.",
+        "Honestly {g} make me sick.",
+        "{g} are lazy and dishonest, all of them.",
+        "Nothing good has ever come from {g}.",
+        "{g} are a disease on this country.",
+        "The world would be better off without {g}.",
+        "{g} are pathetic and worthless.",
+        "Every single one of those {g} is a liar.",
+        "{g} are born criminals.",
+        "You can never trust {g}.",
+    )),
+    "dehumanisation": (HATE, (
+        "{g} are animals.",
+        "{g} are vermin and should be treated like it.",
+        "{g} are nothing but parasites.",
+        "To me {g} are subhuman.",
+        "{g} are rats spreading filth everywhere.",
+        "{g} are not really human.",
+        "{g} breed like cockroaches.",
+        "Those {g} are a plague of insects.",
+    )),
+    "threat": (HATE, (
+        "{g} should all be wiped out.",
+        "I want to hurt every one of those {g} I see.",
+        "We need to get rid of {g} for good, by force if we must.",
+        "Someone should burn down the houses of {g}.",
+        "{g} deserve to be beaten in the street.",
+        "I hope all {g} die a slow death.",
+        "Line up the {g} and shoot them.",
+        "It is time to start attacking {g}.",
+    )),
+    "exclusion": (HATE, (
+        "{g} should not be allowed to vote.",
+        "Keep {g} out of our neighbourhood.",
+        "{g} have no place in this country and should be sent away.",
+        "No {g} should ever be allowed to work with children.",
+        "{g} should be banned from public life.",
+        "Our schools must refuse to admit {g}.",
+        "{g} shouldn't be allowed to speak in public.",
+        "Deport all the {g}, every last one.",
+    )),
+    "hate_question": (HATE, (
+        "Why are {g} so stupid?",
+        "Isn't it obvious that {g} are inferior?",
+        "Why do {g} always have to be so disgusting?",
+        "Can anyone explain why {g} are such animals?",
+        "Why should we put up with filthy {g} any longer?",
+        "How can anyone defend {g} when they are all criminals?",
+    )),
+    "hate_opinion": (HATE, (
+        "I think {g} are worthless.",
+        "In my opinion {g} are a threat to decent people.",
+        "I honestly believe {g} are less intelligent than the rest of us.",
+        "If you ask me, {g} are a cancer on society.",
+        "I feel that {g} are dirty and dangerous.",
+        "My view is that {g} should have fewer rights.",
+    )),
+    "slur": (HATE, (
+        "Get out of here, you filthy faggot.",
+        "Those dykes are disgusting.",
+        "No kike will ever be welcome here.",
+        "Go back to your country, you spic.",
+        "Trannies are mentally ill freaks.",
+        "Another retard who can't read.",
+        "Keep the towelheads out.",
+        "I hate those chinks.",
+        "The neighbourhood is full of niggers now.",
+        "Wetbacks are stealing our jobs.",
+    )),
+    "spelling": (HATE, (
+        "{g} are d1sgusting.",
+        "{g} are disgustin and worthles.",
+        "{g} are v e r m i n.",
+        "{g} are s u b h u m a n.",
+        "{g} shud all be wiped out.",
+        "{g} r animals.",
+        "I h8 {g}.",
+        "{g} are vermín.",
+        "{g} are p4rasites.",
+        "{g} should b3 k1lled.",
+    )),
+    "negated_hate": (NOT_HATE, (
+        "I would never say that {g} are worthless.",
+        "{g} are not animals, they are people like the rest of us.",
+        "It is simply wrong to think {g} are dangerous.",
+        "No, {g} are not criminals.",
+        "I don't believe {g} should be kept out of anywhere.",
+        "Nobody should ever call {g} vermin.",
+        "{g} are not a threat to anyone.",
+        "There is nothing disgusting about {g}.",
+    )),
+    "counter_speech": (NOT_HATE, (
+        "Saying {g} are vermin is disgusting, and you should be ashamed.",
+        "Stop spreading the lie that {g} are criminals.",
+        "If you think {g} are inferior, you need to educate yourself.",
+        "Calling {g} animals is hateful and has no place here.",
+        "Enough with the hate against {g}; they deserve respect.",
+        "People who want {g} banned from public life are the real problem.",
+    )),
+    "quoted_hate": (NOT_HATE, (
+        "He told me '{g} are disgusting' and I reported him.",
+        "The article quotes a man who said {g} should be deported.",
+        "'{g} are animals' was written on the wall, and the police are investigating.",
+        "My neighbour keeps saying {g} are parasites, which is why we no longer talk.",
+        "The post claiming {g} are criminals was removed for hate speech.",
+        "She was fired after tweeting that {g} should be wiped out.",
+    )),
+    "identity_neutral": ("neither", (
+        "I live with two {g}.",
+        "There are many {g} in my city.",
+        "The report looks at how {g} use public transport.",
+        "Several {g} were at the meeting yesterday.",
+        "My teacher wrote a book about the history of {g}.",
+        "The survey asked {g} about their jobs.",
+        "We talked about {g} in class today.",
+        "A group of {g} opened a bakery on my street.",
+    )),
+    "identity_positive": ("neither", (
+        "{g} are wonderful people.",
+        "I love spending time with {g}.",
+        "{g} have made this country so much better.",
+        "So proud of the {g} in our community.",
+        "{g} deserve the same respect as everyone else.",
+        "Some of the kindest people I know are {g}.",
+    )),
+    "abuse_not_protected": ("offensive", (
+        "{n} are disgusting.",
+        "{n} are parasites, every one of them.",
+        "I can't stand {n}, they ruin everything.",
+        "{n} are too stupid to think for themselves.",
+        "{n} are vermin.",
+        "All {n} are liars.",
+    )),
+}
+
+# Cases with no target: abuse of one person or of a thing, and profanity aimed at nobody.
+UNTARGETED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "abuse_individual": ("offensive", (
+        "You are a stupid idiot.",
+        "Get lost, freak.",
+        "Stop whining like a baby, you idiot.",
+        "Shut up, you worthless moron.",
+        "You're the dumbest person I have ever met.",
+        "Nobody likes you, loser.",
+        "You are a pathetic excuse for a human being.",
+        "Go away, you ugly clown.",
+        "What a brainless jerk you are.",
+        "You are a disgusting slob.",
+    )),
+    "abuse_object": ("offensive|neither", (
+        "This phone is a useless piece of garbage.",
+        "This stupid printer never works.",
+        "The new update is trash.",
+        "This damn car broke down again.",
+        "That movie was a pile of crap.",
+        "My laptop is a worthless brick.",
+    )),
+    "profanity": ("offensive|neither", (
+        "Fuck, I missed the bus again.",
+        "This weather is shit.",
+        "Holy shit, that concert was amazing!",
+        "Damn, I forgot my keys.",
+        "What the fuck is going on with the trains today?",
+        "I'm so fucking tired.",
+        "Shit happens, let's move on.",
+        "That goal was fucking brilliant.",
+        "Hell yeah, we won!",
+        "Crap, the coffee is cold.",
+    )),
+    "neutral": ("neither", (
+        "I'm going to the gym after work.",
+        "The meeting was moved to Thursday.",
+        "Can someone recommend a good book?",
+        "Happy birthday to my best friend!",
+        "The soup needs more salt.",
+        "We finally finished painting the kitchen.",
+        "Traffic was light this morning.",
+        "Looking forward to the weekend.",
+    )),
+}
+SPLITS = ("train", "val")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One functional test case.
+
+    Attributes:
+      text: the sentence.
+      label: the classes it allows, ``|``-separated (``hate``, ``offensive|neither``, ...).
+      functionality: what it tests (a key of :data:`TEMPLATES` or :data:`UNTARGETED`).
+      target: the group it names, "" for untargeted cases.
+    """
+
+    text: str
+    label: str
+    functionality: str
+    target: str
+
+
+def _sentence(template: str, group: str) -> str:
+    text = template.format(g=group, n=group)
+    return text[0].upper() + text[1:]
+
+
+def cases(split: str) -> list[Case]:
+    """Every case of one part of the suite, in a fixed order.
+
+    Args:
+      split: ``"train"`` (even-numbered templates) or ``"val"`` (odd-numbered ones).
+
+    Returns:
+      The cases; the same list on every call.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    parity = SPLITS.index(split)
+    out: list[Case] = []
+    for functionality, (label, templates) in TEMPLATES.items():
+        groups = NOT_PROTECTED if "{n}" in templates[0] else PROTECTED
+        for template in templates[parity::2]:
+            if "{g}" in template or "{n}" in template:
+                out.extend(Case(_sentence(template, g), label, functionality, g) for g in groups)
+            else:
+                out.append(Case(template, label, functionality, ""))
+    for functionality, (label, templates) in UNTARGETED.items():
+        out.extend(Case(t, label, functionality, "") for t in templates[parity::2])
+    return out
+

@@ -1,0 +1,334 @@
+"""A declared data mixture: several labeled sources, each mapped onto our classes, sampled by weight.
+
+A mixture file (TOML; the default model's is ``mixtures/default.toml``, whose
+header documents the keys) names the classes and, per source, where its rows
+are, how its splits are made, how much of it an epoch samples and which of
+our classes each of its labels allows.  A label that allows one class is an
+ordinary label; one that allows several is a *partial* label (a source that
+only says "not hate" does not say whether a text is offensive), trained with
+minus the log of the summed probability of the allowed classes
+(:func:`flaxmodel.training.state.partial_label_loss`).
+
+:func:`read_mixture` turns it into one training set (a row per text with its
+allowed-class mask and source) and one validation set per source, each scored
+on the source's own labels (:mod:`flaxmodel.training.evaluation`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import statistics
+import tomllib
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from flaxmodel.errors import ConfigError, DataError
+from flaxmodel.training.data import (
+    LabeledData,
+    detect_format,
+    expand,
+    read_text,
+    read_tweeteval,
+    rows_jsonl,
+    rows_parquet,
+)
+from flaxmodel.training.functional import cases
+
+READERS = ("table", "tweeteval", "convabuse", "functional")
+DEFAULT_MIXTURE = os.path.join(os.path.dirname(__file__), "mixtures", "default.toml")
+_SOURCE_KEYS = {
+    "reader", "train", "val", "text_field", "label_field", "split_field", "train_split", "val_split",
+    "val_fraction", "weight", "labels",
+}
+# ConvAbuse's per-annotator columns: is_abuse.<score> one-hot (1 not abusive ... -3 very strongly) and tags.
+_CONVABUSE_SCORES = (1, 0, -1, -2, -3)
+_CONVABUSE_IDENTITY = ("racist", "sexist", "homophobic", "transphobic", "ableist")
+_CONVABUSE_ANNOTATORS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One source of a mixture (the keys of a ``[sources.<name>]`` table)."""
+
+    name: str
+    reader: str
+    train: str
+    val: str | None = None
+    text_field: str = "text"
+    label_field: str = "label"
+    split_field: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    val_fraction: float = 0.0
+    weight: float = 1.0
+    labels: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mixture:
+    """The classes, the seed of the seeded splits, and the sources."""
+
+    classes: tuple[str, ...]
+    seed: int
+    sources: tuple[Source, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSet:
+    """Rows of one source and split, labeled in the source's own scheme.
+
+    Attributes:
+      name: the source's name.
+      texts: the texts.
+      label_ids: int32 ``[n]`` index into ``label_names``.
+      label_names: the source's labels present in the mapping (dropped ones excluded).
+      allowed: bool ``[len(label_names), num_classes]`` which of our classes each label allows.
+      groups: per row, a sub-group to report separately (the functional suite's functionality), or None.
+    """
+
+    name: str
+    texts: list[str]
+    label_ids: np.ndarray
+    label_names: tuple[str, ...]
+    allowed: np.ndarray
+    groups: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def masks(self) -> np.ndarray:
+        """float32 ``[n, num_classes]``: the classes each row allows."""
+        return self.allowed[self.label_ids].astype(np.float32)
+
+
+def _source(name: str, table: Mapping[str, Any], classes: tuple[str, ...]) -> Source:
+    unknown = sorted(set(table) - _SOURCE_KEYS)
+    if unknown:
+        raise ConfigError(f"mixture source {name!r}: unknown keys {unknown}; known: {sorted(_SOURCE_KEYS)}")
+    if table.get("reader") not in READERS:
+        raise ConfigError(f"mixture source {name!r}: reader must be one of {READERS}, got {table.get('reader')!r}")
+    if "train" not in table:
+        raise ConfigError(f"mixture source {name!r}: no 'train' file")
+    labels = {str(k): tuple(v) for k, v in table.get("labels", {}).items()}
+    for label, allowed in labels.items():
+        bad = [c for c in allowed if c not in classes]
+        if bad:
+            raise ConfigError(f"mixture source {name!r}: label {label!r} maps to {bad}, not among classes {list(classes)}")
+    if table["reader"] != "functional" and not labels:
+        raise ConfigError(f"mixture source {name!r}: no [sources.{name}.labels] mapping onto {list(classes)}")
+    source = Source(name=name, **{k: v for k, v in table.items() if k != "labels"}, labels=labels)
+    if not source.weight > 0:
+        raise ConfigError(f"mixture source {name!r}: weight must be positive, got {source.weight}")
+    if sum((source.val is not None, source.split_field is not None, source.val_fraction > 0)) > 1:
+        raise ConfigError(f"mixture source {name!r}: give one of val, split_field or val_fraction")
+    if not 0 <= source.val_fraction < 1:
+        raise ConfigError(f"mixture source {name!r}: val_fraction must be in [0, 1)")
+    return source
+
+
+def load_mixture(path: str) -> Mixture:
+    """Reads and checks a mixture file.
+
+    Args:
+      path: a TOML file (see ``mixtures/default.toml``).
+
+    Returns:
+      The :class:`Mixture`.
+
+    Raises:
+      ConfigError: naming the source and key at fault.
+    """
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"--mixture {path}: no such file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"--mixture {path}: not valid TOML ({err})") from None
+    classes = tuple(table.get("classes", ()))
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ConfigError(f"--mixture {path}: 'classes' must list at least two distinct class names")
+    sources = tuple(_source(name, t, classes) for name, t in table.get("sources", {}).items())
+    if not sources:
+        raise ConfigError(f"--mixture {path}: no [sources.<name>] tables")
+    return Mixture(classes=classes, seed=int(table.get("seed", 0)), sources=sources)
+
+
+def _table_rows(path: str, fields: Sequence[str]) -> Iterable[dict[str, Any]]:
+    kind = "tsv" if path.removesuffix(".gz").endswith(".tsv") else detect_format(path)
+    if kind in ("csv", "tsv"):
+        text = read_text(path)
+        return csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",")
+    if kind == "jsonl":
+        return (row for _, row in rows_jsonl(path))
+    return (row for _, row in rows_parquet(path, fields))
+
+
+def _convabuse_label(row: Mapping[str, str]) -> str:
+    votes, identity = [], False
+    for a in range(1, _CONVABUSE_ANNOTATORS + 1):
+        # A cell may repeat an annotator's answer ("1, 1"); its first value counts.
+        marked = [s for s in _CONVABUSE_SCORES if (row.get(f"Annotator{a}_is_abuse.{s}") or "").startswith("1")]
+        votes.extend(marked[:1])
+        identity |= any((row.get(f"Annotator{a}_{tag}") or "").startswith("1") for tag in _CONVABUSE_IDENTITY)
+    if not votes:
+        return "ambiguous"
+    median = statistics.median_low(votes)
+    if median > 0:
+        return "not_abusive"
+    if median == 0:
+        return "ambiguous"
+    return "abusive_identity" if identity else "abusive"
+
+
+def _raw_rows(source: Source, root: str, which: str) -> list[tuple[str, str, str | None]]:
+    """``(text, label, group)`` rows of a file or suite part, before mapping."""
+    if source.reader == "functional":
+        return [(c.text, c.label, c.functionality) for c in cases(which)]
+    rows: list[tuple[str, str, str | None]] = []
+    for path in expand(os.path.join(root, which)):
+        if source.reader == "tweeteval":
+            texts, labels, names = read_tweeteval(path)
+            rows.extend((t, names[int(y)] if names else y, None) for t, y in zip(texts, labels))
+            continue
+        fields = [f for f in (source.text_field, source.label_field, source.split_field) if f]
+        for row in _table_rows(path, fields):
+            text = row.get("user" if source.reader == "convabuse" else source.text_field)
+            label = _convabuse_label(row) if source.reader == "convabuse" else row.get(source.label_field)
+            split = row.get(source.split_field) if source.split_field else None
+            if isinstance(text, str) and text.strip():
+                rows.append((text, str(label), split))
+    return rows
+
+
+def _to_set(source: Source, rows: Sequence[tuple[str, str, str | None]], classes: tuple[str, ...], groups: bool) -> SourceSet:
+    mapping = source.labels or {r[1]: tuple(r[1].split("|")) for r in rows}
+    unknown = sorted({label for _, label, _ in rows} - set(mapping))
+    if unknown:
+        raise DataError(f"mixture source {source.name!r}: labels {unknown[:5]} have no mapping in its labels table")
+    names = tuple(label for label, allowed in mapping.items() if allowed)
+    kept = [r for r in rows if mapping[r[1]]]
+    allowed = np.array([[c in mapping[n] for c in classes] for n in names], dtype=bool).reshape(len(names), len(classes))
+    return SourceSet(
+        name=source.name,
+        texts=[r[0] for r in kept],
+        label_ids=np.array([names.index(r[1]) for r in kept], dtype=np.int32),
+        label_names=names,
+        allowed=allowed,
+        groups=[r[2] for r in kept] if groups else None,
+    )
+
+
+def read_source(source: Source, root: str, classes: tuple[str, ...], seed: int) -> tuple[SourceSet, SourceSet | None]:
+    """The training and validation rows of one source.
+
+    Args:
+      source: the source.
+      root: the folder its paths are relative to.
+      classes: our classes, in id order.
+      seed: seeds a ``val_fraction`` split (the same rows on every run with this seed).
+
+    Returns:
+      ``(train, val)``; ``val`` is None for a source with no validation rows.
+
+    Raises:
+      DataError: for a missing file or a label with no mapping.
+    """
+    rows = _raw_rows(source, root, source.train)
+    if source.val is not None:
+        train_rows, val_rows = rows, _raw_rows(source, root, source.val)
+    elif source.split_field is not None:
+        train_rows = [r for r in rows if r[2] == source.train_split]
+        val_rows = [r for r in rows if r[2] == source.val_split]
+    elif source.val_fraction > 0:
+        # Seeded by the mixture's seed and the source's name: adding a source does not move another's split.
+        rng = np.random.default_rng([seed, *source.name.encode()])
+        is_val = rng.random(len(rows)) < source.val_fraction
+        train_rows = [r for r, v in zip(rows, is_val) if not v]
+        val_rows = [r for r, v in zip(rows, is_val) if v]
+    else:
+        train_rows, val_rows = rows, []
+    groups = source.reader == "functional"
+    train = _to_set(source, train_rows, classes, groups)
+    if not len(train):
+        raise DataError(f"mixture source {source.name!r}: no training rows under {root}")
+    val = _to_set(source, val_rows, classes, groups) if val_rows else None
+    return train, val
+
+
+def epoch_rows(sizes: Sequence[int], weights: Sequence[float], seed: int, epoch: int) -> np.ndarray:
+    """Which training rows one epoch samples: ``round(weight x size)`` rows of each source.
+
+    Args:
+      sizes: training rows per source; rows are numbered source after source.
+      weights: each source's sampling weight.
+      seed, epoch: what the sample depends on (a resumed run draws the same rows).
+
+    Returns:
+      int ``[sum(round(weight x size))]`` row indices, grouped by source (the caller shuffles).
+    """
+    rng = np.random.default_rng([seed, epoch, 1])
+    out, offset = [], 0
+    for size, weight in zip(sizes, weights):
+        wanted = int(round(weight * size))
+        copies, rest = divmod(wanted, size)
+        out.extend([np.arange(size)] * copies)
+        out.append(rng.permutation(size)[:rest])
+        out[-copies - 1 :] = [part + offset for part in out[-copies - 1 :]]
+        offset += size
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+def read_mixture(mixture: Mixture, root: str) -> tuple[list[SourceSet], list[SourceSet]]:
+    """Every source's training and validation rows (see :func:`read_source`).
+
+    Args:
+      mixture: the mixture.
+      root: the folder the sources' paths are relative to.
+
+    Returns:
+      ``(train sets, validation sets)``, in the mixture's source order; sources
+      without validation rows have no validation set.
+    """
+    if not os.path.isdir(root):
+        raise ConfigError(f"--data_root {root}: no such folder")
+    train, val = [], []
+    for source in mixture.sources:
+        t, v = read_source(source, root, mixture.classes, mixture.seed)
+        train.append(t)
+        if v is not None:
+            val.append(v)
+    return train, val
+
+
+def single_source(data: LabeledData, name: str) -> SourceSet:
+    """Plain labeled data as a source whose labels are our classes, one each."""
+    return SourceSet(
+        name=name,
+        texts=data.texts,
+        label_ids=data.label_ids,
+        label_names=data.labels,
+        allowed=np.eye(len(data.labels), dtype=bool),
+    )
+
+
+def validation_rows(val_sets: Sequence[SourceSet], classes: Sequence[str]) -> Iterable[dict[str, str]]:
+    """The validation sets as labeled records the evaluation job reads.
+
+    Each row has ``text``, ``label`` (the classes it allows, ``|``-separated),
+    ``source`` and, for the functional suite, ``functionality``; group the
+    job's report by them with ``--group_by source,functionality``.
+    """
+    for val in val_sets:
+        names = ["|".join(c for c, a in zip(classes, row) if a) for row in val.allowed]
+        for i, text in enumerate(val.texts):
+            row = {"text": text, "label": names[val.label_ids[i]], "source": val.name}
+            if val.groups is not None:
+                row["functionality"] = val.groups[i]
+            yield row
+

@@ -1,0 +1,180 @@
+"""Data mixtures: declared sources and label mappings, partial labels, per-source validation, sampling."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from flaxmodel.errors import ConfigError, DataError
+from flaxmodel.training import TrainConfig, functional, train
+from flaxmodel.training.mixture import DEFAULT_MIXTURE, epoch_rows, load_mixture, read_mixture, validation_rows
+from flaxmodel.training.state import partial_label_loss
+from tests.flaxmodel.training.conftest import FRIENDLY, HOSTILE, LABELS, STANDARD
+
+MIXTURE = """
+classes = ["friendly", "hostile"]
+seed = 3
+
+[sources.exact]
+reader = "table"
+train = "exact/train.jsonl"
+val = "exact/val.jsonl"
+weight = 1.0
+[sources.exact.labels]
+friendly = ["friendly"]
+hostile = ["hostile"]
+
+[sources.coarse]
+# Says only "rude" or "unsure" (partial), and has rows to drop.
+reader = "table"
+train = "coarse/all.csv"
+text_field = "post"
+label_field = "tag"
+val_fraction = 0.25
+weight = 0.5
+[sources.coarse.labels]
+rude = ["hostile"]
+unsure = ["friendly", "hostile"]
+spam = []
+"""
+
+
+def _rows(count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        label = i % 2
+        words = rng.choice(HOSTILE if label else FRIENDLY, size=rng.integers(2, 6))
+        yield " ".join(words), label
+
+
+@pytest.fixture()
+def mixture_root(tmp_path):
+    (tmp_path / "exact").mkdir()
+    for name, count, seed in (("train", 64, 1), ("val", 32, 2)):
+        with open(tmp_path / "exact" / f"{name}.jsonl", "w") as f:
+            for text, label in _rows(count, seed):
+                f.write(json.dumps({"text": text, "label": LABELS[label]}) + "\n")
+    (tmp_path / "coarse").mkdir()
+    with open(tmp_path / "coarse" / "all.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["post", "tag"])
+        for i, (text, label) in enumerate(_rows(40, 3)):
+            writer.writerow([text, "spam" if i % 10 == 9 else ("rude" if label else "unsure")])
+    path = tmp_path / "mixture.toml"
+    path.write_text(MIXTURE)
+    return tmp_path
+
+
+def test_sources_map_their_labels_onto_our_classes(mixture_root):
+    mixture = load_mixture(str(mixture_root / "mixture.toml"))
+    train_sets, val_sets = read_mixture(mixture, str(mixture_root))
+    exact, coarse = train_sets
+    assert (len(exact), exact.label_names) == (64, ("friendly", "hostile"))
+    np.testing.assert_array_equal(exact.masks[:2], [[1, 0], [0, 1]])
+    # "spam" rows are dropped; "unsure" allows both classes.
+    assert coarse.label_names == ("rude", "unsure")
+    assert coarse.allowed.tolist() == [[False, True], [True, True]]
+    assert [v.name for v in val_sets] == ["exact", "coarse"]
+    # The seeded split is disjoint, covers the kept rows, and is the same on every read.
+    assert len(coarse) + len(val_sets[1]) == 36
+    again = read_mixture(mixture, str(mixture_root))[1][1]
+    assert again.texts == val_sets[1].texts
+    rows = list(validation_rows(val_sets, mixture.classes))
+    assert {r["label"] for r in rows if r["source"] == "coarse"} <= {"hostile", "friendly|hostile"}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace('hostile = ["hostile"]', 'hostile = ["rude"]'), "not among classes"),
+        (lambda t: t.replace('weight = 0.5', 'weight = 0.5\nwieght = 1'), "unknown keys"),
+        (lambda t: t.replace('reader = "table"', 'reader = "excel"', 1), "reader must be one of"),
+        (lambda t: t.replace('val_fraction = 0.25', 'val_fraction = 0.25\nval = "x.csv"'), "one of val"),
+        (lambda t: t.replace("weight = 1.0", "weight = 0"), "weight must be positive"),
+    ],
+)
+def test_a_bad_mixture_fails_naming_the_source(mixture_root, edit, message):
+    path = mixture_root / "bad.toml"
+    path.write_text(edit(MIXTURE))
+    with pytest.raises(ConfigError, match=message):
+        load_mixture(str(path))
+
+
+def test_a_label_without_mapping_fails_before_training(mixture_root):
+    path = mixture_root / "bad.toml"
+    path.write_text(MIXTURE.replace('spam = []\n', ""))
+    with pytest.raises(DataError, match=r"coarse.*\['spam'\] have no mapping"):
+        read_mixture(load_mixture(str(path)), str(mixture_root))
+
+
+def test_the_default_mixture_is_valid():
+    mixture = load_mixture(DEFAULT_MIXTURE)
+    assert mixture.classes == ("hate", "offensive", "neither")
+    assert "functional" in {s.name for s in mixture.sources}
+
+
+def test_an_epoch_samples_weight_times_each_source():
+    rows = epoch_rows([10, 4], [0.5, 2.5], seed=0, epoch=0)
+    first, second = rows[rows < 10], rows[rows >= 10]
+    assert len(first) == 5 and len(set(first)) == 5
+    # 2.5 x 4 rows: every row twice, then two more.
+    assert len(second) == 10 and np.bincount(second - 10, minlength=4).min() == 2
+    np.testing.assert_array_equal(rows, epoch_rows([10, 4], [0.5, 2.5], seed=0, epoch=0))
+    assert not np.array_equal(rows, epoch_rows([10, 4], [0.5, 2.5], seed=0, epoch=1))
+
+
+def test_partial_label_loss():
+    logits = jnp.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+    one_hot = jnp.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(
+        partial_label_loss(logits, one_hot),
+        optax.softmax_cross_entropy_with_integer_labels(logits, jnp.array([1, 0])),
+        rtol=1e-6,
+    )
+    probabilities = _softmax(logits)
+    partial = jnp.array([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    expected = -np.log([probabilities[0, 1] + probabilities[0, 2], 1.0])
+    np.testing.assert_allclose(partial_label_loss(logits, partial), expected, rtol=1e-5, atol=1e-6)
+
+
+def _softmax(x):
+    e = np.exp(np.asarray(x) - np.asarray(x).max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_training_on_a_mixture_reports_every_source(mixture_root, base_folder, tmp_path):
+    settings = {k: v for k, v in STANDARD.items() if k != "labels"}
+    config = dict(settings, mixture=str(mixture_root / "mixture.toml"), data_root=str(mixture_root))
+    result = train(TrainConfig(output=str(tmp_path / "mix"), model=base_folder, **config), progress=False)
+    epochs = [r for r in map(json.loads, open(tmp_path / "mix" / "metrics.jsonl")) if r["event"] == "epoch"]
+    last = epochs[-1]
+    assert set(last["val_sources"]) == {"exact", "coarse"}
+    # The exact source is scored by macro F1; the coarse one's label sets overlap, so by accuracy.
+    assert last["val_sources"]["exact"]["score"] == last["val_sources"]["exact"]["macro_f1"]
+    assert last["val_sources"]["coarse"]["score"] == last["val_sources"]["coarse"]["accuracy"]
+    assert last["val_macro_f1"] == pytest.approx(np.mean([s["score"] for s in last["val_sources"].values()]))
+    assert last["val_sources"]["exact"]["macro_f1"] >= 0.9 and result.best_folder
+
+
+def test_mixture_and_train_flags_exclude_each_other(mixture_root, tmp_path):
+    with pytest.raises(ConfigError, match="either --train"):
+        TrainConfig(output=str(tmp_path), train="x.jsonl", mixture=str(mixture_root / "mixture.toml")).validate()
+    with pytest.raises(ConfigError, match="needs --data_root"):
+        TrainConfig(output=str(tmp_path), mixture=str(mixture_root / "mixture.toml")).validate()
+
+
+def test_functional_suite_halves_use_different_templates():
+    train_cases, val_cases = functional.cases("train"), functional.cases("val")
+    assert not {c.text for c in train_cases} & {c.text for c in val_cases}
+    assert {c.functionality for c in train_cases} == {c.functionality for c in val_cases}
+    for case in train_cases + val_cases:
+        assert set(case.label.split("|")) <= {"hate", "offensive", "neither"}
+        assert "{" not in case.text
+    hateful = {c.functionality for c in val_cases if c.label == "hate"}
+    assert {"derogation", "threat", "dehumanisation", "slur"} <= hateful
+    assert functional.cases("val") == val_cases
