@@ -12,7 +12,7 @@ setup(
     description="Apache Beam pipelines running Flax/JAX text classifiers for content moderation",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["flaxmodel", "flaxmodel.*", "pipelines", "pipelines.*"]),
-    package_data={"flaxmodel": ["default/*", "default/**/*"]},
+    package_data={"flaxmodel": ["default/*", "default/**/*", "training/mixtures/*.toml"]},
     install_requires=[
         f"apache-beam=={BEAM_VERSION}",
         f"jax=={JAX_VERSION}",
@@ -27,6 +27,9 @@ setup(
         # neither the moderation job nor a Dataflow worker needs them.
         "train": TRAIN_REQUIRES,
         "test": ["pytest>=8", "transformers==5.24.0", "torch==2.13.0", *TRAIN_REQUIRES],
+        # benchmarks/model_throughput.py's ONNX Runtime peers (export from transformers' torch model, then
+        # ONNX Runtime's dynamic int8 quantization); never imported by the engine.
+        "bench": ["onnxruntime==1.32.0", "onnx==1.23.2", "transformers==5.24.0", "torch==2.13.0"],
         "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
         "gpu": [f"jax[cuda12]=={JAX_VERSION}"],
         "tpu": [f"jax[tpu]=={JAX_VERSION}"],

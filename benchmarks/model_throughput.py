@@ -1,7 +1,15 @@
-"""Model-level throughput: our jitted predictor against transformers' PyTorch eager model.
+"""Model-level throughput: our jitted predictor against transformers' PyTorch eager model and ONNX Runtime.
 
-Both sides get the same texts, weights, batch size, maximum length and cores and
-go from raw texts to class probabilities (tokenization included).  Each runs in
+Every side gets the same texts, weights, batch size, maximum length and cores and
+goes from raw texts to class probabilities (tokenization included).  The ONNX
+Runtime peers run transformers' model exported to ONNX (``ort_fp32``) and the same
+graph after ONNX Runtime's dynamic int8 quantization (``ort_int8``: int8 weights,
+activations quantized per tensor at run time), tokenized and padded like torch;
+they need the ``[bench]`` extra (onnxruntime, onnx) besides ``[test]``.  Ours runs in
+``--precision`` (``auto``: what the classifier's own calibration picks; the
+JSON's ``precision`` says which), and its labels are compared with ours in
+float32 on the same texts (``label_agreement_fp32``; ``ort_int8_label_agreement_fp32``
+for ONNX Runtime's int8).  Each side runs in
 its own process, pinned to ``--threads`` cores (``harness.pin_threads``: XLA
 sizes its CPU thread pool from the process's CPU affinity, torch gets
 ``torch.set_num_threads``), so that peak memory is per side and neither's
@@ -19,7 +27,8 @@ shapes it really ran, ours with its last layer computed for the first token
 only, torch's in full; embeddings, norms, softmax and activations are not counted.
 As a ceiling for both, our process also times one jitted matrix multiplication
 of the feed-forward's shape (``[--peak_rows, hidden] x [hidden, intermediate]``)
-in the compute dtype: ``matmul_peak_gflops``, and each side's share of it.
+in our precision's matrix multiply (``flaxmodel.core.precision.matmul``):
+``matmul_peak_gflops``, and each side's share of it.
 
     python -m benchmarks.model_throughput --texts ../shared/data/davidson/val.csv --json out/bench/model.json
 """
@@ -68,7 +77,7 @@ class Spec:
     batch_size: int
     max_length: int
     threads: int
-    dtype: str
+    precision: str
     torch_device: str
     compilation_cache: str | None
 
@@ -90,7 +99,7 @@ class OursRunner:
 
         start = time.perf_counter()
         clf = load_classifier(
-            spec.model, labels=spec.labels, dtype=spec.dtype, batch_size=spec.batch_size, max_length=spec.max_length
+            spec.model, labels=spec.labels, precision=spec.precision, batch_size=spec.batch_size, max_length=spec.max_length
         )
         self.load_s = time.perf_counter() - start
         self.clf = clf
@@ -120,7 +129,14 @@ class OursRunner:
     def info(self) -> dict[str, Any]:
         import jax
 
-        return {"load_s": self.load_s, "device": self.device, "jax": jax.__version__}
+        calibration = self.clf.calibration
+        return {
+            "load_s": self.load_s,
+            "device": self.device,
+            "jax": jax.__version__,
+            "precision": self.clf.precision,
+            "calibration": calibration.describe() if calibration else None,
+        }
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self.clf.text_encoder.encode(texts)]
@@ -139,21 +155,24 @@ class OursRunner:
         return {"seconds": seconds, "tokenize_s": tokenize_s, "shapes": self.shapes, "probs": _stack(outputs)}
 
     def matmul_peak(self, rows: int, repeats: int = 30) -> float:
-        """GFLOP/s of the feed-forward's first matmul alone on ``rows`` tokens: what this device's dots reach."""
+        """GFLOP/s of the feed-forward's first matmul alone on ``rows`` tokens, in our precision's matmul."""
         import jax
-        import jax.numpy as jnp
+        import numpy as np
 
-        from flaxmodel import DTYPES
+        from flaxmodel.core.precision import COMPUTE_DTYPES, matmul, prepare_params
 
-        dtype, config = DTYPES[self.clf.dtype], self.clf.config
-        a = jnp.ones((rows, config.hidden_size), dtype)
-        b = jnp.ones((config.hidden_size, config.intermediate_size), dtype)
-        matmul = jax.jit(jnp.matmul)
-        matmul(a, b).block_until_ready()
+        config = self.clf.config
+        a = jax.numpy.ones((rows, config.hidden_size), jax.numpy.float32)
+        layer = {"encoder": {"dense": {"kernel": np.ones((config.hidden_size, config.intermediate_size), np.float32)}}}
+        prepared = prepare_params(layer, self.clf.precision)["encoder"]["dense"]
+        dtype = COMPUTE_DTYPES[self.clf.precision]
+        product = jax.jit(lambda x, kernel, scale: matmul(x, kernel, dtype, scale))
+        args = (a, prepared["kernel"], prepared.get("kernel_scale"))
+        product(*args).block_until_ready()
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
-            matmul(a, b).block_until_ready()
+            product(*args).block_until_ready()
             best = min(best, time.perf_counter() - start)
         return 2 * rows * config.hidden_size * config.intermediate_size / best / 1e9
 
@@ -177,7 +196,8 @@ class TorchRunner:
 
         torch.set_num_threads(spec.threads)
         start = time.perf_counter()
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[spec.dtype]
+        # Torch runs float32 unless ours is told bfloat16: the yardstick stays the exact model on CPUs.
+        dtype = torch.bfloat16 if spec.precision == "bfloat16" else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(spec.model)
         model = AutoModelForSequenceClassification.from_pretrained(spec.torch_model, dtype=dtype)
         self.model = model.to(spec.torch_device).eval()
@@ -218,16 +238,97 @@ class TorchRunner:
         return {"peak_rss_mb": harness.peak_rss_mb()}
 
 
+class OrtRunner:
+    """ONNX Runtime on the CPU: transformers' tokenizer (padding=longest) -> exported graph -> softmax."""
+
+    def __init__(self, spec: Spec, graph: str):
+        import onnxruntime
+        from transformers import AutoTokenizer
+
+        start = time.perf_counter()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = spec.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = AutoTokenizer.from_pretrained(spec.model)
+        self.load_s = time.perf_counter() - start
+        self.spec = spec
+        self.version = onnxruntime.__version__
+
+    def info(self) -> dict[str, Any]:
+        return {"load_s": self.load_s, "onnxruntime": self.version, "threads": self.spec.threads}
+
+    def run(self, chunks: Sequence[Sequence[str]]) -> dict[str, Any]:
+        import numpy as np
+
+        outputs, shapes, tokenize_s = [], [], 0.0
+        start = time.perf_counter()
+        for texts in chunks:
+            t = time.perf_counter()
+            enc = self.tokenizer(
+                list(texts), padding=True, truncation=True, max_length=self.spec.max_length, return_tensors="np"
+            )
+            tokenize_s += time.perf_counter() - t
+            feed = {name: value.astype(np.int64) for name, value in enc.items() if name in self.inputs}
+            logits = self.session.run(None, feed)[0]
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            outputs.append(shifted / shifted.sum(axis=1, keepdims=True))
+            shapes.append(tuple(enc["input_ids"].shape))
+        seconds = time.perf_counter() - start
+        return {"seconds": seconds, "tokenize_s": tokenize_s, "shapes": shapes, "probs": _stack(outputs)}
+
+    def finish(self) -> dict[str, Any]:
+        return {"peak_rss_mb": harness.peak_rss_mb()}
+
+
+def _export_onnx(spec: Spec, folder: str) -> None:
+    """Writes transformers' model of ``spec.torch_model`` as ``fp32.onnx`` and its dynamic int8 quantization as ``int8.onnx``.
+
+    Runs in its own process (torch's memory stays out of the timed ones).
+    ONNX Runtime's ``quantize_dynamic`` with int8 weights is what a user
+    following its documentation for transformer models on CPU gets.
+    """
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModelForSequenceClassification
+
+    harness.pin_threads(spec.threads)
+    model = AutoModelForSequenceClassification.from_pretrained(spec.torch_model, dtype=torch.float32).eval()
+    ids = torch.ones((2, 16), dtype=torch.long)
+    axes = {0: "batch", 1: "length"}
+    torch.onnx.export(
+        model,
+        (ids, torch.ones_like(ids)),
+        f"{folder}/fp32.onnx",
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    quantize_dynamic(f"{folder}/fp32.onnx", f"{folder}/int8.onnx", weight_type=QuantType.QInt8)
+
+
 def _stack(arrays: list) -> Any:
     import numpy as np
 
     return np.concatenate(arrays, axis=0)
 
 
-def _serve(side: str, spec: Spec, texts: list[str], conn: Any) -> None:
+def _runner(side: str, spec: Spec, graphs: str | None) -> Any:
+    if side == "ours":
+        return OursRunner(spec)
+    if side == "torch":
+        return TorchRunner(spec)
+    return OrtRunner(spec, f"{graphs}/{side.removeprefix('ort_')}.onnx")
+
+
+def _serve(side: str, spec: Spec, texts: list[str], graphs: str | None, conn: Any) -> None:
     """Worker process: load, then answer ``(command, payload)`` messages until ``finish``."""
     harness.pin_threads(spec.threads)
-    runner = OursRunner(spec) if side == "ours" else TorchRunner(spec)
+    runner = _runner(side, spec, graphs)
     conn.send(runner.info())
     while True:
         command, payload = conn.recv()
@@ -243,10 +344,10 @@ def _serve(side: str, spec: Spec, texts: list[str], conn: Any) -> None:
 
 
 class Worker:
-    def __init__(self, side: str, spec: Spec, texts: list[str]):
+    def __init__(self, side: str, spec: Spec, texts: list[str], graphs: str | None = None):
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(side, spec, texts, child), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(side, spec, texts, graphs, child), daemon=True)
         self.process.start()
         self.info = self.conn.recv()
 
@@ -311,7 +412,7 @@ def _spec(args: argparse.Namespace, model: str, torch_model: str, labels: Any) -
         batch_size=args.batch_size,
         max_length=args.max_length,
         threads=args.threads,
-        dtype=args.dtype,
+        precision=args.precision,
         torch_device=args.torch_device,
         compilation_cache=args.compilation_cache,
     )
@@ -319,6 +420,23 @@ def _spec(args: argparse.Namespace, model: str, torch_model: str, labels: Any) -
 
 def _chunks(order: Sequence[int], size: int) -> list[list[int]]:
     return [list(order[i : i + size]) for i in range(0, len(order), size)]
+
+
+def _float32_reference(
+    spec: Spec, texts: list[str], precision: str, chunk_orders: dict[str, list], warmup: dict[str, dict]
+) -> dict[str, Any]:
+    """Per order, ours' float32 probabilities of the chunks: from the warm-up when ours ran float32, else from
+    a float32 process of its own (untimed; ours' peak memory stays its own)."""
+    if precision == "float32":
+        return {o: warmup[o]["ours"]["probs"] for o in chunk_orders}
+    worker = Worker("ours", dataclasses.replace(spec, precision="float32"), texts)
+    reference = {o: worker.ask("run", chunks)["probs"] for o, chunks in chunk_orders.items()}
+    worker.close()
+    return reference
+
+
+def _label_agreement(probs: Any, reference: Any) -> float:
+    return float((probs.argmax(axis=1) == reference.argmax(axis=1)).mean())
 
 
 def _summarise(passes: list[dict], lengths: list[int], config: Any, n_texts: int, ours: bool) -> dict[str, Any]:
@@ -359,9 +477,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sorted", action="store_true", help="Only length-sorted batches (default: both orders).")
     parser.add_argument("--unsorted", action="store_true", help="Only batches in file order (default: both orders).")
     parser.add_argument("--repeats", type=int, default=2, help="Timed passes per order and side; the best counts.")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument(
+        "--precision", default="auto", choices=("auto", "float32", "bfloat16", "int8"), help="Ours (torch: float32 unless bfloat16)."
+    )
     parser.add_argument("--torch_device", default="cpu", help="cpu, or cuda on a GPU machine.")
-    parser.add_argument("--no_torch", action="store_true", help="Measure ours only (e.g. on an accelerator).")
+    parser.add_argument("--no_torch", action="store_true", help="No torch side (e.g. on an accelerator).")
+    parser.add_argument("--no_ort", action="store_true", help="No ONNX Runtime sides (they need the [bench] extra).")
     parser.add_argument(
         "--compilation_cache", default=None, help="Persistent XLA compilation cache folder (cold the first run, warm after)."
     )
@@ -385,6 +506,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         sides = {"ours": ours}
         if not args.no_torch:
             sides["torch"] = Worker("torch", spec, texts)
+        if not args.no_ort:
+            export = multiprocessing.get_context("spawn").Process(target=_export_onnx, args=(spec, tmp))
+            export.start()
+            export.join()
+            if export.exitcode:
+                raise SystemExit(f"exporting to ONNX failed (exit {export.exitcode}); --no_ort skips ONNX Runtime")
+            sides.update({side: Worker(side, spec, texts, tmp) for side in ("ort_fp32", "ort_int8")})
 
         start = time.perf_counter()
         warmup = {o: {name: w.ask("run", chunk_orders[o]) for name, w in sides.items()} for o in orders}
@@ -395,12 +523,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 for name, worker in sides.items():
                     passes[o][name].append(worker.ask("run", chunk_orders[o]))
         matmul_peak = ours.ask("matmul_peak", args.peak_rows)
+        reference = _float32_reference(spec, texts, ours.info["precision"], {o: chunk_orders[o] for o in orders}, warmup)
         finals = {name: w.close() for name, w in sides.items()}
         infos = {name: w.info for name, w in sides.items()}
 
     per_order: dict[str, Any] = {}
     for o in orders:
         entry = {name: _summarise(passes[o][name], lengths, config, len(texts), name == "ours") for name in sides}
+        # Every side returns probabilities chunk by chunk in the same order as the float32 reference.
+        for name in sides:
+            entry[name]["label_agreement_fp32"] = _label_agreement(warmup[o][name]["probs"], reference[o])
         if "torch" in sides:
             entry["ratio"] = entry["ours"]["texts_per_s"] / entry["torch"]["texts_per_s"]
             # Both sides return probabilities chunk by chunk in the same order.
@@ -414,12 +546,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     head = "sorted" if "sorted" in per_order else orders[0]
     ours_head = per_order[head]["ours"]
+
+    def side_figure(side: str, key: str) -> Any:
+        return per_order[head][side][key] if side in sides else None
+
     result: dict[str, Any] = {
         "benchmark": "model_throughput",
         "headline_order": head,
+        "precision": infos["ours"]["precision"],
         "ours_texts_per_s": ours_head["texts_per_s"],
-        "torch_texts_per_s": per_order[head]["torch"]["texts_per_s"] if "torch" in sides else None,
+        "torch_texts_per_s": side_figure("torch", "texts_per_s"),
         "ratio": per_order[head].get("ratio"),
+        "ort_fp32_texts_per_s": side_figure("ort_fp32", "texts_per_s"),
+        "ort_int8_texts_per_s": side_figure("ort_int8", "texts_per_s"),
+        "ratio_vs_ort_int8": ours_head["texts_per_s"] / side_figure("ort_int8", "texts_per_s") if "ort_int8" in sides else None,
+        "label_agreement_fp32": ours_head["label_agreement_fp32"],
+        "ort_int8_label_agreement_fp32": side_figure("ort_int8", "label_agreement_fp32"),
         "ours_tokens_per_s": ours_head["tokens_per_s"],
         "compile_s": finals["ours"]["compile_s"],
         "num_compiles": finals["ours"]["num_compiles"],
@@ -447,12 +589,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "batch_size": args.batch_size,
             "max_length": args.max_length,
             "threads": args.threads,
-            "dtype": args.dtype,
+            "precision": args.precision,
             "repeats": args.repeats,
             "warmup_s": warmup_s,
             "compilation_cache": args.compilation_cache,
             "ours": infos["ours"],
             "torch": infos.get("torch"),
+            "ort": infos.get("ort_fp32"),
             "flops_per_text_at_median": forward_flops(config, 1, sorted(lengths)[len(lengths) // 2]),
             "machine": harness.machine(),
             "load_avg_1m_before": load_before,
@@ -470,12 +613,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def _record(result: dict[str, Any], per_order: dict[str, Any]) -> None:
-    figures = []
+    figures = [f"precision {result['precision']} (agrees with float32 on {result['label_agreement_fp32']:.1%} of labels)"]
     for o, entry in per_order.items():
         line = f"{o}: ours {entry['ours']['texts_per_s']:.0f}/s"
         if "torch" in entry:
             line += f", torch {entry['torch']['texts_per_s']:.0f}/s, x{entry['ratio']:.2f}"
+        for side in ("ort_fp32", "ort_int8"):
+            if side in entry:
+                line += f", {side} {entry[side]['texts_per_s']:.0f}/s"
         figures.append(line)
+    if result["ratio_vs_ort_int8"] is not None:
+        figures.append(
+            f"ours/ort_int8 x{result['ratio_vs_ort_int8']:.2f} (ort_int8 agrees with float32 on "
+            f"{result['ort_int8_label_agreement_fp32']:.1%})"
+        )
     figures.append(f"compile {result['compile_s']:.1f}s ({result['num_compiles']} shapes)")
     figures.append(f"{result['effective_gflops']:.0f} GFLOP/s, padding {result['padding_ratio']:.0%}")
     peak = f"matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s: ours {result['ours_share_of_matmul_peak']:.0%}"

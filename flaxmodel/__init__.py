@@ -18,17 +18,20 @@ is the inference API the pipelines use; importing it never imports training.
 from flaxmodel.ckpts.checkpoint import Checkpoint, save_checkpoint
 from flaxmodel.ckpts.default_model import MINILM_PACKAGE, default_model_path, minilm_path
 from flaxmodel.ckpts.loader import load_checkpoint
+from flaxmodel.ckpts.thresholds import recommended_thresholds
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.model import apply, hidden_states
+from flaxmodel.core.precision import PRECISIONS
 from flaxmodel.errors import CheckpointError, ConfigError, DataError, ModerationError, OptionError, TokenizerError
-from flaxmodel.inference.predictor import AUTO_DTYPE, DTYPES, Classifier, load_classifier
+from flaxmodel.inference.calibration import AUTO_PRECISION
+from flaxmodel.inference.predictor import Classifier, load_classifier
 from flaxmodel.inference.shapes import ShapeGrid, pad_batch
 from flaxmodel.inference.tokenizer import TextEncoder
 
 __all__ = [
-    "AUTO_DTYPE",
-    "DTYPES",
+    "AUTO_PRECISION",
     "MINILM_PACKAGE",
+    "PRECISIONS",
     "Checkpoint",
     "CheckpointError",
     "Classifier",
@@ -47,5 +50,6 @@ __all__ = [
     "load_classifier",
     "minilm_path",
     "pad_batch",
+    "recommended_thresholds",
     "save_checkpoint",
 ]

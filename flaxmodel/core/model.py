@@ -4,6 +4,10 @@
 the architecture's head.  :func:`apply` is the pure core every caller uses:
 ``apply(params, input_ids, attention_mask) -> logits`` with no state besides its
 arguments, so it can be jitted, vmapped, differentiated or shared by threads.
+Its ``dtype`` is the precision of the encoder's matrix multiplies
+(:mod:`flaxmodel.core.precision`): ``jnp.float32``, ``jnp.bfloat16`` (bfloat16
+inputs, float32 accumulation; differentiable, so training uses it too) or
+``jnp.int8`` (parameters from ``prepare_params(params, "int8")``; inference only).
 """
 
 from __future__ import annotations
@@ -25,13 +29,16 @@ Params = dict
 
 
 class SequenceClassifier(nn.Module):
+    """Encoder in precision ``dtype``, then the architecture's head in float32 (see the module docstring)."""
+
     config: EncoderConfig
     dtype: jnp.dtype = jnp.float32
 
     def setup(self) -> None:
         self.arch = ARCHITECTURES[self.config.architecture]
         self.encoder = Encoder(self.config, self.dtype)
-        self.head = self.arch.head(self.config, self.dtype)
+        # One row per text: a negligible share of the work, and its output is the scores themselves.
+        self.head = self.arch.head(self.config, jnp.float32)
 
     def encode(
         self,
@@ -46,7 +53,7 @@ class SequenceClassifier(nn.Module):
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, deterministic: bool = True) -> jax.Array:
         # Every head reads the first token's hidden state only; the rest of the last layer is skipped.
         hidden = self.encode(input_ids, attention_mask, deterministic, first_token_only=True)
-        return self.head(hidden, deterministic).astype(jnp.float32)
+        return self.head(hidden, deterministic)
 
 
 def init_params(config: EncoderConfig, rng: jax.Array) -> Params:
@@ -63,7 +70,18 @@ def apply(
     config: EncoderConfig,
     dtype: jnp.dtype = jnp.float32,
 ) -> jax.Array:
-    """Logits ``[batch, num_labels]`` (float32) of a padded batch; inference mode."""
+    """Logits of a padded batch; inference mode.
+
+    Args:
+      params: the parameter tree; for ``dtype=jnp.int8`` as
+        :func:`flaxmodel.core.precision.prepare_params` makes it.
+      input_ids, attention_mask: int32 ``[batch, length]``.
+      config: the model's configuration.
+      dtype: precision of the encoder's matrix multiplies (module docstring).
+
+    Returns:
+      float32 ``[batch, num_labels]``.
+    """
     return SequenceClassifier(config, dtype).apply({"params": params}, input_ids, attention_mask)
 
 

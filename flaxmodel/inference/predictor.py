@@ -10,18 +10,20 @@ safe to share between threads.  It runs data parallel over every local device
 device unless ``--xla_force_host_platform_device_count`` says otherwise):
 parameters are replicated once, each batch's rows are split over a one-axis
 mesh, and a batch whose rows do not divide by the device count gets empty
-rows, so any grid shape runs on any host.
+rows, so any grid shape runs on any host.  Its precision (float32, bfloat16 or
+int8 matrix multiplies, :mod:`flaxmodel.core.precision`) is fixed at load:
+given, or ``auto`` (:mod:`flaxmodel.inference.calibration`).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import threading
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -30,27 +32,26 @@ from flaxmodel.ckpts.default_model import default_model_path
 from flaxmodel.ckpts.loader import load_checkpoint
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.model import Params, apply, probabilities
+from flaxmodel.core.precision import COMPUTE_DTYPES, PRECISIONS, prepare_params
 from flaxmodel.errors import ConfigError
+from flaxmodel.inference.calibration import (
+    AUTO_PRECISION,
+    Calibration,
+    Measure,
+    accelerator_precision,
+    calibrate,
+    cpu_candidates,
+    cpu_flags,
+    probe_batch,
+    time_call,
+)
 from flaxmodel.inference.shapes import ShapeGrid, pad_batch, predict_in_batches
 from flaxmodel.inference.tokenizer import TextEncoder
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# "auto" picks per device when the model loads (a launcher may run on another platform than its workers).
-AUTO_DTYPE = "auto"
-# GPUs with bfloat16 tensor cores start at compute capability 8.0 (A100, L4, H100); a T4 (7.5) emulates
-# bfloat16 and runs it slower than float32.  bfloat16 probabilities stay within 2e-2 of float32 on the
-# architectures the parity tests cover (tests/flaxmodel/core/test_parity.py).
-_BFLOAT16_MIN_COMPUTE_CAPABILITY = 8.0
+# The precisions training computes in (the differentiable ones); inference adds int8.
+DTYPES = {name: COMPUTE_DTYPES[name] for name in ("float32", "bfloat16")}
 
-
-def auto_dtype(device: jax.Device) -> str:
-    """The compute dtype ``"auto"`` means on ``device``: bfloat16 on TPUs and bfloat16-capable GPUs, else float32."""
-    if device.platform == "tpu":
-        return "bfloat16"
-    if device.platform == "gpu":
-        capability = float(getattr(device, "compute_capability", 0) or 0)
-        return "bfloat16" if capability >= _BFLOAT16_MIN_COMPUTE_CAPABILITY else "float32"
-    return "float32"
+log = logging.getLogger(__name__)
 
 
 def _forward(params: Params, input_ids: jax.Array, attention_mask: jax.Array, *, config, dtype) -> jax.Array:
@@ -58,7 +59,13 @@ def _forward(params: Params, input_ids: jax.Array, attention_mask: jax.Array, *,
 
 
 class Classifier:
-    """A loaded text classifier: tokenizer, parameters on device, jitted forward."""
+    """A loaded text classifier: tokenizer, parameters on device, jitted forward.
+
+    ``precision``: ``"auto"`` or one of :data:`~flaxmodel.core.precision.PRECISIONS`;
+    :attr:`precision` is the path that runs, :attr:`calibration` what ``auto``
+    measured on a CPU (None if nothing).  ``candidates`` and ``measure`` override the
+    paths a CPU calibration tries (default: those with CPU instructions) and its timer.
+    """
 
     def __init__(
         self,
@@ -67,33 +74,58 @@ class Classifier:
         text_encoder: TextEncoder,
         *,
         name: str = "model",
-        dtype: str = AUTO_DTYPE,
+        precision: str = AUTO_PRECISION,
         batch_size: int = 64,
         devices: Sequence[jax.Device] | None = None,
+        candidates: Sequence[str] | None = None,
+        measure: Measure = time_call,
     ):
-        if dtype not in (AUTO_DTYPE, *DTYPES):
-            raise ConfigError(f"dtype must be {AUTO_DTYPE!r} or one of {sorted(DTYPES)}, got {dtype!r}")
+        if precision not in (AUTO_PRECISION, *PRECISIONS):
+            raise ConfigError(f"precision must be {AUTO_PRECISION!r} or one of {list(PRECISIONS)}, got {precision!r}")
         self.devices = tuple(devices or jax.local_devices())
         self.config = config
         self.name = name
-        self.dtype = auto_dtype(self.devices[0]) if dtype == AUTO_DTYPE else dtype
         self.batch_size = batch_size
         self.text_encoder = text_encoder
         self.max_length = text_encoder.max_length
         self.grid = ShapeGrid.for_model(config, self.max_length, batch_size)
         self.pad_id = config.pad_token_id
         self.host_params = params
-        compute = DTYPES[self.dtype]
         mesh = Mesh(np.array(self.devices), ("rows",))
-        replicated, by_rows = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("rows"))
-        self.params = jax.device_put(jax.tree_util.tree_map(lambda p: jnp.asarray(p, compute), params), replicated)
-        self._jitted = jax.jit(
-            functools.partial(_forward, config=config, dtype=compute),
-            in_shardings=(replicated, by_rows, by_rows),
-            out_shardings=by_rows,
-        )
+        self._replicated, self._by_rows = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("rows"))
         self._shapes: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
+        self.calibration: Calibration | None = None
+        built = None
+        if precision == AUTO_PRECISION:
+            precision = accelerator_precision(self.devices[0])
+            if precision is None:
+                precision, built = self._calibrate(tuple(candidates or cpu_candidates(cpu_flags())), measure)
+        self.precision = precision
+        self.params, self._jitted = built or self._build(precision)
+
+    def _build(self, precision: str) -> tuple[Params, Callable]:
+        """Parameters prepared for ``precision`` on the devices, and the jitted forward reading them."""
+        params = jax.device_put(prepare_params(self.host_params, precision), self._replicated)
+        jitted = jax.jit(
+            functools.partial(_forward, config=self.config, dtype=COMPUTE_DTYPES[precision]),
+            in_shardings=(self._replicated, self._by_rows, self._by_rows),
+            out_shardings=self._by_rows,
+        )
+        return params, jitted
+
+    def _calibrate(self, candidates: tuple[str, ...], measure: Measure) -> tuple[str, tuple[Params, Callable] | None]:
+        """``auto`` on a CPU: the precision :func:`calibrate` picks on the probe batch, and its built path
+        (float32 alone is not measured)."""
+        if candidates == ("float32",):
+            return "float32", None
+        ids, mask = probe_batch(self.text_encoder.encode, self.grid, self.pad_id)
+        built = {name: self._build(name) for name in dict.fromkeys(("float32", *candidates))}
+        runners = {name: functools.partial(self._run, *built[name], ids, mask) for name in built}
+        self.calibration = calibrate(runners, measure=measure)
+        log.info("%s: %s", self.name, self.calibration.describe())
+        self._shapes.add(self._device_shape(ids))  # compiled for the chosen path while calibrating
+        return self.calibration.precision, built[self.calibration.precision]
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -122,18 +154,39 @@ class Classifier:
         """The devices' platform: ``cpu``, ``gpu`` or ``tpu``."""
         return self.devices[0].platform
 
-    def predict_padded(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Probabilities ``[rows, num_labels]`` of one grid-shaped ``[rows, length]`` batch."""
-        rows = input_ids.shape[0]
-        extra = -rows % len(self.devices)
+    def _device_shape(self, input_ids: np.ndarray) -> tuple[int, int]:
+        """The shape ``input_ids`` runs as: rows rounded up to a multiple of the device count."""
+        rows, length = input_ids.shape
+        return rows + -rows % len(self.devices), length
+
+    def _dispatch(self, params: Params, jitted: Callable, input_ids: np.ndarray, attention_mask: np.ndarray) -> jax.Array:
+        """Starts one batch (rows padded to a multiple of the device count) and returns without waiting."""
+        extra = -input_ids.shape[0] % len(self.devices)
         if extra:
             input_ids = np.pad(input_ids, ((0, extra), (0, 0)), constant_values=self.pad_id)
             attention_mask = np.pad(attention_mask, ((0, extra), (0, 0)))
-        shape = tuple(input_ids.shape)
+        return jitted(params, input_ids, attention_mask)
+
+    def _run(self, params: Params, jitted: Callable, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return np.asarray(self._dispatch(params, jitted, input_ids, attention_mask))[: input_ids.shape[0]]
+
+    def dispatch_padded(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> jax.Array:
+        """Starts one grid-shaped ``[rows, length]`` batch on the devices and returns at once.
+
+        Returns:
+          The probabilities as a device array ``[rows rounded up to a multiple of the device
+          count, num_labels]``; reading it (``np.asarray``) waits for them, and raises if the
+          batch failed on the device.
+        """
+        shape = self._device_shape(input_ids)
         if shape not in self._shapes:
             with self._lock:
                 self._shapes.add(shape)
-        return np.asarray(self._jitted(self.params, input_ids, attention_mask))[:rows]
+        return self._dispatch(self.params, self._jitted, input_ids, attention_mask)
+
+    def predict_padded(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Probabilities ``[rows, num_labels]`` of one grid-shaped ``[rows, length]`` batch."""
+        return np.asarray(self.dispatch_padded(input_ids, attention_mask))[: input_ids.shape[0]]
 
     def predict_ids(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Probabilities ``[n, num_labels]`` for token id sequences, in input order.
@@ -160,17 +213,22 @@ def load_classifier(
     path: str | None = None,
     *,
     labels: Sequence[str] | None = None,
-    dtype: str = AUTO_DTYPE,
+    precision: str = AUTO_PRECISION,
     batch_size: int = 64,
     max_length: int | None = None,
 ) -> Classifier:
     """Loads a Hugging Face style checkpoint folder (local or on a Beam filesystem).
 
     ``labels`` names the classes when the folder holds only a base encoder (a
-    fresh head is initialised, with a warning).  ``dtype`` ``"auto"`` computes
-    in bfloat16 on TPUs and bfloat16-capable GPUs, float32 elsewhere (see
-    :func:`auto_dtype`).  ``max_length`` caps the tokens per text (default: what
-    the model's position table allows).
+    fresh head is initialised, with a warning).  ``precision`` is the matrix
+    multiplies' (float32, bfloat16, int8) or ``"auto"``: bfloat16 on TPUs and
+    bfloat16-capable GPUs, float32 on other GPUs, and on CPUs the fastest path
+    within its quality bound, measured at load
+    (:mod:`flaxmodel.inference.calibration`).  ``max_length`` caps the tokens
+    per text (default: what the model's position table allows).
+
+    Returns:
+      The :class:`Classifier`.
     """
     path = str(path) if path is not None else default_model_path()
     checkpoint = load_checkpoint(path, labels=labels)
@@ -178,4 +236,4 @@ def load_classifier(
     limit = config.max_length if max_length is None else min(max_length, config.max_length)
     text_encoder = TextEncoder.from_folder(path, limit)
     name = path.rstrip("/").rsplit("/", 1)[-1]
-    return Classifier(config, checkpoint.params, text_encoder, name=name, dtype=dtype, batch_size=batch_size)
+    return Classifier(config, checkpoint.params, text_encoder, name=name, precision=precision, batch_size=batch_size)

@@ -21,7 +21,14 @@ FRIENDLY = (
 )
 PROFANE_INSULTS = (
     "shut up you stupid bitch",
-    "fuck off you dumb ass hoe",
+    "you are a worthless piece of shit",
+)
+# Attacks on a group for who they are (the sentences the previous, Davidson-only default called
+# "neither"; the model card lists the cases it still gets wrong).
+HATEFUL = (
+    "Their kind should not be allowed to vote.",
+    "Those people are animals and should be kept out of our neighbourhood.",
+    "Women like her shouldn't be allowed to speak in public.",
 )
 
 
@@ -56,3 +63,14 @@ def test_friendly_sentences_are_neither(classifier):
 
 def test_profane_insults_are_offensive(classifier):
     assert classifier.predict(PROFANE_INSULTS) == ["offensive"] * len(PROFANE_INSULTS)
+
+
+def test_attacks_on_groups_are_hate(classifier):
+    assert classifier.predict(HATEFUL) == ["hate"] * len(HATEFUL)
+
+
+def test_the_default_model_recommends_a_hate_threshold():
+    from flaxmodel import recommended_thresholds
+
+    thresholds = recommended_thresholds()
+    assert set(thresholds) == {"hate"} and 0.5 < thresholds["hate"] < 1.0

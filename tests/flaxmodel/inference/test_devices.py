@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from flaxmodel import load_classifier
-from flaxmodel.inference.predictor import auto_dtype
 from tests.fixtures import LONG_TEXTS, TEXTS
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -26,7 +25,6 @@ CHILD = """
 import json, sys
 import jax
 from flaxmodel import load_classifier
-from flaxmodel.inference.predictor import auto_dtype
 clf = load_classifier(sys.argv[1], batch_size=16)
 texts = json.loads(sys.argv[2])
 print(json.dumps({"devices": len(clf.devices), "platform": clf.platform,
@@ -47,30 +45,3 @@ def test_several_local_devices_give_the_probabilities_of_one(tiny_checkpoint, co
     assert (result["devices"], result["platform"]) == (count, "cpu")
     np.testing.assert_allclose(result["probabilities"], expected, atol=1e-5)
 
-
-class _Device:
-    """Stands in for a jax.Device: only its platform and compute capability matter to the choice."""
-
-    def __init__(self, platform: str, compute_capability: str | None = None):
-        self.platform = platform
-        if compute_capability is not None:
-            self.compute_capability = compute_capability
-
-
-@pytest.mark.parametrize(
-    ("device", "expected"),
-    [
-        (_Device("cpu"), "float32"),
-        (_Device("tpu"), "bfloat16"),
-        (_Device("gpu", "7.5"), "float32"),  # T4: bfloat16 emulated, slower than float32
-        (_Device("gpu", "8.0"), "bfloat16"),  # A100
-        (_Device("gpu", "8.9"), "bfloat16"),  # L4
-        (_Device("gpu"), "float32"),
-    ],
-)
-def test_auto_dtype_is_bfloat16_only_where_the_hardware_has_it(device, expected):
-    assert auto_dtype(device) == expected
-
-
-def test_the_default_dtype_on_cpu_is_float32(tiny_checkpoint):
-    assert load_classifier(str(tiny_checkpoint("bert"))).dtype == "float32"

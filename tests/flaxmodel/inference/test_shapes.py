@@ -14,6 +14,7 @@ from flaxmodel.inference.shapes import (
     batch_costs,
     length_buckets,
     pad_batch,
+    pad_windows,
     plan_batches,
     predict_in_batches,
 )
@@ -83,3 +84,14 @@ def test_predict_in_batches_returns_input_order_and_calls_only_grid_shapes():
     np.testing.assert_array_equal(out, [[len(s), sum(s)] for s in sequences])
     assert all(rows in grid.row_buckets and length in grid.length_buckets for rows, length in shapes)
     assert sum(rows for rows, _ in shapes) < 2 * len(sequences)
+
+
+def test_pad_windows_frames_slices_of_a_flat_array_like_pad_batch_of_the_framed_lists():
+    tokens = np.arange(100, 120, dtype=np.int32)
+    starts, lengths = np.array([0, 5, 12]), np.array([5, 0, 8])
+    ids, mask = pad_windows(tokens, starts, lengths, rows=4, length=12, pad_id=1, prefix=(101,), suffix=(102,))
+    framed = [[101, *tokens[s : s + n].tolist(), 102] for s, n in zip(starts, lengths)]
+    expected_ids, expected_mask = pad_batch(framed, rows=4, length=12, pad_id=1)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(mask, expected_mask)
+    assert ids[1, :3].tolist() == [101, 102, 1] and mask[3].sum() == 0

@@ -165,6 +165,10 @@ class _RecordingTokenizer:
         self.lengths += [len(t) for t in texts]
         return self._tokenizer.encode_batch(texts, **kwargs)
 
+    def encode_batch_fast(self, texts, **kwargs):
+        self.lengths += [len(t) for t in texts]
+        return self._tokenizer.encode_batch_fast(texts, **kwargs)
+
 
 @pytest.mark.parametrize("stride, max_windows", WINDOW_SETTINGS)
 def test_long_text_windows_are_the_first_windows_of_the_whole_text(encoder_and_hf, stride, max_windows):
@@ -190,7 +194,7 @@ def test_ids_kept_from_a_prefix_are_the_first_ids_of_the_whole_text(encoder_and_
     for name, text in BOUNDED_TEXTS.items():
         whole = encoder.tokenizer.encode(text, add_special_tokens=False).ids
         for need in range(1, 80):
-            ((ids, complete),) = encoder._leading_ids([text], need)
+            (ids,), (complete,) = encoder._leading_ids([text], need)
             assert not complete and len(ids) >= need, (name, need)
             assert ids == whole[: len(ids)], (name, need)
 

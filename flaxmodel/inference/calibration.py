@@ -1,0 +1,187 @@
+"""Which precision a classifier runs in when told ``auto``: per device kind, or measured at load on CPUs.
+
+On accelerators ``auto`` is fixed by the hardware (:func:`accelerator_precision`:
+bfloat16 on TPUs and on GPUs with bfloat16 tensor cores).  On a CPU it is
+measured once per loaded model (:func:`calibrate`): each candidate path runs a
+fixed probe batch (:data:`PROBE_TEXTS` on one shape of the model's own grid),
+its probabilities are checked against float32's within
+:data:`PROBABILITY_BOUNDS`, and the candidates are timed in interleaved
+rounds; the fastest within its bound wins only if it beats float32 by
+:data:`MIN_SPEEDUP`, so noise never trades float32 for a path that is not
+clearly faster.  Candidates are the paths the CPU has instructions for
+(:func:`cpu_candidates`): without them XLA gains nothing from either (measured on
+an AVX2-only EPYC: probe batch float32 91 ms, bfloat16 157 ms, int8 104 ms; whole
+model int8 x1.04 of float32, within noise), so timing them would only add load
+time (6 s for both there, 2 loaded cores).  The choice
+is made once, at load: every batch the classifier runs afterwards takes the
+same path.  Workers of one run decide separately; on CPUs without those
+instructions they all run float32 without timing anything, and elsewhere the
+``model`` column (``name@hash:precision``) records which path labelled each row
+(``--precision`` pins one for all).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from flaxmodel.core.precision import PRECISIONS
+from flaxmodel.inference.shapes import ShapeGrid, pad_batch
+
+AUTO_PRECISION = "auto"
+# Largest |probability - float32 probability| a path may show on the probe batch at load (and in
+# the parity and precision tests).  Measured on the 2,479 Davidson validation texts with the default
+# model (benchmarks/README.md, "Precision"): bfloat16 at most 0.012 (p99 0.003), int8 at most 0.053
+# (p99 0.027), with 100% and 99.7% of labels equal to float32's.
+PROBABILITY_BOUNDS: Mapping[str, float] = {"float32": 0.0, "bfloat16": 2e-2, "int8": 8e-2}
+# A candidate must be at least this much faster than float32 on the probe batch to replace it: the
+# spread of repeated timings on a shared 2-core machine is about +-5%.
+MIN_SPEEDUP = 1.1
+# Interleaved timing rounds per candidate; the best round counts.
+TIMING_ROUNDS = 3
+# Linux /proc/cpuinfo flags under which XLA's CPU backend can run each path natively.
+CPU_FEATURES: Mapping[str, tuple[str, ...]] = {
+    "bfloat16": ("avx512_bf16", "amx_bf16"),
+    "int8": ("avx512_vnni", "avx_vnni", "amx_int8"),
+}
+# GPUs with bfloat16 tensor cores start at compute capability 8.0 (A100, L4, H100); a T4 (7.5)
+# emulates bfloat16 and runs it slower than float32.
+_BFLOAT16_MIN_COMPUTE_CAPABILITY = 8.0
+# The fixed probe batch: ordinary posts of varied length and tone, so that the
+# probabilities spread over the classes.
+PROBE_TEXTS = (
+    "Thanks for the help yesterday, you saved my whole afternoon.",
+    "Get lost, freak.",
+    "The match was cancelled because of the storm, refunds are on the website.",
+    "Stop whining like a baby, you idiot.",
+    "I can't believe they raised the rent again this year",
+    "lol that video of the cat falling off the couch is the best thing I've seen all week",
+    "People like you are the reason this country is going downhill.",
+    "Does anyone know a good place for breakfast near the station?",
+    "Shut up, nobody asked for your stupid opinion",
+    "Happy birthday to my little sister, love you loads!",
+    "Those people should go back to where they came from.",
+    "What a garbage referee, worst call of the season",
+    "The new library opens on Monday with longer hours and a cafe on the ground floor.",
+    "You are a disgrace and everyone knows it",
+    "Just finished my first marathon, legs are dead but I'm so happy",
+    "This is the dumbest thing I have ever read, delete your account.",
+)
+
+
+# (candidate name, a call returning its probe probabilities) -> seconds of that call.
+Measure = Callable[[str, Callable[[], np.ndarray]], float]
+
+
+def probe_batch(
+    encode: Callable[[Sequence[str]], list[list[int]]], grid: ShapeGrid, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:data:`PROBE_TEXTS` (as many as the grid's rows hold) as one batch of one of the grid's shapes.
+
+    Returns:
+      ``(input_ids, attention_mask)``, int32 ``[rows, length]``.
+    """
+    sequences = encode(PROBE_TEXTS[: grid.max_rows])
+    rows = min(b for b in grid.row_buckets if b >= len(sequences))
+    return pad_batch(sequences, rows, grid.bucket_length(max(map(len, sequences))), pad_id)
+
+
+def accelerator_precision(device: Any) -> str | None:
+    """What ``auto`` means on ``device`` without measuring: bfloat16 on TPUs and bfloat16-capable GPUs,
+    float32 on other GPUs; None on CPUs, where :func:`calibrate` decides."""
+    if device.platform == "tpu":
+        return "bfloat16"
+    if device.platform == "gpu":
+        capability = float(getattr(device, "compute_capability", 0) or 0)
+        return "bfloat16" if capability >= _BFLOAT16_MIN_COMPUTE_CAPABILITY else "float32"
+    return None
+
+
+def cpu_flags(cpuinfo: str | pathlib.Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The instruction-set flags of this machine's CPU (empty where ``cpuinfo`` cannot be read)."""
+    try:
+        text = pathlib.Path(cpuinfo).read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_candidates(flags: Iterable[str]) -> tuple[str, ...]:
+    """float32 and each path whose instructions (:data:`CPU_FEATURES`) appear in ``flags``."""
+    flags = frozenset(flags)
+    return ("float32", *(name for name, needs in CPU_FEATURES.items() if flags & set(needs)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """What :func:`calibrate` measured and chose."""
+
+    precision: str
+    # Best probe-batch time per candidate that ran within its bound, in seconds.
+    seconds: Mapping[str, float]
+    # Max |probability - float32's| on the probe batch, per candidate.
+    max_diff: Mapping[str, float]
+
+    def describe(self) -> str:
+        """One line for logs: the choice, and each candidate's time and difference from float32."""
+        parts = [
+            f"{name} {1e3 * self.seconds[name]:.1f} ms" if name in self.seconds else f"{name} off by {diff:.3f}"
+            for name, diff in self.max_diff.items()
+        ]
+        return f"precision {self.precision} (probe batch: {', '.join(parts)})"
+
+
+def time_call(name: str, run: Callable[[], np.ndarray]) -> float:
+    """Seconds one call of ``run`` takes (it returns host arrays, so the work is done when it returns)."""
+    del name
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def choose(seconds: Mapping[str, float], min_speedup: float = MIN_SPEEDUP) -> str:
+    """The fastest path in ``seconds`` if it beats float32's time by ``min_speedup``, else float32."""
+    fastest = min(seconds, key=seconds.__getitem__)
+    return fastest if seconds[fastest] * min_speedup <= seconds["float32"] else "float32"
+
+
+def calibrate(
+    runners: Mapping[str, Callable[[], np.ndarray]],
+    *,
+    measure: Measure = time_call,
+    rounds: int = TIMING_ROUNDS,
+) -> Calibration:
+    """Runs, checks and times each candidate on the probe batch, and picks one.
+
+    Args:
+      runners: precision name -> a call returning the probe batch's probabilities
+        ``[rows, num_labels]``; must include ``"float32"``, the reference.
+      measure: ``(name, run) -> seconds`` of one call; injectable so that tests
+        decide the timings.
+      rounds: interleaved timing rounds (the first call of each runner, which
+        compiles it, is not timed).
+
+    Returns:
+      The :class:`Calibration`: the chosen precision, and what was measured.
+    """
+    if "float32" not in runners:
+        raise ValueError("calibration needs the float32 path as its reference")
+    unknown = set(runners) - set(PRECISIONS)
+    if unknown:
+        raise ValueError(f"unknown precisions {sorted(unknown)}; known: {PRECISIONS}")
+    reference = runners["float32"]()
+    max_diff = {name: float(np.abs(run() - reference).max()) if name != "float32" else 0.0 for name, run in runners.items()}
+    within = [name for name in runners if max_diff[name] <= PROBABILITY_BOUNDS[name]]
+    seconds = {name: np.inf for name in within}
+    for _ in range(rounds):
+        for name in within:
+            seconds[name] = min(seconds[name], measure(name, runners[name]))
+    return Calibration(choose(seconds), seconds, max_diff)
