@@ -7,7 +7,7 @@
 # INPUT_PATTERNS: gs:// file patterns, comma-separated for several; OUTPUT_DIR: a
 # gs:// folder (one holding a complete run needs overwrite=true).  NAME=VALUE pairs are further
 # pipeline options (see deploy/flex_template/metadata.json), e.g. threshold=hate=0.5
-# dtype=bfloat16 model=gs://my-bucket/models/v3.  TAG (or IMAGE) must name the
+# precision=bfloat16 model=gs://my-bucket/models/v3.  TAG (or IMAGE) must name the
 # image the template was built with.  DRY_RUN=1 prints the gcloud command.
 set -euo pipefail
 # shellcheck source=deploy/common.sh

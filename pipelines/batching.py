@@ -1,92 +1,84 @@
-"""Batching windows by length into the model's static shape grid.
+"""Cutting a block's token windows into batches of the model's static shape grid.
 
 XLA compiles one program per input shape, so every batch must have a shape
 from the model's :class:`flaxmodel.ShapeGrid` (a length bucket times a row
-bucket).  ``BatchByLength`` buffers tokenized records within a bundle (up to
-``buffer_windows`` windows), sorts them by length and cuts them with the
-grid's own planner, the one the predictor and training use: the cuts of least
-estimated cost (FLOPs with padding, plus a per-call overhead) within at most
+bucket).  :func:`plan_block` takes the windows of a block's distinct texts,
+sorts the texts by their longest window (in groups of up to
+``buffer_windows`` windows, in block order) and cuts them with the grid's own
+planner, the one the predictor and training use: the cuts of least estimated
+cost (FLOPs with padding, plus a per-call overhead) within at most
 ``batch_size`` rows and a budget of padded tokens per batch (on CPU workers by
-default cache-sized).  All windows of one record go into the same batch, so the record's scores can be aggregated
-right after inference, without a shuffle.  Padded versus real tokens are
-exported as metrics (the padding ratio).
+default cache-sized).  All windows of one text go into the same batch, so its
+scores can be aggregated right after inference, without a shuffle.  The plan
+is a list of window indices per batch; the model handler's runner plans each
+block where the model runs (so the grid can follow its devices), then pads each
+batch right before it goes to the device.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
-import apache_beam as beam
-from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindows
+import numpy as np
 
 from flaxmodel import ShapeGrid
-from pipelines.metrics import NAMESPACE
-from pipelines.tokenizing import Tokenized
+from flaxmodel.inference.tokenizer import TokenWindows
 
 
-class Batch(NamedTuple):
-    """Records whose windows fill one ``[rows, length]`` padded model input."""
+class PlannedBatch(NamedTuple):
+    """One model input: the windows it holds (int64 indices into the block's windows) and its grid shape."""
 
-    items: tuple[Tokenized, ...]
+    windows: np.ndarray
     rows: int
     length: int
 
-    @property
-    def num_windows(self) -> int:
-        return sum(len(item.windows) for item in self.items)
 
+def plan_record_batches(longest: np.ndarray, sizes: np.ndarray, grid: ShapeGrid) -> list[tuple[np.ndarray, int, int]]:
+    """Groups texts into batches: ``[(text indices, padded rows, padded length), ...]``.
 
-def plan_record_batches(window_lengths: Sequence[Sequence[int]], grid: ShapeGrid) -> list[tuple[list[int], int, int]]:
-    """Groups records into batches: ``[(record indices, padded rows, padded length), ...]``.
+    Args:
+      longest: int ``[n]``, each text's longest window in tokens (special tokens included).
+      sizes: int ``[n]``, its number of windows.
+      grid: the shapes and the planner.
 
-    Records are sorted by their longest window and cut where the grid's planner
-    finds the least total cost, each record's windows kept in one batch; a
-    batch of several records stays within the grid's token budget (one record
-    always fits a batch of its own: ``--max_windows`` is checked against
-    ``--batch_size`` at launch).
+    Returns:
+      Per batch, the int64 indices of its texts, its rows and length.  Texts are
+      sorted by their longest window and cut where the grid's planner finds the
+      least total cost, each text's windows kept in one batch; a batch of several
+      texts stays within the grid's token budget (one text always fits a batch of
+      its own: ``--max_windows`` is checked against ``--batch_size`` at launch).
     """
-    order = sorted(range(len(window_lengths)), key=lambda i: (max(window_lengths[i]), i))
-    plan = grid.plan([max(window_lengths[i]) for i in order], sizes=[len(window_lengths[i]) for i in order])
+    order = np.argsort(longest, kind="stable")
+    plan = grid.plan(longest[order].tolist(), sizes=sizes[order].tolist())
     return [(order[start:end], rows, length) for start, end, rows, length in plan]
 
 
-class BatchByLength(beam.DoFn):
-    """Tokenized records in, :class:`Batch` elements out (global window, batch pipelines)."""
+def _window_indices(texts: np.ndarray, window_offsets: np.ndarray) -> np.ndarray:
+    """int64 indices of all windows of ``texts``, text by text."""
+    counts = window_offsets[texts + 1] - window_offsets[texts]
+    firsts = np.repeat(window_offsets[texts], counts)
+    within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    return firsts + within
 
-    def __init__(self, grid: ShapeGrid, buffer_windows: int):
-        self._grid = grid
-        self._buffer_windows = buffer_windows
 
-    def setup(self) -> None:
-        self._metrics = {
-            name: Metrics.counter(NAMESPACE, name) for name in ("batches", "windows", "tokens", "padded_tokens")
-        }
+def plan_block(windows: TokenWindows, grid: ShapeGrid, specials: int, buffer_windows: int) -> tuple[PlannedBatch, ...]:
+    """The batches of one block's windows, every window in exactly one.
 
-    def start_bundle(self) -> None:
-        self._buffer: list[Tokenized] = []
-        self._buffered = 0
+    Args:
+      windows: the block's windows.
+      grid: the shapes and the planner.
+      specials: special tokens the padding adds to every window.
+      buffer_windows: texts are sorted and planned in groups of about this many windows, in block order.
 
-    def process(self, item: Tokenized):
-        self._buffer.append(item)
-        self._buffered += len(item.windows)
-        if self._buffered >= self._buffer_windows:
-            yield from self._flush()
-
-    def finish_bundle(self):
-        for batch in self._flush():
-            yield GlobalWindows.windowed_value(batch)
-
-    def _flush(self) -> list[Batch]:
-        # Sorting by id first makes the batches a function of the buffer's content, not its arrival order.
-        items = sorted(self._buffer, key=lambda item: item.record.id)
-        self._buffer, self._buffered = [], 0
-        batches = []
-        for members, rows, length in plan_record_batches([[len(w) for w in item.windows] for item in items], self._grid):
-            batch = Batch(tuple(items[i] for i in members), rows, length)
-            self._metrics["batches"].inc()
-            self._metrics["windows"].inc(batch.num_windows)
-            self._metrics["tokens"].inc(sum(len(w) for item in batch.items for w in item.windows))
-            self._metrics["padded_tokens"].inc(rows * length)
-            batches.append(batch)
-        return batches
+    Returns:
+      The batches, each text's windows in one.
+    """
+    sizes = windows.windows_per_text
+    longest = windows.window_length[windows.window_offsets[:-1]] + specials
+    group_of = windows.window_offsets[:-1] // buffer_windows
+    batches = []
+    for group in np.unique(group_of):
+        texts = np.flatnonzero(group_of == group)
+        for members, rows, length in plan_record_batches(longest[texts], sizes[texts], grid):
+            batches.append(PlannedBatch(_window_indices(texts[members], windows.window_offsets), rows, length))
+    return tuple(batches)

@@ -1,12 +1,26 @@
-"""Classifying records: tokenize into windows, batch by length, RunInference, aggregate.
+"""Classifying record blocks: tokenize into windows, RunInference, aggregate, all a block at a time.
 
-:class:`ClassifyRecords` is the reusable composite: records in,
-``(scored, dead_letters)`` out.  Each :class:`Scored` item holds the record,
-its per-class scores aggregated over its windows (max per class by default,
-or the mean), the argmax label, and token/window counts.  A batch the model
-fails on becomes one ``inference_error`` dead letter per record in it.  The
-model is inspected at construction, so a bad checkpoint or a flag combination
-that cannot work fails before any data is read.
+:class:`ClassifyRecords` is the reusable composite: record blocks in,
+``(scored, dead_letters)`` out.  Each :class:`ScoredBlock` holds the labeled
+records of a block as columns: per-class scores aggregated over each record's
+windows (max per class by default, or the mean), the argmax label, and
+token/window counts.  A batch the model fails on becomes one
+``inference_error`` dead letter per record in it.  The model is inspected at
+construction, so a bad checkpoint or a flag combination that cannot work fails
+before any data is read.
+
+Design: the elements are blocks of thousands of records from read to write
+(batches as elements), rather than single records handed to Beam's batched
+DoFns (``process_batch``).  Beam's batched DoFns still buffer and convert
+per element at every boundary between a per-element and a batched DoFn, and
+their batches are cut by the runner, not by what a step needs; as elements,
+one block is one pyarrow decode, one tokenizer call, one batch plan and one
+output table, each step's per-call costs amortised over thousands of records,
+and no step depends on bundle sizes (the record-at-a-time path cut batches at
+bundle ends, which on the DirectRunner left them a third full).  Blocks never
+cross records of two files, so a record keeps its file and position for dead
+letters; windows of one text never cross batches, so aggregation needs no
+shuffle.
 """
 
 from __future__ import annotations
@@ -20,29 +34,46 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipelines import records as R
 from flaxmodel import ShapeGrid
-from pipelines.batching import Batch, BatchByLength
-from pipelines.handler import FlaxModelHandler, ModelSpec, inspect_model
+from pipelines.handler import FlaxModelHandler, ModelSpec, WindowScores, batch_rows, inspect_model
 from pipelines.metrics import NAMESPACE
 from pipelines.options import AGGREGATIONS, ClassifySettings, OptionError
-from pipelines.tokenizing import TokenizeRecords
+from pipelines.tokenizing import TokenizedBlock, TokenizeBlocks
+
+DEAD_LETTER_TAG = "dead_letter"
 
 
-class Scored(NamedTuple):
-    record: R.Record
+class ScoredBlock(NamedTuple):
+    """The labeled records of a block, as columns.
+
+    Attributes:
+      records: the records (``n``).
+      scores: float32 ``[n, labels]``, aggregated over each record's windows.
+      label: int64 ``[n]``, the argmax class of each record.
+      num_tokens, num_windows: int32 ``[n]``.
+      truncated: bool ``[n]``.
+      model: the ``model`` column's value.
+    """
+
+    records: R.RecordBlock
     scores: np.ndarray
-    label: str
-    num_tokens: int
-    num_windows: int
-    truncated: bool
+    label: np.ndarray
+    num_tokens: np.ndarray
+    num_windows: np.ndarray
+    truncated: np.ndarray
     model: str
 
 
-def aggregate_windows(probabilities: np.ndarray, how: str) -> np.ndarray:
-    """Per-class scores of a record from its windows' ``[windows, labels]`` probabilities."""
+def aggregate_windows(probabilities: np.ndarray, window_offsets: np.ndarray, how: str) -> np.ndarray:
+    """Per-text scores ``[texts, labels]`` from window ``probabilities`` ``[windows, labels]``.
+
+    Text ``i``'s windows are ``window_offsets[i]:window_offsets[i + 1]`` (at least one each);
+    ``how`` is ``max`` (per class) or ``mean``.
+    """
+    starts = window_offsets[:-1]
     if how == "max":
-        return probabilities.max(axis=0)
+        return np.maximum.reduceat(probabilities, starts, axis=0)
     if how == "mean":
-        return probabilities.mean(axis=0)
+        return np.add.reduceat(probabilities, starts, axis=0) / np.diff(window_offsets)[:, None].astype(np.float32)
     raise ValueError(f"unknown aggregation {how!r}; use one of {AGGREGATIONS}")
 
 
@@ -56,13 +87,15 @@ def _check(settings: ClassifySettings, spec: ModelSpec) -> ShapeGrid:
         )
     if settings.max_windows < 1:
         raise OptionError("--max_windows must be at least 1")
-    if settings.batch_size < 1:
-        raise OptionError("--batch_size must be at least 1")
+    if settings.batch_size < 0:
+        raise OptionError("--batch_size must be 0 (automatic) or positive")
     if settings.sort_buffer < 1:
         raise OptionError("--sort_buffer must be at least 1")
     if settings.max_batch_tokens < 0:
         raise OptionError("--max_batch_tokens must be 0 (automatic) or positive")
-    grid = ShapeGrid.for_model(spec.config, spec.max_length, settings.batch_size, settings.max_batch_tokens)
+    # The smallest grid any worker may use: the CPU one when the rows are automatic.
+    rows = batch_rows(settings.batch_size, "cpu")
+    grid = ShapeGrid.for_model(spec.config, spec.max_length, rows, settings.max_batch_tokens)
     if settings.max_windows > grid.max_rows:
         # A record's windows share one batch, so they must fit its rows.
         raise OptionError(
@@ -72,48 +105,82 @@ def _check(settings: ClassifySettings, spec: ModelSpec) -> ShapeGrid:
     return grid
 
 
-class _ScoreRecords(beam.DoFn):
-    """Splits a batch's window probabilities back into records and aggregates them."""
+class _ScoreBlocks(beam.DoFn):
+    """Aggregates a block's window probabilities into its records' scores; failed records to dead letters."""
 
-    def __init__(self, labels: tuple[str, ...], aggregate: str):
+    def __init__(self, labels: tuple[str, ...], aggregate: str, max_payload_bytes: int):
         self._labels = labels
         self._aggregate = aggregate
+        self._max_payload_bytes = max_payload_bytes
 
     def setup(self) -> None:
-        self._labeled = Metrics.counter(NAMESPACE, "labeled")
-        self._per_label = {name: Metrics.counter(NAMESPACE, f"label_{name}") for name in self._labels}
+        names = ("labeled", "batches", "windows", "tokens", "padded_tokens")
+        self._counters = {name: Metrics.counter(NAMESPACE, name) for name in names}
+        self._per_label = [Metrics.counter(NAMESPACE, f"label_{name}") for name in self._labels]
 
-    def process(self, result: PredictionResult) -> Iterable[Scored]:
-        batch: Batch = result.example
-        start = 0
-        for item in batch.items:
-            n = len(item.windows)
-            scores = aggregate_windows(np.asarray(result.inference[start : start + n], dtype=np.float32), self._aggregate)
-            start += n
-            label = self._labels[int(scores.argmax())]
-            self._labeled.inc()
-            self._per_label[label].inc()
-            yield Scored(item.record, scores, label, item.num_tokens, n, item.truncated, result.model_id)
+    def process(self, result: PredictionResult) -> Iterable:
+        tokenized: TokenizedBlock = result.example
+        inference: WindowScores = result.inference
+        windows = tokenized.windows
+        self._counters["batches"].inc(inference.batches)
+        self._counters["windows"].inc(len(windows.window_length))
+        self._counters["tokens"].inc(inference.tokens)
+        self._counters["padded_tokens"].inc(inference.padded_tokens)
+        text_scores = aggregate_windows(inference.probabilities, windows.window_offsets, self._aggregate)
+        text_error = np.maximum.reduceat(inference.error_of_window, windows.window_offsets[:-1])
+        record_error = text_error[tokenized.text_of]
+        records = tokenized.records
+        for i in np.flatnonzero(record_error >= 0).tolist():
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTER_TAG,
+                R.dead_letter(
+                    records.source,
+                    int(records.positions[i]),
+                    R.INFERENCE_ERROR,
+                    records.texts[i].encode("utf-8"),
+                    inference.errors[record_error[i]],
+                    self._max_payload_bytes,
+                ),
+            )
+        ok = np.flatnonzero(record_error < 0)
+        if not len(ok):
+            return
+        text_of = tokenized.text_of[ok]
+        scores = text_scores[text_of]
+        label = scores.argmax(axis=1)
+        self._counters["labeled"].inc(len(ok))
+        for index, count in enumerate(np.bincount(label, minlength=len(self._labels)).tolist()):
+            if count:
+                self._per_label[index].inc(count)
+        yield ScoredBlock(
+            records if len(ok) == len(records) else records.take(ok),
+            scores,
+            label,
+            windows.num_tokens[text_of],
+            windows.windows_per_text[text_of].astype(np.int32),
+            windows.truncated[text_of],
+            result.model_id,
+        )
 
 
-def _failed_batch(failure, max_payload_bytes: int) -> Iterable[R.DeadLetter]:
+def _failed_block(failure, max_payload_bytes: int) -> Iterable[R.DeadLetter]:
     """RunInference's ``(elements, (error type, error repr, traceback))`` -> one dead letter per record."""
     elements, (_, detail, _) = failure
-    for batch in elements:
-        for item in batch.items:
-            record = item.record
+    for tokenized in elements:
+        records = tokenized.records
+        for position, text in zip(records.positions.tolist(), records.texts):
             yield R.dead_letter(
-                record.source, record.position, R.INFERENCE_ERROR, record.text.encode("utf-8"), detail, max_payload_bytes
+                records.source, position, R.INFERENCE_ERROR, text.encode("utf-8"), detail, max_payload_bytes
             )
 
 
 class ClassifyRecords(beam.PTransform):
-    """Records -> ``(scored, dead_letters)``; see the module docstring."""
+    """Record blocks -> ``(scored blocks, dead_letters)``; see the module docstring."""
 
     def __init__(self, settings: ClassifySettings, spec: ModelSpec | None = None):
         super().__init__()
         self.settings = settings
-        self.spec = spec or inspect_model(settings.model, max_length=settings.max_length, dtype=settings.dtype)
+        self.spec = spec or inspect_model(settings.model, max_length=settings.max_length, precision=settings.precision)
         self.grid = _check(settings, self.spec)
 
     @classmethod
@@ -124,21 +191,26 @@ class ClassifyRecords(beam.PTransform):
     def labels(self) -> tuple[str, ...]:
         return self.spec.labels
 
-    def expand(self, records):
+    def expand(self, blocks):
         s = self.settings
         handler = FlaxModelHandler(
             s.model,
             max_length=self.spec.max_length,
             batch_size=s.batch_size,
-            dtype=s.dtype,
+            max_batch_tokens=s.max_batch_tokens,
+            sort_buffer=s.sort_buffer,
+            precision=s.precision,
             compilation_cache_dir=s.compilation_cache_dir,
+            model_copies=s.model_copies,
         )
         results, failures = (
-            records
-            | "Tokenize" >> beam.ParDo(TokenizeRecords(s.model, self.spec.max_length, s.stride, s.max_windows))
-            | "BatchByLength" >> beam.ParDo(BatchByLength(self.grid, s.sort_buffer))
+            blocks
+            | "Tokenize" >> beam.ParDo(TokenizeBlocks(s.model, self.spec.max_length, s.stride, s.max_windows))
             | "Infer" >> RunInference(handler).with_exception_handling()
         )
-        scored = results | "Aggregate" >> beam.ParDo(_ScoreRecords(self.spec.labels, s.aggregate))
-        failed = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch, s.max_payload_bytes)
-        return scored, failed
+        scored = results | "Aggregate" >> beam.ParDo(
+            _ScoreBlocks(self.spec.labels, s.aggregate, s.max_payload_bytes)
+        ).with_outputs(DEAD_LETTER_TAG, main="scored")
+        failed = failures.failed_inferences | "FailedBlocks" >> beam.FlatMap(_failed_block, s.max_payload_bytes)
+        dead = (scored[DEAD_LETTER_TAG], failed) | "InferenceDeadLetters" >> beam.Flatten()
+        return scored.scored, dead

@@ -1,18 +1,25 @@
 """The evaluation pipeline: labeled shards in, a quality report out.
 
 ``python -m pipelines.evaluate --input GLOB --output DIR [--model CHECKPOINT]
-[--label_field label] [--target_precision 0.9] [flags of pipelines.options]``
+[--label_field label] [--group_by source,functionality] [--target_precision 0.9]
+[flags of pipelines.options]``
 
 Reads labeled records with the moderation pipeline's own transforms
 (:class:`~pipelines.io.ReadRecords`, then
 :class:`~pipelines.classify.ClassifyRecords`, so a model is scored exactly as
 it labels in production: same windows, aggregation and batching), compares
-each record's argmax label with its true label (an id or a name of the
-model's labels), and writes ``DIR/report.json`` (accuracy, macro and weighted
-F1, per-class precision / recall / F1 / support, the confusion matrix, and per
-class the lowest probability threshold reaching ``--target_precision``),
-``DIR/confusion_matrix.png`` and ``DIR/dead_letter-*.parquet``.  A record
-whose label is missing or unknown becomes an ``invalid_label`` dead letter;
+each record's argmax label with its true label, and writes ``DIR/report.json``,
+``DIR/confusion_matrix.png`` and ``DIR/dead_letter-*.parquet``.  A true label
+is an id or a name of the model's labels, or several names joined by ``|``
+(a partial label: "offensive|neither" says only "not hate").  Records with one
+class get the full report (accuracy, macro and weighted F1, per-class
+precision / recall / F1 / support, the confusion matrix, and per class the
+lowest probability threshold reaching ``--target_precision``); when some labels
+are partial, ``all_rows`` scores every record by whether its predicted class is
+one its label allows (see :func:`flaxmodel.inference.metrics.set_label_scores`),
+and ``groups`` does the same for each value of each ``--group_by`` field (per
+source of a mixture's validation rows, per functionality of a functional
+suite).  A record whose label is missing or unknown becomes an ``invalid_label`` dead letter;
 every dead letter is counted by reason in the report.  As in the moderation
 pipeline, the three are written into the run's attempt folder and moved into
 ``DIR`` together once all are complete, and a ``DIR`` holding a complete earlier
@@ -33,7 +40,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from flaxmodel.inference.metrics import evaluate, parse_label, thresholds_for_precision
+from flaxmodel.inference.metrics import evaluate, parse_label_set, set_label_scores, thresholds_for_precision
 from pipelines import records as R
 from pipelines.classify import ClassifyRecords
 from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
@@ -58,6 +65,11 @@ class EvaluateOptions(PipelineOptions):
             default=0.9,
             help="Precision the suggested per-class thresholds must reach.",
         )
+        parser.add_argument(
+            "--group_by",
+            default="",
+            help="Comma-separated fields (e.g. source,functionality) whose values each get their own scores.",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,19 +82,33 @@ class EvaluationGraph:
 
 
 class _CheckLabel(beam.DoFn):
-    """Passes records whose label parses; dead-letters the others."""
+    """Passes the records of a block whose label parses (as a block); dead-letters the others."""
 
     def __init__(self, label_field: str, labels: tuple[str, ...], max_payload_bytes: int):
         self._field = label_field
         self._labels = labels
         self._max_payload_bytes = max_payload_bytes
 
-    def process(self, record: R.Record) -> Iterable[Any]:
+    def process(self, block: R.RecordBlock) -> Iterable[Any]:
+        good = []
+        for i in range(len(block)):
+            for out in self._check(block.record(i)):
+                if isinstance(out, R.Record):
+                    good.append(i)
+                else:
+                    yield out
+        if good:
+            yield block if len(good) == len(block) else block.take(good)
+
+    def _check(self, record: R.Record) -> Iterable[Any]:
         value = record.fields.get(self._field)
-        if parse_label(value, self._labels) is not None:
+        if parse_label_set(value, self._labels) is not None:
             yield record
             return
-        detail = f"label {value!r} in {self._field!r} is not an id 0..{len(self._labels) - 1} or one of {list(self._labels)}"
+        detail = (
+            f"label {value!r} in {self._field!r} is not an id 0..{len(self._labels) - 1}, one of {list(self._labels)} "
+            "or several of them joined by '|'"
+        )
         yield beam.pvalue.TaggedOutput(
             DEAD_LETTER_TAG,
             R.dead_letter(
@@ -97,34 +123,56 @@ class _CheckLabel(beam.DoFn):
 
 
 class _CollectScores(beam.CombineFn):
-    """All (true id, probabilities) pairs as two arrays: thresholds need every score, not a histogram."""
+    """All (allowed classes, probabilities, group values) triples as arrays: thresholds need every score."""
 
     def __init__(self, num_labels: int):
         self._num_labels = num_labels
 
-    def create_accumulator(self) -> tuple[list, list]:
-        return [], []
+    def create_accumulator(self) -> tuple[list, list, list]:
+        return [], [], []
 
     def add_input(self, accumulator, element):
-        accumulator[0].append(element[0])
-        accumulator[1].append(element[1])
+        for part, value in zip(accumulator, element):
+            part.append(value)
         return accumulator
 
     def merge_accumulators(self, accumulators):
-        ids, scores = [], []
-        for a_ids, a_scores in accumulators:
-            ids.extend(a_ids)
-            scores.extend(a_scores)
-        return ids, scores
+        merged: tuple[list, list, list] = ([], [], [])
+        for accumulator in accumulators:
+            for part, values in zip(merged, accumulator):
+                part.extend(values)
+        return merged
 
-    def extract_output(self, accumulator) -> tuple[np.ndarray, np.ndarray]:
-        ids, scores = accumulator
-        matrix = np.asarray(scores, np.float32).reshape(len(scores), self._num_labels)
-        return np.asarray(ids, np.int64), matrix
+    def extract_output(self, accumulator) -> tuple[np.ndarray, np.ndarray, list]:
+        allowed, scores, groups = accumulator
+        shape = (len(scores), self._num_labels)
+        return np.asarray(allowed, bool).reshape(shape), np.asarray(scores, np.float32).reshape(shape), groups
+
+
+def _true_and_scores(scored, label_field: str, labels: tuple[str, ...], group_fields: tuple[str, ...]):
+    """Per record of a scored block: (allowed classes, probabilities, group values)."""
+    for i, scores in enumerate(scored.scores):
+        fields = {name: values[i] for name, values in scored.records.fields.items()}
+        groups = tuple("(none)" if fields.get(f) is None else str(fields.get(f)) for f in group_fields)
+        yield parse_label_set(fields[label_field], labels), scores, groups
+
+
+def _group_scores(
+    allowed: np.ndarray, probabilities: np.ndarray, labels: Sequence[str], group_fields: Sequence[str], groups: list
+) -> dict[str, dict[str, Any]]:
+    """Per ``--group_by`` field, per value: :func:`set_label_scores` of its records."""
+    out: dict[str, dict[str, Any]] = {}
+    for position, field in enumerate(group_fields):
+        values = np.array([g[position] for g in groups], dtype=object)
+        out[field] = {
+            value: set_label_scores(probabilities[values == value], allowed[values == value], labels)
+            for value in sorted(set(values))
+        }
+    return out
 
 
 def build_report(
-    true_ids: np.ndarray,
+    allowed: np.ndarray,
     probabilities: np.ndarray,
     labels: Sequence[str],
     *,
@@ -132,18 +180,36 @@ def build_report(
     dead_letters: Mapping[str, int],
     model: str,
     inputs: Sequence[str],
+    groups: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The report's content: metrics of the argmax labels, thresholds and dead-letter counts."""
-    report = evaluate(true_ids, probabilities, labels)
-    return {
+    """The report's content: metrics of the argmax labels, thresholds and dead-letter counts.
+
+    Args:
+      allowed: bool ``[n, num_labels]`` the classes each record's true label allows.
+      probabilities: float ``[n, num_labels]`` the model's scores.
+      labels: the model's labels.
+      target_precision, dead_letters, model, inputs: reported as given (thresholds aim at the precision).
+      groups: per ``--group_by`` field and value, its scores.
+
+    Returns:
+      The report (see the module docstring); the full metrics cover the records with one true class.
+    """
+    exact = allowed.sum(axis=1) == 1
+    true_ids = allowed[exact].argmax(axis=1)
+    report = {
         "model": model,
         "inputs": list(inputs),
-        **report,
+        **evaluate(true_ids, probabilities[exact], labels),
         "confusion_matrix_axes": "rows: true label, columns: predicted label, both in 'labels' order",
         "target_precision": target_precision,
-        "thresholds": thresholds_for_precision(true_ids, probabilities, labels, target_precision),
-        "dead_letters": {"total": int(sum(dead_letters.values())), "by_reason": dict(sorted(dead_letters.items()))},
+        "thresholds": thresholds_for_precision(true_ids, probabilities[exact], labels, target_precision),
     }
+    if not exact.all():
+        report["all_rows"] = set_label_scores(probabilities, allowed, labels)
+    if groups:
+        report["groups"] = {field: dict(values) for field, values in groups.items()}
+    report["dead_letters"] = {"total": int(sum(dead_letters.values())), "by_reason": dict(sorted(dead_letters.items()))}
+    return report
 
 
 def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str) -> bytes:
@@ -179,10 +245,19 @@ def _write_bytes(path: str, data: bytes) -> None:
         f.write(data)
 
 
-def _write_outputs(collected, dead_letters: Mapping[str, int], *, directory: str, labels, target, model, inputs) -> dict:
-    true_ids, probabilities = collected
+def _write_outputs(
+    collected, dead_letters: Mapping[str, int], *, directory: str, labels, target, model, inputs, group_fields
+) -> dict:
+    allowed, probabilities, groups = collected
     report = build_report(
-        true_ids, probabilities, labels, target_precision=target, dead_letters=dead_letters, model=model, inputs=inputs
+        allowed,
+        probabilities,
+        labels,
+        target_precision=target,
+        dead_letters=dead_letters,
+        model=model,
+        inputs=inputs,
+        groups=_group_scores(allowed, probabilities, labels, group_fields, groups),
     )
     _write_bytes(FileSystems.join(directory, REPORT_FILE), json.dumps(report, indent=2).encode())
     title = f"{model}: macro F1 {report['macro_f1']:.3f}, n = {report['num_examples']}"
@@ -210,10 +285,13 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     label_field = eval_opts.label_field.strip()
     if not label_field or label_field == opts.text_field:
         raise OptionError("--label_field must name a field other than --text_field")
+    group_fields = tuple(f.strip() for f in eval_opts.group_by.split(",") if f.strip())
+    if {label_field, opts.text_field} & set(group_fields):
+        raise OptionError("--group_by must name fields other than --text_field and --label_field")
     spec = FieldSpec(
         text_field=opts.text_field,
         id_field=opts.id_field or None,
-        keep_fields=(label_field,),
+        keep_fields=(label_field, *group_fields),
         max_payload_bytes=opts.max_payload_bytes,
     )
     patterns = split_patterns(opts.input)
@@ -228,9 +306,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
         _CheckLabel(label_field, labels, opts.max_payload_bytes)
     ).with_outputs(DEAD_LETTER_TAG, main="records")
     scored, inference_failures = checked.records | "Classify" >> classify
-    scores = scored | "TrueAndScores" >> beam.Map(
-        lambda s: (parse_label(s.record.fields[label_field], labels), s.scores)
-    )
+    scores = scored | "TrueAndScores" >> beam.FlatMap(_true_and_scores, label_field, labels, group_fields)
     dead_letters = (read_failures, checked[DEAD_LETTER_TAG], inference_failures) | "DeadLetters" >> beam.Flatten()
     dead_letter_files = (
         dead_letters
@@ -250,12 +326,23 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
             target=target,
             model=classify.spec.model_id,
             inputs=patterns,
+            group_fields=group_fields,
         )
     )
     report_files = report | "ReportFiles" >> beam.FlatMap(_report_files, attempt.folder)
     finish = FinishRun(attempt, (records, read_failures), dead_letters, opts.max_dead_letter_fraction)
     _ = (dead_letter_files, report_files) | "FinishRun" >> finish
     return EvaluationGraph(scores, dead_letters, report, labels, classify.spec)
+
+
+def _print_groups(report: Mapping[str, Any]) -> None:
+    if "all_rows" in report:
+        print(f"all records (partial labels included): accuracy {report['all_rows']['accuracy']:.4f}")
+    for field, values in report.get("groups", {}).items():
+        print(f"by {field}:")
+        for value, s in values.items():
+            macro = f", macro F1 {s['macro_f1']:.4f}" if "macro_f1" in s else ""
+            print(f"  {value}: accuracy {s['accuracy']:.4f}{macro} over {s['num_examples']} records")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -282,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  {name}: precision {scores['precision']:.4f}, recall {scores['recall']:.4f}, "
             f"f1 {scores['f1']:.4f}, support {scores['support']}"
         )
+    _print_groups(report)
     print(f"report: {FileSystems.join(output, REPORT_FILE)}")
     return 0 if summary.succeeded else 1
 

@@ -1,10 +1,12 @@
 """Reading input shards into records (:class:`ReadRecords`) and writing Parquet outputs.
 
 ``ReadRecords`` matches the input globs through Beam's ``FileSystems`` (local,
-``gs://``, ...), spreads the matched files over workers (and the records too,
-except on the DirectRunner), and parses each file with :mod:`pipelines.formats`
-from its raw bytes.  It returns two PCollections:
-the records, and the dead letters found while reading.  Globs are matched once
+``gs://``, ...), spreads the matched files over workers (and the record blocks
+too, except on the DirectRunner), and parses each file with
+:mod:`pipelines.formats` from its raw bytes.  It returns two PCollections: the
+records, as :class:`~pipelines.records.RecordBlock` s of up to
+:data:`~pipelines.formats.BLOCK_RECORDS` records of one file, and the dead
+letters found while reading.  Globs are matched once
 at construction too, so a glob matching no file, or a file whose format cannot
 be told, is an error before the pipeline starts.
 
@@ -104,7 +106,7 @@ def _open(readable: fileio.ReadableFile, fmt: str) -> Iterator[BinaryIO]:
 
 
 class _ParseFile(beam.DoFn):
-    """One matched file in, its records out (dead letters on a tagged output)."""
+    """One matched file in, its record blocks out (dead letters on a tagged output)."""
 
     def __init__(self, fmt: str, spec: formats.FieldSpec):
         self._format = fmt
@@ -128,10 +130,15 @@ class _ParseFile(beam.DoFn):
         next_position = 0
         try:
             with _open(readable, fmt) as file:
-                for item in formats.parse(fmt, file, path, self._spec):
-                    self._read.inc()
-                    next_position = item.position + 1
-                    yield item if isinstance(item, R.Record) else beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, item)
+                for item in formats.parse_blocks(fmt, file, path, self._spec):
+                    if isinstance(item, R.RecordBlock):
+                        self._read.inc(len(item))
+                        next_position = max(next_position, int(item.positions[-1]) + 1)
+                        yield item
+                    else:
+                        self._read.inc()
+                        next_position = max(next_position, item.position + 1)
+                        yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, item)
         except _FILE_ERRORS as err:
             self._read.inc()
             yield beam.pvalue.TaggedOutput(
@@ -154,9 +161,9 @@ def is_direct_runner(runner: PipelineRunner) -> bool:
 
 
 class ReadRecords(beam.PTransform):
-    """Input shards -> ``(records, dead_letters)``.
+    """Input shards -> ``(record blocks, dead_letters)``.
 
-    ``redistribute`` reshuffles the records so that the costly steps after
+    ``redistribute`` reshuffles the record blocks so that the costly steps after
     reading spread over all workers even when there are fewer files than
     workers.  By default (None) it does so on every runner except the
     DirectRunner, whose shuffle holds the whole PCollection in one process's
@@ -216,19 +223,22 @@ class ReadRecords(beam.PTransform):
 
 
 class WriteParquet(beam.PTransform):
-    """Dict rows -> ``DIR/<name>-SSSSS-of-NNNNN.parquet`` with a fixed schema; returns the paths written.
+    """Dict rows, or with ``tables`` pyarrow tables of rows -> ``DIR/<name>-SSSSS-of-NNNNN.parquet`` with a
+    fixed schema; returns the paths written.
 
     ``DIR`` is a run's attempt folder (:attr:`OutputAttempt.folder`), whose files
     :class:`CommitOutputs` moves into the output directory.
     """
 
-    def __init__(self, directory: str, name: str, schema: pa.Schema):
+    def __init__(self, directory: str, name: str, schema: pa.Schema, *, tables: bool = False):
         super().__init__()
         self.prefix = FileSystems.join(directory, name)
         self.schema = schema
+        self.tables = tables
 
     def expand(self, rows):
-        return rows | beam.io.WriteToParquet(self.prefix, self.schema, file_name_suffix=".parquet", codec="snappy")
+        write = beam.io.WriteToParquetBatched if self.tables else beam.io.WriteToParquet
+        return rows | write(self.prefix, self.schema, file_name_suffix=".parquet", codec="snappy")
 
 
 _LOG = logging.getLogger(__name__)
@@ -386,6 +396,11 @@ class DeadLetterLimitExceeded(RuntimeError):
     """A job dead-lettered more of its records than ``--max_dead_letter_fraction`` allows."""
 
 
+def records_in(element) -> int:
+    """Records an element of a read PCollection stands for: a block's size, else 1 (a record or a dead letter)."""
+    return len(element) if isinstance(element, R.RecordBlock) else 1
+
+
 def _check_dead_letters(_, read_counts: Sequence[int], dead: int, limit: float) -> None:
     read = sum(read_counts)
     if dead_letter_fraction(read, dead) > limit:
@@ -401,7 +416,7 @@ class GuardDeadLetters(beam.PTransform):
     from the run's metrics instead, which exits 1 with the same message.
 
     Args:
-      read: the PCollections whose elements together are the records read (parsed records and
+      read: the PCollections whose elements together are the records read (record blocks and
         read-time dead letters).
       dead_letters: every dead letter of the run.
       limit: ``--max_dead_letter_fraction``.
@@ -413,7 +428,8 @@ class GuardDeadLetters(beam.PTransform):
 
     def expand(self, committed):
         counts = [
-            pcoll | f"CountRead{i}" >> beam.combiners.Count.Globally() for i, pcoll in enumerate(self._read)
+            pcoll | f"Sizes{i}" >> beam.Map(records_in) | f"CountRead{i}" >> beam.CombineGlobally(sum)
+            for i, pcoll in enumerate(self._read)
         ]
         read = tuple(counts) | "ReadCounts" >> beam.Flatten()
         dead = self._dead_letters | "CountDeadLetters" >> beam.combiners.Count.Globally()

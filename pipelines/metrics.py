@@ -2,8 +2,10 @@
 
 All counters and distributions live in one namespace, :data:`NAMESPACE`:
 ``files_read``, ``records_read``, ``labeled``, ``dead_lettered`` and ``dead_letter_<reason>``,
-``label_<name>``, ``windows``, ``truncated``, ``tokens`` (real tokens fed to the
-model), ``padded_tokens`` (cells of the padded batches), ``batches``,
+``label_<name>``, ``windows``, ``truncated``, ``reused_texts`` (records whose text
+an earlier record of the same block held, scored once for both), ``tokens`` (real
+tokens fed to the model), ``padded_tokens`` (cells of the padded batches), ``batches``,
+``precision_<path>`` (model batches run in each precision: float32, bfloat16, int8),
 ``blank_lines_skipped`` (JSONL/CSV lines holding no record), and RunInference's
 own ``inference_batch_latency_micro_secs`` distribution (the handler reports
 into this namespace).  :func:`summarize` reads them back from a finished
@@ -18,6 +20,7 @@ from typing import Mapping, Sequence
 from apache_beam.metrics.metric import MetricsFilter
 
 NAMESPACE = "moderation"
+PRECISION_COUNTER_PREFIX = "precision_"
 BATCH_LATENCY = "inference_batch_latency_micro_secs"
 
 
@@ -90,10 +93,18 @@ class Summary:
         lines.append(
             f"{self.texts_per_s:.1f} texts/s over {self.elapsed_s:.1f} s wall "
             f"({self.get('batches')} batches, {self.get('windows')} windows, {model_s:.1f} s in the model, "
-            f"{100 * self.padding_share:.1f}% padding, {self.get('truncated')} truncated)"
+            f"{100 * self.padding_share:.1f}% padding, {self.get('truncated')} truncated, "
+            f"{self.get('reused_texts')} reused)"
         )
         if self.devices:
             lines.append(f"devices: {self.devices}")
+        precisions = {
+            k[len(PRECISION_COUNTER_PREFIX) :]: v
+            for k, v in sorted(self.counters.items())
+            if k.startswith(PRECISION_COUNTER_PREFIX) and v
+        }
+        if precisions:
+            lines.append("precision: " + ", ".join(f"{k} ({v} batches)" for k, v in precisions.items()))
         if self.too_many_dead_letters:
             lines.append("FAILED: " + dead_letter_excess(read, dead, self.max_dead_letter_fraction))
         return "\n".join(lines)

@@ -40,15 +40,16 @@ from pipelines.outputs import (
     DEAD_LETTER_SCHEMA,
     LABELS_NAME,
     dead_letter_row,
-    label_row,
+    label_table,
     labels_schema,
     shard_pattern,
 )
-from pipelines.thresholds import parse_thresholds
+from pipelines.thresholds import resolve_thresholds
 
 @dataclasses.dataclass(frozen=True)
 class ModerationGraph:
-    """The main PCollections of a built pipeline, and the model's labels."""
+    """The main PCollections of a built pipeline (record and scored blocks, label tables, dead
+    letters), and the model's labels."""
 
     records: beam.PCollection
     scored: beam.PCollection
@@ -72,7 +73,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     read = ReadRecords.from_options(opts, validate=validate)
     classify = ClassifyRecords.from_options(opts)
     labels = classify.labels
-    thresholds = parse_thresholds(opts.threshold, labels)
+    thresholds = resolve_thresholds(opts.threshold, labels, classify.settings.model)
     keep_fields = read.spec.keep_fields
     schema = labels_schema(labels, keep_text=opts.keep_text, keep_fields=keep_fields)
     owned = (shard_pattern(LABELS_NAME), shard_pattern(DEAD_LETTER_NAME))
@@ -81,10 +82,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     records, read_failures = pipeline | "Read" >> read
     scored, inference_failures = records | "Classify" >> classify
     label_rows = scored | "LabelRows" >> beam.Map(
-        label_row, labels, thresholds, keep_text=opts.keep_text, keep_fields=keep_fields
+        label_table, schema, labels, thresholds, keep_text=opts.keep_text, keep_fields=keep_fields
     )
     dead_letters = (read_failures, inference_failures) | "DeadLetters" >> beam.Flatten()
-    label_files = label_rows | "WriteLabels" >> WriteParquet(attempt.folder, LABELS_NAME, schema)
+    label_files = label_rows | "WriteLabels" >> WriteParquet(attempt.folder, LABELS_NAME, schema, tables=True)
     dead_letter_files = (
         dead_letters
         | "DeadLetterRows" >> beam.Map(dead_letter_row)

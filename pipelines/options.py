@@ -14,7 +14,7 @@ import dataclasses
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from flaxmodel import AUTO_DTYPE, DTYPES
+from flaxmodel import AUTO_PRECISION, PRECISIONS
 from flaxmodel.errors import OptionError
 from flaxmodel.flags import add_bool_flag, add_flags, flag, from_namespace
 from pipelines.formats import FORMATS as INPUT_FORMATS
@@ -34,25 +34,38 @@ class ClassifySettings:
     stride: int = flag(32, "Tokens shared by consecutive windows of a long text.")
     max_windows: int = flag(16, "Windows per record; beyond it the record is marked truncated.")
     aggregate: str = flag("max", "How window scores combine into the record's scores.", choices=AGGREGATIONS)
-    batch_size: int = flag(64, "Largest number of windows per model batch.")
+    batch_size: int = flag(
+        0,
+        "Largest number of windows per model batch; 0: automatic, decided on each worker (64 on CPUs, 1024 on "
+        "GPUs and TPUs).",
+    )
     max_batch_tokens: int = flag(
         0,
         "Padded tokens per batch of several records; 0: automatic (1024 on CPU workers, whose batches run "
         "fastest within cache; no cap on accelerators).",
     )
     sort_buffer: int = flag(
-        4096, "Windows buffered per bundle, then sorted by length and cut into batches; more means less padding."
+        4096,
+        "Windows sorted by length together and cut into batches (within each block of 4096 records read); more "
+        "means less padding.",
     )
-    dtype: str = flag(
-        AUTO_DTYPE,
-        "Compute dtype; auto: bfloat16 on TPUs and GPUs with bfloat16 tensor cores (A100, L4, H100), float32 on "
-        "CPUs and older GPUs (T4), decided on each worker.",
-        choices=(AUTO_DTYPE, *DTYPES),
+    precision: str = flag(
+        AUTO_PRECISION,
+        "Precision of the model's matrix multiplies (norms, softmax and accumulation stay float32); auto, decided "
+        "on each worker: bfloat16 on TPUs and GPUs with bfloat16 tensor cores (A100, L4, H100), float32 on older "
+        "GPUs (T4), and on CPUs the fastest path within its quality bound, timed at load (bfloat16 and int8 are "
+        "tried only where the CPU has AVX512-BF16/AMX or VNNI).",
+        choices=(AUTO_PRECISION, *PRECISIONS),
     )
     compilation_cache_dir: str | None = flag(
         None, "Persistent XLA compilation cache directory, so restarted workers skip compiling."
     )
     max_payload_bytes: int = flag(1024, "Cap on the raw payload kept in dead-letter rows.")
+    model_copies: int = flag(
+        0,
+        "0: each SDK process loads its own model; N > 0: the SDK processes of a worker share N copies held by "
+        "one model process (Beam's share_model_across_processes; see deploy/README.md).",
+    )
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "ClassifySettings":
@@ -97,7 +110,8 @@ class ModerationOptions(PipelineOptions):
         parser.add_argument(
             "--threshold",
             default="",
-            help="Per-class flag thresholds, e.g. hate=0.5,offensive=0.7; a row is flagged if any class reaches its threshold.",
+            help="Per-class flag thresholds, e.g. hate=0.5,offensive=0.7; a row is flagged if any class reaches its "
+            "threshold. Default: the model folder's recommended thresholds (thresholds.json), if any; none: no flagging.",
         )
         add_bool_flag(
             parser,

@@ -1,6 +1,7 @@
-"""The output tables: fixed pyarrow schemas and the rows that fill them.
+"""The output tables: fixed pyarrow schemas and the tables that fill them.
 
-``labels-*.parquet`` (:func:`labels_schema`), one row per labeled record:
+``labels-*.parquet`` (:func:`labels_schema`), one row per labeled record, each
+scored block's rows built column by column (:func:`label_table`):
 
 ==============  =========  ====================================================
 column          type       meaning
@@ -13,7 +14,7 @@ flagged         bool       a class reached its ``--threshold``; null if none set
 num_tokens      int32      tokens of the whole text, special tokens included
 num_windows     int32      windows the text was split into
 truncated       bool       the text needed more than ``--max_windows`` windows
-model           string     ``<checkpoint folder name>@<weights hash>``
+model           string     ``<checkpoint folder name>@<weights hash>:<precision>`` (float32, bfloat16 or int8)
 text            string     the text, with ``--keep_text`` only
 <field>         string     each ``--keep_fields`` field, as a string (or null)
 ==============  =========  ====================================================
@@ -28,13 +29,13 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.classify import Scored
+from pipelines.classify import ScoredBlock
 from pipelines.options import OptionError
 from pipelines.records import DeadLetter
-from pipelines.thresholds import is_flagged
 
 # Output file name prefixes: DIR/labels-*.parquet and DIR/dead_letter-*.parquet.
 LABELS_NAME = "labels"
@@ -84,31 +85,65 @@ def labels_schema(labels: Sequence[str], *, keep_text: bool, keep_fields: Sequen
     return pa.schema(fields)
 
 
-def label_row(
-    scored: Scored,
+def flagged_column(scores: np.ndarray, labels: Sequence[str], thresholds: Mapping[str, float]) -> pa.Array:
+    """The ``flagged`` column: whether any class reached its threshold; all null when none is set.
+
+    Args:
+      scores: float32 ``[n, labels]``.
+      labels: the model's labels, naming the columns of ``scores``.
+      thresholds: ``{label: threshold}`` (:func:`~pipelines.thresholds.parse_thresholds`).
+
+    Returns:
+      A bool array of ``n`` values.
+    """
+    if not thresholds:
+        return pa.nulls(len(scores), pa.bool_())
+    flagged = np.zeros(len(scores), bool)
+    for name, value in thresholds.items():
+        # Compared in float64, as Python floats compare the float32 scores.
+        flagged |= scores[:, labels.index(name)].astype(np.float64) >= value
+    return pa.array(flagged)
+
+
+def label_table(
+    scored: ScoredBlock,
+    schema: pa.Schema,
     labels: Sequence[str],
     thresholds: Mapping[str, float],
     *,
     keep_text: bool,
     keep_fields: Sequence[str],
-) -> dict:
-    scores = {name: float(value) for name, value in zip(labels, scored.scores)}
-    row = {
-        "id": scored.record.id,
-        "label": scored.label,
-        "score": scores[scored.label],
-        **scores,
-        "flagged": is_flagged(scores, thresholds),
-        "num_tokens": scored.num_tokens,
-        "num_windows": scored.num_windows,
-        "truncated": scored.truncated,
-        "model": scored.model,
+) -> pa.Table:
+    """A scored block's rows of the labels table, built column by column.
+
+    Args:
+      scored: ``n`` labeled records.
+      schema: :func:`labels_schema` for the same labels and flags.
+      labels: the model's labels.
+      thresholds: ``{label: threshold}``.
+      keep_text, keep_fields: ``--keep_text`` and ``--keep_fields``.
+
+    Returns:
+      A table of ``n`` rows with ``schema``.
+    """
+    n = len(scored.label)
+    names = np.asarray(labels, dtype=object)
+    columns = {
+        "id": pa.array(scored.records.ids, pa.string()),
+        "label": pa.array(names[scored.label], pa.string()),
+        "score": pa.array(scored.scores[np.arange(n), scored.label], pa.float32()),
+        **{name: pa.array(scored.scores[:, j], pa.float32()) for j, name in enumerate(labels)},
+        "flagged": flagged_column(scored.scores, labels, thresholds),
+        "num_tokens": pa.array(scored.num_tokens, pa.int32()),
+        "num_windows": pa.array(scored.num_windows, pa.int32()),
+        "truncated": pa.array(scored.truncated, pa.bool_()),
+        "model": pa.array([scored.model] * n, pa.string()),
     }
     if keep_text:
-        row["text"] = scored.record.text
+        columns["text"] = pa.array(scored.records.texts, pa.string())
     for name in keep_fields:
-        row[name] = scored.record.fields.get(name)
-    return row
+        columns[name] = pa.array(scored.records.fields[name], pa.string())
+    return pa.Table.from_arrays([columns[field.name] for field in schema], schema=schema)
 
 
 def dead_letter_row(dead: DeadLetter) -> dict:

@@ -1,6 +1,8 @@
 """The elements that flow through the pipelines: input records and dead-letter rows.
 
-A :class:`Record` is one text read from an input shard, with a stable id.  A
+A :class:`Record` is one text read from an input shard, with a stable id; a
+:class:`RecordBlock` holds thousands of them from one shard as columns, the
+element the pipelines pass from reading to writing (see :mod:`pipelines.classify`).  A
 :class:`DeadLetter` is anything that could not become a labeled row: it keeps
 the source file, the position of the record in it, a reason code (see
 :data:`REASONS`), the raw payload capped in size, and a human-readable detail.
@@ -9,8 +11,9 @@ Every record read ends up either labeled or dead-lettered, never dropped.
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import Mapping, NamedTuple, Sequence
 
+import numpy as np
 from apache_beam.metrics import Metrics
 
 from pipelines.metrics import NAMESPACE
@@ -50,6 +53,55 @@ class Record(NamedTuple):
     position: int
     text: str
     fields: Mapping[str, str | None]
+
+
+class RecordBlock(NamedTuple):
+    """Records of one source file as columns, in file order.
+
+    Attributes:
+      source: the file they were read from.
+      positions: int64 ``[n]``, each record's line or row.
+      ids: ``n`` record ids.
+      texts: ``n`` texts.
+      fields: each kept field's ``n`` values (strings or None).
+    """
+
+    source: str
+    positions: np.ndarray
+    ids: list[str]
+    texts: list[str]
+    fields: Mapping[str, list[str | None]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> "RecordBlock":
+        """The block of the records at ``indices``, in that order."""
+        indices = np.asarray(indices, np.int64)
+        chosen = indices.tolist()
+        return RecordBlock(
+            self.source,
+            self.positions[indices],
+            [self.ids[i] for i in chosen],
+            [self.texts[i] for i in chosen],
+            {name: [values[i] for i in chosen] for name, values in self.fields.items()},
+        )
+
+    def record(self, i: int) -> Record:
+        """Record ``i`` on its own."""
+        fields = {name: values[i] for name, values in self.fields.items()}
+        return Record(self.ids[i], self.source, int(self.positions[i]), self.texts[i], fields)
+
+    @classmethod
+    def from_records(cls, records: Sequence[Record], keep_fields: Sequence[str]) -> "RecordBlock":
+        """The block of ``records``, all read from one source file (at least one record)."""
+        return cls(
+            records[0].source,
+            np.fromiter((r.position for r in records), np.int64, len(records)),
+            [r.id for r in records],
+            [r.text for r in records],
+            {name: [r.fields.get(name) for r in records] for name in keep_fields},
+        )
 
 
 class DeadLetter(NamedTuple):

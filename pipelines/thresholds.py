@@ -1,9 +1,13 @@
-"""Per-class flag thresholds: parsing ``--threshold hate=0.5,offensive=0.7`` and applying them.
+"""Per-class flag thresholds: the model's recommended ones, ``--threshold hate=0.5,offensive=0.7``, applying them.
 
-A row is flagged when any listed class's score reaches its threshold.  Names
-are checked against the model's labels when the pipeline is built, so a typo
-fails before any data is read.  With no thresholds, ``flagged`` is null: no
-policy was given, which is not the same as "not flagged".
+A row is flagged when any listed class's score reaches its threshold.  By
+default the thresholds are those the model folder recommends
+(``thresholds.json``, chosen on validation data for a stated precision; see
+:mod:`flaxmodel.ckpts.thresholds`); ``--threshold`` replaces them, and
+``--threshold none`` turns flagging off.  Names are checked against the
+model's labels when the pipeline is built, so a typo fails before any data is
+read.  With no thresholds, ``flagged`` is null: no policy was given, which is
+not the same as "not flagged".
 """
 
 from __future__ import annotations
@@ -11,7 +15,39 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+from flaxmodel import recommended_thresholds
 from pipelines.options import OptionError
+
+# --threshold value that turns flagging off, even for a model that recommends thresholds.
+NO_THRESHOLDS = "none"
+
+
+def resolve_thresholds(spec: str, labels: Sequence[str], model_path: str | None) -> dict[str, float]:
+    """The thresholds a run applies: ``--threshold``'s, none, or the model folder's recommended ones.
+
+    Args:
+      spec: the ``--threshold`` value: ``""`` (the model's), ``"none"``, or ``name=value`` pairs.
+      labels: the model's labels.
+      model_path: the model folder (None: the default model).
+
+    Returns:
+      Class name -> threshold; empty: ``flagged`` stays null.
+
+    Raises:
+      OptionError: for a malformed spec, or recommended thresholds naming classes the model lacks.
+    """
+    if spec.strip().lower() == NO_THRESHOLDS:
+        return {}
+    if spec.strip():
+        return parse_thresholds(spec, labels)
+    recommended = recommended_thresholds(model_path)
+    unknown = sorted(set(recommended) - set(labels))
+    if unknown:
+        raise OptionError(
+            f"the model's thresholds.json names {unknown}, not labels of the model ({', '.join(labels)}); "
+            "fix the file or pass --threshold"
+        )
+    return recommended
 
 
 def parse_thresholds(spec: str, labels: Sequence[str]) -> dict[str, float]:

@@ -1,18 +1,18 @@
-"""Tokenizing records into model windows, once-per-worker tokenizer, batched calls.
+"""Tokenizing record blocks into model windows: once-per-worker tokenizer, identical texts once.
 
-``TokenizeRecords`` turns each :class:`~pipelines.records.Record` into a
-:class:`Tokenized` item: the token ids of its windows (a text longer than the
-model's maximum length is split into windows overlapping by ``stride``; past
-``max_windows`` the rest is dropped and ``truncated`` set).  Only the prefix of
-a text that those windows can use is tokenized (see
-:meth:`~flaxmodel.inference.tokenizer.TextEncoder.encode_windows`), so one huge
-record costs about what a record of ``max_windows`` windows does.  The tokenizer is
-loaded once per worker process and shared by its threads (Beam's ``Shared``),
-and texts are encoded a chunk at a time because one ``encode_batch`` call over
-many texts is several times faster than as many single calls.
-
-Like the batching step, it buffers within a bundle and so assumes the global
-window (a batch pipeline).
+``TokenizeBlocks`` turns each :class:`~pipelines.records.RecordBlock` into a
+:class:`TokenizedBlock`: the token windows of the block's distinct texts (a
+text longer than the model's maximum length is split into windows overlapping
+by ``stride``; past ``max_windows`` the rest is dropped and ``truncated`` set),
+and for each record which of those texts it holds.  Identical texts within a
+block (retweets, copy-pasted spam, bot floods) are tokenized, and later scored,
+once; every record still gets its own row, filled from that one result, and
+the ``reused_texts`` metric counts the records that reused another's.  Only the
+prefix of a text that its windows can use is tokenized (see
+:meth:`~flaxmodel.inference.tokenizer.TextEncoder.encode_block`), so one huge
+record costs about what a record of ``max_windows`` windows does.  The tokenizer
+is loaded once per worker process and shared by its threads (Beam's ``Shared``),
+and each block is one batched call of the tokenizer.
 """
 
 from __future__ import annotations
@@ -20,30 +20,35 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils import shared
 
 from flaxmodel import TextEncoder, default_model_path
+from flaxmodel.inference.tokenizer import TokenWindows
 from pipelines.metrics import NAMESPACE
-from pipelines.records import Record
-
-# Texts per encode_batch call: large enough to amortise the call, small enough to stream.
-_CHUNK = 256
+from pipelines.records import RecordBlock
 
 
-class Tokenized(NamedTuple):
-    """A record's windows of token ids.
+class TokenizedBlock(NamedTuple):
+    """A block's records and the windows of its distinct texts.
 
-    ``num_tokens`` counts its tokens, special tokens of one window included; for
-    a ``truncated`` record, those of the prefix that was tokenized, not of the
-    whole text.
+    Attributes:
+      records: the block.
+      text_of: int64 ``[records]``, the distinct text each record holds (an index into ``windows``' texts).
+      windows: the windows of the distinct texts, in order of first appearance.
     """
 
-    record: Record
-    windows: list[list[int]]
-    num_tokens: int
-    truncated: bool
+    records: RecordBlock
+    text_of: np.ndarray
+    windows: TokenWindows
+
+
+def distinct_texts(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct texts in order of first appearance, and int64 ``[len(texts)]`` indices into them."""
+    index: dict[str, int] = {}
+    text_of = np.fromiter((index.setdefault(text, len(index)) for text in texts), np.int64, len(texts))
+    return list(index), text_of
 
 
 class _SharedEncoder:
@@ -53,7 +58,9 @@ class _SharedEncoder:
         self.encoder = encoder
 
 
-class TokenizeRecords(beam.DoFn):
+class TokenizeBlocks(beam.DoFn):
+    """:class:`~pipelines.records.RecordBlock` in, :class:`TokenizedBlock` out."""
+
     def __init__(self, model_path: str | None, max_length: int, stride: int, max_windows: int):
         self._model_path = model_path
         self._max_length = max_length
@@ -68,27 +75,11 @@ class TokenizeRecords(beam.DoFn):
             tag=f"tokenizer:{path}:{self._max_length}",
         )
         self._truncated = Metrics.counter(NAMESPACE, "truncated")
+        self._reused = Metrics.counter(NAMESPACE, "reused_texts")
 
-    def start_bundle(self) -> None:
-        self._buffer: list[Record] = []
-
-    def process(self, record: Record):
-        self._buffer.append(record)
-        if len(self._buffer) >= _CHUNK:
-            yield from self._flush()
-
-    def finish_bundle(self):
-        for item in self._flush():
-            yield GlobalWindows.windowed_value(item)
-
-    def _flush(self) -> list[Tokenized]:
-        records, self._buffer = self._buffer, []
-        if not records:
-            return []
-        encoded = self._holder.encoder.encode_windows([r.text for r in records], self._stride, self._max_windows)
-        out = []
-        for record, windows in zip(records, encoded):
-            if windows.truncated:
-                self._truncated.inc()
-            out.append(Tokenized(record, windows.ids, windows.num_tokens, windows.truncated))
-        return out
+    def process(self, block: RecordBlock):
+        texts, text_of = distinct_texts(block.texts)
+        windows = self._holder.encoder.encode_block(texts, self._stride, self._max_windows)
+        self._truncated.inc(int(windows.truncated[text_of].sum()))
+        self._reused.inc(len(block) - len(texts))
+        yield TokenizedBlock(block, text_of, windows)

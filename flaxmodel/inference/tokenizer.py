@@ -21,10 +21,12 @@ punctuation) stops growing at that bound, its last word possibly cut short.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 from typing import Sequence
 
+import numpy as np
 from tokenizers import Encoding, Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
 from tokenizers.processors import RobertaProcessing
@@ -62,6 +64,33 @@ class Windows:
     truncated: bool
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenWindows:
+    """The windows of ``n`` texts as flat arrays, special tokens left out (padding adds them).
+
+    Attributes:
+      tokens: int32 ``[total]``, the tokenized part of every text, concatenated.
+      num_tokens: int32 ``[n]``, as :attr:`Windows.num_tokens`.
+      truncated: bool ``[n]``, as :attr:`Windows.truncated`.
+      window_offsets: int64 ``[n + 1]``: text ``i``'s windows are ``window_offsets[i]:window_offsets[i + 1]``.
+      window_start: int64 ``[windows]``, where each window's tokens start in ``tokens``.
+      window_length: int32 ``[windows]``, its tokens (at most the encoder's ``content_length``); a
+        text's first window is its longest.
+    """
+
+    tokens: np.ndarray
+    num_tokens: np.ndarray
+    truncated: np.ndarray
+    window_offsets: np.ndarray
+    window_start: np.ndarray
+    window_length: np.ndarray
+
+    @property
+    def windows_per_text(self) -> np.ndarray:
+        """int64 ``[n]``: windows of each text."""
+        return np.diff(self.window_offsets)
+
+
 class TextEncoder:
     def __init__(self, tokenizer: Tokenizer, max_length: int):
         tokenizer.no_padding()
@@ -85,7 +114,7 @@ class TextEncoder:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Ids with special tokens, truncated to ``max_length``."""
         keep = self.content_length
-        return [self.prefix + ids[:keep] + self.suffix for ids, _ in self._leading_ids(texts, keep)]
+        return [self.prefix + ids[:keep] + self.suffix for ids in self._leading_ids(texts, keep)[0]]
 
     def encode_windows(self, texts: Sequence[str], stride: int, max_windows: int) -> list[Windows]:
         """Each text as windows of at most ``max_length`` tokens overlapping by ``stride``.
@@ -93,6 +122,30 @@ class TextEncoder:
         A text needing more than ``max_windows`` windows keeps the first ones and is
         marked ``truncated``; only a prefix of it is tokenized, and its
         ``num_tokens`` counts the tokens of that prefix, not of the whole text.
+        The per-text view of :meth:`encode_block`.
+        """
+        block = self.encode_block(texts, stride, max_windows)
+        prefix, suffix = list(self.prefix), list(self.suffix)
+        out = []
+        for text in range(len(texts)):
+            first, last = block.window_offsets[text], block.window_offsets[text + 1]
+            ids = [
+                prefix + block.tokens[start : start + length].tolist() + suffix
+                for start, length in zip(block.window_start[first:last], block.window_length[first:last])
+            ]
+            out.append(Windows(ids, int(block.num_tokens[text]), bool(block.truncated[text])))
+        return out
+
+    def encode_block(self, texts: Sequence[str], stride: int, max_windows: int) -> "TokenWindows":
+        """Windows of many texts as flat arrays (the windows of :meth:`encode_windows`, without special tokens).
+
+        Args:
+          texts: ``n`` texts.
+          stride: content tokens shared by consecutive windows, in ``[0, content_length)``.
+          max_windows: windows kept per text; a text needing more is ``truncated``.
+
+        Returns:
+          A :class:`TokenWindows` over the texts, windows in text order.
         """
         if not 0 <= stride < self.content_length:
             raise ValueError(f"stride must be in [0, {self.content_length}), got {stride}")
@@ -101,42 +154,60 @@ class TextEncoder:
         size, step = self.content_length, self.content_length - stride
         # One token past what the windows hold tells whether the text goes on.
         covered = (max_windows - 1) * step + size
-        out = []
-        for ids, whole in self._leading_ids(texts, covered + 1):
-            starts = range(0, max(len(ids) - stride, 1), step)
-            kept = starts[:max_windows]
-            out.append(
-                Windows(
-                    ids=[self.prefix + ids[s : s + size] + self.suffix for s in kept],
-                    num_tokens=len(ids) + len(self.prefix) + len(self.suffix),
-                    truncated=len(starts) > max_windows or not whole,
-                )
-            )
-        return out
+        leading, whole = self._leading_ids(texts, covered + 1)
+        counts = np.fromiter(map(len, leading), np.int64, len(leading))
+        offsets = np.zeros(len(leading) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        tokens = np.fromiter(itertools.chain.from_iterable(leading), np.int32, int(offsets[-1]))
+        # range(0, max(n - stride, 1), step) has this many starts.
+        needed = (np.maximum(counts - stride, 1) + step - 1) // step
+        kept = np.minimum(needed, max_windows)
+        window_offsets = np.zeros(len(leading) + 1, np.int64)
+        np.cumsum(kept, out=window_offsets[1:])
+        window_text = np.repeat(np.arange(len(leading)), kept)
+        within = np.arange(int(window_offsets[-1])) - window_offsets[window_text]
+        relative = within * step
+        return TokenWindows(
+            tokens=tokens,
+            num_tokens=(counts + len(self.prefix) + len(self.suffix)).astype(np.int32),
+            truncated=(needed > max_windows) | ~whole,
+            window_offsets=window_offsets,
+            window_start=offsets[window_text] + relative,
+            window_length=np.minimum(size, counts[window_text] - relative).astype(np.int32),
+        )
 
-    def _leading_ids(self, texts: Sequence[str], need: int) -> list[tuple[list[int], bool]]:
-        """Per text, its first ids without special tokens and whether they are all of its ids.
+    def _leading_ids(self, texts: Sequence[str], need: int) -> tuple[list[list[int]], np.ndarray]:
+        """Per text, its first ids without special tokens, and whether they are all of its ids (bool ``[n]``).
 
         At least ``need`` ids, unless the text has fewer or averages more than
-        ``_MAX_CHARS_PER_TOKEN`` characters per token.
+        ``_MAX_CHARS_PER_TOKEN`` characters per token.  Texts tokenized whole go
+        through ``encode_batch_fast`` (no offsets, ~1.5x faster on tweets); cut
+        prefixes need the word ids only ``encode_batch`` computes.
         """
-        out: list[tuple[list[int], bool]] = [([], True)] * len(texts)
+        out: list[list[int]] = [[]] * len(texts)
+        whole = np.ones(len(texts), bool)
         pending = list(range(len(texts)))
         limit = need * _CHARS_PER_TOKEN
         while pending:
             final = limit >= need * _MAX_CHARS_PER_TOKEN
-            pieces = [texts[i] if len(texts[i]) <= limit else texts[i][: _cut(texts[i], limit)] for i in pending]
-            encodings = self.tokenizer.encode_batch(pieces, add_special_tokens=False)
+            short = [i for i in pending if len(texts[i]) <= limit]
+            if len(short) == len(texts):
+                return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)], whole
+            if short:
+                encodings = self.tokenizer.encode_batch_fast([texts[i] for i in short], add_special_tokens=False)
+                for i, encoding in zip(short, encodings):
+                    out[i] = encoding.ids
+            cut = [i for i in pending if len(texts[i]) > limit]
+            pieces = [texts[i][: _cut(texts[i], limit)] for i in cut]
             retry = []
-            for i, piece, encoding in zip(pending, pieces, encodings):
-                whole = len(piece) == len(texts[i])
-                ids = encoding.ids if whole or final else _settled_ids(encoding)
-                if whole or final or len(ids) >= need:
-                    out[i] = (ids, whole)
+            for i, encoding in zip(cut, self.tokenizer.encode_batch(pieces, add_special_tokens=False)):
+                ids = encoding.ids if final else _settled_ids(encoding)
+                if final or len(ids) >= need:
+                    out[i], whole[i] = ids, False
                 else:
                     retry.append(i)
             pending, limit = retry, limit * 2
-        return out
+        return out, whole
 
     def save(self, folder: str) -> None:
         files.write_bytes(files.join(folder, TOKENIZER_FILE), self.tokenizer.to_str().encode())

@@ -39,9 +39,10 @@ SAMPLES = {
     "max_windows": ("8", 8),
     "aggregate": ("mean", "mean"),
     "batch_size": ("128", 128),
+    "model_copies": ("2", 2),
     "max_batch_tokens": ("16384", 16384),
     "sort_buffer": ("2048", 2048),
-    "dtype": ("bfloat16", "bfloat16"),
+    "precision": ("int8", "int8"),
     "max_payload_bytes": ("0", 0),
     "compilation_cache_dir": ("gs://b/jax-cache", "gs://b/jax-cache"),
 }
@@ -55,9 +56,10 @@ REJECTED = {
     "max_dead_letter_fraction": ["1.5", "-0.1", "ten", ""],
     "threshold": ["hate", "hate=1.5", "hate=0.5,", "hate=-0.1"],
     "max_length": ["0", "-1", "12x"],
-    "batch_size": ["0"],
+    "batch_size": ["-1", "64x"],
+    "model_copies": ["-1"],
     "format": ["xml"],
-    "dtype": ["float16"],
+    "precision": ["float16"],
 }
 
 

@@ -1,13 +1,15 @@
-"""Batch planning: static shapes from the grid, the token budget, and records kept whole."""
+"""Batch planning: static shapes from the grid, the token budget, and texts kept whole."""
 
 from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from flaxmodel import ShapeGrid
-from pipelines.batching import plan_record_batches
+from flaxmodel.inference.tokenizer import TokenWindows
+from pipelines import batching
 from tests.fixtures import minilm_shaped_config
 
 CONFIG = minilm_shaped_config()
@@ -19,6 +21,13 @@ def _grid(max_tokens: int | None = None) -> ShapeGrid:
 
 
 GRID = _grid()
+
+
+def plan_record_batches(records: list[list[int]], grid: ShapeGrid) -> list[tuple[list[int], int, int]]:
+    """:func:`pipelines.batching.plan_record_batches` for texts given as their window lengths."""
+    longest = np.array([max(windows) for windows in records])
+    sizes = np.array([len(windows) for windows in records])
+    return [(m.tolist(), rows, length) for m, rows, length in batching.plan_record_batches(longest, sizes, grid)]
 
 
 def _random_records(seed: int, count: int) -> list[list[int]]:
@@ -61,3 +70,26 @@ def test_a_record_bigger_than_the_budget_still_gets_a_batch_of_its_own():
     plans = plan_record_batches([[20]] * 8 + [[128] * 16], _grid(1024))
     assert [(sorted(m), rows, length) for m, rows, length in plans] == [(list(range(8)), 8, 20), ([8], 16, 128)]
 
+
+
+def test_a_block_plan_runs_every_window_once_with_its_texts_windows_together():
+    records = _random_records(7, 200)
+    lengths = [n - 2 for windows in records for n in windows]  # content tokens: the padding adds 2 specials
+    offsets = np.cumsum([0] + [len(w) for w in records])
+    windows = TokenWindows(
+        tokens=np.zeros(sum(lengths), np.int32),
+        num_tokens=np.zeros(len(records), np.int32),
+        truncated=np.zeros(len(records), bool),
+        window_offsets=offsets,
+        window_start=np.cumsum([0] + lengths[:-1]),
+        window_length=np.array(lengths, np.int32),
+    )
+    batches = batching.plan_block(windows, _grid(1024), specials=2, buffer_windows=100)
+    placed = np.concatenate([b.windows for b in batches])
+    assert sorted(placed.tolist()) == list(range(len(lengths)))
+    text_of_window = np.repeat(np.arange(len(records)), np.diff(offsets))
+    for batch in batches:
+        texts = set(text_of_window[batch.windows].tolist())
+        assert sum(len(records[t]) for t in texts) == len(batch.windows) <= batch.rows
+        assert max(lengths[w] + 2 for w in batch.windows.tolist()) <= batch.length
+        assert (batch.rows, batch.length) in GRID.costs

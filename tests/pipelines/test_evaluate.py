@@ -122,3 +122,33 @@ def test_bad_flags_fail_before_reading(labeled, model_dir, tmp_path, capsys, fla
     assert evaluate.main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_partial_labels_and_groups_are_scored_per_value(labeled, model_dir, compilation_cache, tmp_path):
+    _, _, probabilities = labeled
+    predicted = probabilities.argmax(axis=1)
+    # Source "a" labels exactly; source "b" only says "not <the predicted class>" half the time.
+    rows, allowed = [], np.zeros((len(TEXTS), len(LABELS)), bool)
+    for i, text in enumerate(TEXTS):
+        if i % 2 == 0:
+            label, allowed[i, predicted[i]] = LABELS[predicted[i]], True
+        else:
+            others = [LABELS[c] for c in range(len(LABELS)) if c != predicted[i] or i % 4 == 1]
+            label = "|".join(others)
+            allowed[i, [LABELS.index(o) for o in others]] = True
+        rows.append({"text": text, "label": label, "source": "a" if i % 2 == 0 else "b"})
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = [
+        "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out"), "--model", model_dir,
+        "--max_length", str(MAX_LENGTH), "--stride", str(STRIDE), "--group_by", "source",
+        "--compilation_cache_dir", compilation_cache,
+    ]  # fmt: skip
+    assert evaluate.main(argv) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    correct = allowed[np.arange(len(TEXTS)), predicted]
+    assert report["all_rows"]["accuracy"] == pytest.approx(correct.mean())
+    by_source = report["groups"]["source"]
+    assert by_source["a"]["accuracy"] == 1.0 and by_source["a"]["num_examples"] == 6
+    assert by_source["b"]["accuracy"] == pytest.approx(correct[1::2].mean())
+    # The full per-class report covers the records with one true class only.
+    assert report["num_examples"] == 6

@@ -105,3 +105,97 @@ def test_a_long_csv_field_is_a_record_and_one_past_the_cap_a_dead_letter(monkeyp
     monkeypatch.setattr(formats, "CSV_FIELD_LIMIT", 1000)
     (item,) = formats.parse_csv(_lines(data), "f.csv", formats.FieldSpec())
     assert isinstance(item, DeadLetter) and item.reason == "invalid_csv" and "field limit" in item.detail
+
+
+def _flatten(elements) -> tuple[list[Record], list[DeadLetter]]:
+    records, dead = [], []
+    for element in elements:
+        if isinstance(element, DeadLetter):
+            dead.append(element)
+        else:
+            records.extend(element.record(i) for i in range(len(element)))
+    return records, dead
+
+
+# Good lines, then blocks each spoiled by one kind of line only the per-line path reads right.
+_GOOD = [b'{"id": "g%d", "text": "post %d", "lang": "en", "other": [1, {"x": null}]}' % (i, i) for i in range(7)]
+_SPOILERS = [
+    b"",  # blank: skipped
+    b'{"id": "s1", "text": "two"} {"id": "s2", "text": "objects"}',
+    b'{"id": "s3", "text": " \\u3000\\u001c"}',  # whitespace only, as str.strip() sees it
+    b'{"id": "s4", "text": "lone \\ud800 surrogate"}',
+    b'{"id": 5, "text": "numeric id"}',
+    b'{"id": "s6", "text": "caf\xe9"}',
+    b'{"id": "s7", "text": null}',
+    b'{"id": "s8", "text": "dup", "text": "key"}',
+    b'{"id": "s9", "text": "ok", "lang": 3}',
+    b'["not", "an", "object"]',
+    b'{"id": "s11", "text": "half',
+]
+
+
+@pytest.mark.parametrize("spoiler", _SPOILERS)
+@pytest.mark.parametrize("block_records", [3, 4096])
+def test_jsonl_blocks_hold_exactly_what_the_per_line_parser_gives(spoiler, block_records):
+    data = b"\n".join(_GOOD[:4] + [spoiler] + _GOOD[4:]) + b"\n"
+    expected = list(formats.parse_jsonl(_lines(data), "f.jsonl", SPEC))
+    blocks = list(formats.parse_blocks("jsonl", io.BytesIO(data), "f.jsonl", SPEC, block_records))
+    assert _flatten(blocks) == (
+        [e for e in expected if isinstance(e, Record)],
+        [e for e in expected if isinstance(e, DeadLetter)],
+    )
+    assert all(len(b) <= block_records for b in blocks if not isinstance(b, DeadLetter))
+
+
+def test_parquet_blocks_hold_exactly_what_the_per_row_parser_gives():
+    table = pa.table(
+        {
+            "id": ["a", "b", "c", "d", "e"],
+            "text": ["one", "two", None, "four", "   "],
+            "lang": ["en", None, "fr", "de", "it"],
+            "n": pa.array([None, None, None, None, None], pa.null()),
+        }
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    parsed = list(formats.parse(formats.PARQUET, io.BytesIO(sink.getvalue()), "f.parquet", SPEC))
+    for block_records in (2, 4096):
+        blocks = formats.parse_blocks(formats.PARQUET, io.BytesIO(sink.getvalue()), "f.parquet", SPEC, block_records)
+        assert _flatten(blocks) == (
+            [e for e in parsed if isinstance(e, Record)],
+            [e for e in parsed if isinstance(e, DeadLetter)],
+        )
+    clean = pa.table({"id": ["a", "b"], "text": ["one", "two"], "lang": ["en", None]})
+    sink = io.BytesIO()
+    pq.write_table(clean, sink)
+    (block,) = formats.parse_blocks(formats.PARQUET, io.BytesIO(sink.getvalue()), "f.parquet", SPEC)
+    assert (block.ids, block.texts, dict(block.fields), block.positions.tolist()) == (
+        ["a", "b"], ["one", "two"], {"lang": ["en", None], "n": [None, None]}, [0, 1],
+    )  # fmt: skip
+
+
+def test_a_file_failing_part_way_keeps_the_records_read_before_the_failure():
+    class Truncated(io.BytesIO):
+        def readline(self, *args):
+            line = super().readline(*args)
+            if line.startswith(b'{"id": "g3"'):
+                raise EOFError("compressed file ended before the end-of-stream marker")
+            return line
+
+    data = b"\n".join(_GOOD) + b"\n"
+    elements = formats.parse_blocks("jsonl", Truncated(data), "f.jsonl", SPEC, 4096)
+    (block,) = [next(elements)]
+    assert block.ids == ["g0", "g1", "g2"]
+    with pytest.raises(EOFError):
+        next(elements)
+
+
+def test_clean_jsonl_is_decoded_by_pyarrow_without_the_per_line_parser(monkeypatch):
+    def per_line(*args, **kwargs):
+        raise AssertionError("the per-line parser ran on a clean block")
+
+    monkeypatch.setattr(formats, "parse_jsonl", per_line)
+    data = b"\n".join(_GOOD) + b"\n"
+    (block,) = formats.parse_blocks("jsonl", io.BytesIO(data), "f.jsonl", SPEC)
+    assert block.ids == [f"g{i}" for i in range(7)] and block.texts[3] == "post 3"
+    assert dict(block.fields) == {"lang": ["en"] * 7, "n": [None] * 7}

@@ -20,7 +20,7 @@ def test_records_take_ids_and_fields_from_the_input(tmp_path):
     with beam.Pipeline() as pipeline:
         records, dead = pipeline | ReadRecords([str(tmp_path / "*")], spec=spec)
         assert_that(
-            records | beam.Map(lambda r: (r.id, r.text, r.fields["lang"])),
+            records | beam.FlatMap(lambda block: zip(block.ids, block.texts, block.fields["lang"])),
             equal_to([("1", "hello", "en"), ("2", "bonjour", "fr"), ("3", "salut", "")]),
         )
         assert_that(dead, equal_to([]), label="NoDeadLetters")

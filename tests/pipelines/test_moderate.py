@@ -75,7 +75,7 @@ def test_bad_records_are_dead_lettered_with_their_reason_and_position(in_process
 def test_labels_and_scores_are_the_models_own(in_process, shards, model_dir):
     classifier = load_classifier(model_dir, max_length=MAX_LENGTH)
     rows = _read(in_process, "labels").to_pylist()
-    assert {r["model"] for r in rows} == {f"{pathlib.Path(model_dir).name}@{classifier.weights_hash}"}
+    assert {r["model"] for r in rows} == {f"{pathlib.Path(model_dir).name}@{classifier.weights_hash}:float32"}
     texts = [r["text"] for r in rows]
     windows = classifier.text_encoder.encode_windows(texts, STRIDE, MAX_WINDOWS)
     direct = classifier.predict_proba(texts)
@@ -114,7 +114,7 @@ def test_a_failing_model_dead_letters_every_record_of_its_batches(shards, model_
     def broken(self, input_ids, attention_mask):
         raise RuntimeError("device lost")
 
-    monkeypatch.setattr(Classifier, "predict_padded", broken)
+    monkeypatch.setattr(Classifier, "dispatch_padded", broken)
     out = _run(_argv(shards, tmp_path, model_dir, compilation_cache), capsys)
     assert "read = labeled + dead-lettered OK" in out
     assert _read(tmp_path, "labels").num_rows == 0

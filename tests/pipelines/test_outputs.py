@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipelines.classify import Scored
+from pipelines.classify import ScoredBlock
 from pipelines.options import OptionError
-from pipelines.outputs import label_row, labels_schema
-from pipelines.records import Record
+from pipelines.outputs import label_table, labels_schema
+from pipelines.records import RecordBlock
 
 LABELS = ("hate", "offensive", "neither")
 
@@ -37,14 +37,37 @@ def test_clashing_column_names_are_refused(labels, keep_fields, message):
         labels_schema(labels, keep_text=False, keep_fields=keep_fields)
 
 
-def test_a_label_row_converts_to_the_schema():
-    record = Record("r1", "f.jsonl", 3, "some text", {"lang": None})
-    scored = Scored(record, np.array([0.7, 0.2, 0.1], np.float32), "hate", 5, 1, False, "m@abc")
-    row = label_row(scored, LABELS, {"hate": 0.6}, keep_text=True, keep_fields=("lang",))
+def _scored() -> ScoredBlock:
+    records = RecordBlock("f.jsonl", np.array([3, 4]), ["r1", "r2"], ["some text", "other"], {"lang": [None, "en"]})
+    scores = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], np.float32)
+    return ScoredBlock(
+        records, scores, np.array([0, 2]), np.array([5, 9], np.int32), np.array([1, 2], np.int32),
+        np.array([False, True]), "m@abc",
+    )  # fmt: skip
+
+
+def test_a_scored_block_becomes_rows_of_the_schema():
     schema = labels_schema(LABELS, keep_text=True, keep_fields=("lang",))
-    table = pa.Table.from_pylist([row], schema=schema)
-    assert table.to_pylist()[0] == {
-        "id": "r1", "label": "hate", "score": pytest.approx(0.7), "hate": pytest.approx(0.7),
-        "offensive": pytest.approx(0.2), "neither": pytest.approx(0.1), "flagged": True, "num_tokens": 5,
-        "num_windows": 1, "truncated": False, "model": "m@abc", "text": "some text", "lang": None,
-    }  # fmt: skip
+    table = label_table(_scored(), schema, LABELS, {"hate": 0.6}, keep_text=True, keep_fields=("lang",))
+    assert table.schema == schema
+    assert table.to_pylist() == [
+        {
+            "id": "r1", "label": "hate", "score": pytest.approx(0.7), "hate": pytest.approx(0.7),
+            "offensive": pytest.approx(0.2), "neither": pytest.approx(0.1), "flagged": True, "num_tokens": 5,
+            "num_windows": 1, "truncated": False, "model": "m@abc", "text": "some text", "lang": None,
+        },
+        {
+            "id": "r2", "label": "neither", "score": pytest.approx(0.6), "hate": pytest.approx(0.1),
+            "offensive": pytest.approx(0.3), "neither": pytest.approx(0.6), "flagged": False, "num_tokens": 9,
+            "num_windows": 2, "truncated": True, "model": "m@abc", "text": "other", "lang": "en",
+        },
+    ]  # fmt: skip
+
+
+def test_flagged_is_null_without_thresholds_and_compares_like_python_floats():
+    schema = labels_schema(LABELS, keep_text=False, keep_fields=())
+    unflagged = label_table(_scored(), schema, LABELS, {}, keep_text=False, keep_fields=())
+    assert unflagged.column("flagged").to_pylist() == [None, None]
+    # As float32, 0.7 is 0.69999999 (below 0.7) and 0.3 is 0.30000001 (above 0.3), as Python compares them.
+    exact = label_table(_scored(), schema, LABELS, {"hate": 0.7, "offensive": 0.3}, keep_text=False, keep_fields=())
+    assert exact.column("flagged").to_pylist() == [False, True]

@@ -1,11 +1,13 @@
-"""``--threshold`` parsing and flagging."""
+"""``--threshold`` parsing, the model folder's recommended thresholds, and flagging."""
 
 from __future__ import annotations
 
 import pytest
 
+from flaxmodel import CheckpointError, recommended_thresholds
+from flaxmodel.ckpts.thresholds import write_thresholds
 from pipelines.options import OptionError
-from pipelines.thresholds import is_flagged, parse_thresholds
+from pipelines.thresholds import is_flagged, parse_thresholds, resolve_thresholds
 
 LABELS = ("hate", "offensive", "neither")
 
@@ -36,3 +38,22 @@ def test_a_row_is_flagged_when_any_class_reaches_its_threshold():
     assert is_flagged({"hate": 0.5, "offensive": 0.1, "neither": 0.4}, thresholds) is True
     assert is_flagged({"hate": 0.2, "offensive": 0.69, "neither": 0.11}, thresholds) is False
     assert is_flagged({"hate": 0.9, "offensive": 0.0, "neither": 0.1}, {}) is None
+
+
+def test_a_model_folders_recommended_thresholds_apply_unless_overridden(tmp_path):
+    write_thresholds(str(tmp_path), {"hate": 0.6}, {"target_precision": 0.8})
+    assert recommended_thresholds(str(tmp_path)) == {"hate": 0.6}
+    assert resolve_thresholds("", LABELS, str(tmp_path)) == {"hate": 0.6}
+    assert resolve_thresholds("offensive=0.9", LABELS, str(tmp_path)) == {"offensive": 0.9}
+    assert resolve_thresholds("none", LABELS, str(tmp_path)) == {}
+    # A folder without thresholds.json recommends none: flagged stays null.
+    assert resolve_thresholds("", LABELS, str(tmp_path / "missing")) == {}
+
+
+def test_recommended_thresholds_must_fit_the_model(tmp_path):
+    write_thresholds(str(tmp_path), {"toxic": 0.6}, {})
+    with pytest.raises(OptionError, match="names \\['toxic'\\], not labels of the model"):
+        resolve_thresholds("", LABELS, str(tmp_path))
+    (tmp_path / "thresholds.json").write_text('{"thresholds": {"hate": 2}}')
+    with pytest.raises(CheckpointError, match="not probabilities"):
+        recommended_thresholds(str(tmp_path))
