@@ -19,6 +19,9 @@ measured right before and right after the pipeline (the faster of the two
 counts, so that load from other jobs favours the yardstick, not the pipeline;
 ``encode_batch_fast``, which skips character offsets, is reported too).
 
+``--duplicate_share`` makes that share of records repeat a recent record's
+text instead, to measure the reuse on a feed with realistic duplicates.
+
 JSON keys: ``host_texts_per_s`` (labeled rows per second of the pipeline's run,
 Beam start-up included), ``tokenizer_texts_per_s``, ``ratio`` (the first over
 the second; issue 12 asks for >= 0.7), ``cpu_ratio`` (the same comparison in
@@ -37,6 +40,7 @@ import argparse
 import collections
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -60,17 +64,29 @@ STAGES = (
 )
 
 
-def write_unique_shards(texts: Sequence[str], n: int, shards: int, folder: Path) -> list[str]:
+# How far back a duplicated record's original lies, in records.
+DUPLICATE_WINDOW = 1000
+
+
+def write_unique_shards(
+    texts: Sequence[str], n: int, shards: int, folder: Path, duplicate_share: float = 0.0
+) -> list[str]:
     """Writes ``n`` records ``{"id", "text"}`` into ``shards`` JSONL files; returns the texts written.
 
-    Record ``i`` holds ``texts[i % len(texts)] + " " + str(i)``: every text differs.
+    Record ``i`` holds ``texts[i % len(texts)] + " " + str(i)``: every text differs, except that with
+    probability ``duplicate_share`` (seeded) a record repeats the text of one of the
+    :data:`DUPLICATE_WINDOW` records before it, as retweets and copy-pasted spam arrive close together.
     """
     folder.mkdir(parents=True, exist_ok=True)
     handles = [(folder / f"part-{s:05d}.jsonl").open("w", encoding="utf-8") for s in range(shards)]
-    written = []
+    written: list[str] = []
+    rng = random.Random(0)
     try:
         for i in range(n):
-            text = f"{texts[i % len(texts)]} {i}"
+            if written and rng.random() < duplicate_share:
+                text = written[-rng.randint(1, min(DUPLICATE_WINDOW, len(written)))]
+            else:
+                text = f"{texts[i % len(texts)]} {i}"
             written.append(text)
             handles[i % shards].write(json.dumps({"id": str(i), "text": text}) + "\n")
     finally:
@@ -182,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--planning", default="accelerator", choices=("accelerator", "cpu"), help="Batch planning to run with.")
     parser.add_argument("--pipeline_args", default="", help="Extra flags for pipelines.moderate.")
     parser.add_argument("--keep", default=None, help="Keep inputs and outputs in this folder.")
+    parser.add_argument(
+        "--duplicate_share",
+        type=float,
+        default=0.0,
+        help="Share of records repeating a recent record's text (0: all unique), to measure reuse.",
+    )
     parser.add_argument("--note", default="")
     args = parser.parse_args(argv)
 
@@ -190,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     source = harness.read_texts(args.texts, None, args.text_field)
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="host-feed-"))
     try:
-        texts = write_unique_shards(source, args.records, args.shards, workdir / "in")
+        texts = write_unique_shards(source, args.records, args.shards, workdir / "in", args.duplicate_share)
         shutil.rmtree(workdir / "out", ignore_errors=True)
         null_forward()
         before = tokenizer_rates(texts, args.model, args.max_length, args.tokenizer_chunk)
@@ -220,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "setup": {
             "texts": args.texts,
             "records": args.records,
+            "duplicate_share": args.duplicate_share,
             "shards": args.shards,
             "threads": args.threads,
             "max_length": args.max_length,
