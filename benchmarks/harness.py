@@ -122,6 +122,27 @@ def write_json(path: str, result: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
 
 
+def provenance(load_before: float, note: str) -> dict[str, Any]:
+    """Where and how a result was measured: machine, load before, commit, command, date, note.
+
+    Goes at the end of a result's ``setup``; :func:`write_result` adds the load after.
+    """
+    return {
+        "machine": machine(),
+        "load_avg_1m_before": load_before,
+        "commit": git_commit(),
+        "command": command_line(),
+        "date": now(),
+        "note": note,
+    }
+
+
+def write_result(path: str, result: dict[str, Any]) -> None:
+    """Moves the machine's current load into ``setup`` as the load after the run, then writes the JSON."""
+    result["setup"]["load_avg_1m_after"] = result["setup"]["machine"].pop("load_avg_1m")
+    write_json(path, result)
+
+
 def append_readme_line(fields: Sequence[str]) -> None:
     """Appends one Markdown table row to the README's results section."""
     with README.open("a", encoding="utf-8") as handle:

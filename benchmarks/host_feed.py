@@ -250,16 +250,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "planning": args.planning,
             "model": args.model or "(default model)",
             "pipeline_args": args.pipeline_args,
-            "machine": harness.machine(),
-            "load_avg_1m_before": load_before,
-            "commit": harness.git_commit(),
-            "command": harness.command_line(),
-            "date": harness.now(),
-            "note": args.note,
+            **harness.provenance(load_before, args.note),
         },
     }
-    result["setup"]["load_avg_1m_after"] = result["setup"]["machine"].pop("load_avg_1m")
-    harness.write_json(args.json, result)
+    harness.write_result(args.json, result)
     top = ", ".join(f"{name} {share:.0%}" for name, share in list(stages.items())[:5])
     figures = [
         f"host {host:.0f}/s vs tokenizer {tokenizer:.0f}/s: x{host / tokenizer:.2f} ({args.planning} planning)",

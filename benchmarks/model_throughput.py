@@ -597,16 +597,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "torch": infos.get("torch"),
             "ort": infos.get("ort_fp32"),
             "flops_per_text_at_median": forward_flops(config, 1, sorted(lengths)[len(lengths) // 2]),
-            "machine": harness.machine(),
-            "load_avg_1m_before": load_before,
-            "commit": harness.git_commit(),
-            "command": harness.command_line(),
-            "date": harness.now(),
-            "note": args.note,
+            **harness.provenance(load_before, args.note),
         },
     }
-    result["setup"]["load_avg_1m_after"] = result["setup"]["machine"].pop("load_avg_1m")
-    harness.write_json(args.json, result)
+    harness.write_result(args.json, result)
     _record(result, per_order)
     print(json.dumps({k: v for k, v in result.items() if k not in ("orders", "setup")}, indent=2))
     return result

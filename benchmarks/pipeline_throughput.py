@@ -259,16 +259,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "model": args.model or "(default model)",
             "compilation_cache": args.compilation_cache,
             "pipeline_args": args.pipeline_args,
-            "machine": harness.machine(),
-            "load_avg_1m_before": load_before,
-            "commit": harness.git_commit(),
-            "command": harness.command_line(),
-            "date": harness.now(),
-            "note": args.note,
+            **harness.provenance(load_before, args.note),
         },
     }
-    result["setup"]["load_avg_1m_after"] = result["setup"]["machine"].pop("load_avg_1m")
-    harness.write_json(args.json, result)
+    harness.write_result(args.json, result)
     _record(result)
     return result
 

@@ -97,16 +97,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "max_length": args.max_length,
             "batch_size": args.batch_size,
             "threads": args.threads,
-            "machine": harness.machine(),
-            "load_avg_1m_before": load_before,
-            "commit": harness.git_commit(),
-            "command": harness.command_line(),
-            "date": harness.now(),
-            "note": args.note,
+            **harness.provenance(load_before, args.note),
         },
     }
-    result["setup"]["load_avg_1m_after"] = result["setup"]["machine"].pop("load_avg_1m")
-    harness.write_json(args.json, result)
+    harness.write_result(args.json, result)
     figures = [
         f"{p}: agree {f['label_agreement_fp32']:.2%}, max |dp| {f['max_abs_prob_diff']:.3f}, "
         f"wF1 {f['weighted_f1']:.3f}, macro F1 {f['macro_f1']:.3f}, "
