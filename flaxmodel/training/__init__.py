@@ -9,6 +9,8 @@ class weights.  ``python -m flaxmodel.training --help`` lists the settings.
 Modules, each importing only those before it:
 
 - ``data``: labeled-data readers (CSV, JSONL, Parquet, TweetEval);
+- ``functional`` and ``mixture``: our functional suite; data mixtures (sources, label mappings onto
+  our classes, partial labels, weights; ``mixtures/default.toml`` is the default model's);
 - ``config``: :class:`TrainConfig`, the settings, declared once as flags;
 - ``batches``: the data order of each epoch, class weights, padded batches;
 - ``state``: :class:`TrainState` and the pure jitted train and predict steps;
@@ -16,7 +18,9 @@ Modules, each importing only those before it:
 - ``prepare``: data, tokens, model and initial state of a run;
 - ``export`` and ``evaluation``: model folders, and the end-of-epoch scores and ``best/`` export;
 - ``loop``: :func:`train`, the driver;
-- ``cli`` / ``__main__``: the ``flaxmodel-train`` command line.
+- ``cli`` / ``__main__``: the ``flaxmodel-train`` command line;
+- ``thresholds`` and ``export_data``: stand-alone commands (recommended thresholds into a model
+  folder; a mixture's validation rows for the evaluation job), imported by nothing here.
 
 Its libraries (optax, orbax-checkpoint, tqdm) are the ``[train]`` extra; nothing
 outside this package imports them, or it.

@@ -187,7 +187,11 @@ def _convabuse_label(row: Mapping[str, str]) -> str:
 
 
 def _raw_rows(source: Source, root: str, which: str) -> list[tuple[str, str, str | None]]:
-    """``(text, label, group)`` rows of a file or suite part, before mapping."""
+    """``(text, label, tag)`` rows of a file or suite part, before mapping.
+
+    ``tag`` is the row's ``split_field`` value for a source split by a column, the functionality for
+    the functional suite, else None.
+    """
     if source.reader == "functional":
         return [(c.text, c.label, c.functionality) for c in cases(which)]
     rows: list[tuple[str, str, str | None]] = []
