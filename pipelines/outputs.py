@@ -36,6 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.classify import ScoredBlock
 from pipelines.options import OptionError
 from pipelines.records import DeadLetter
+from pipelines.thresholds import flagged_column
 
 # Output file name prefixes: DIR/labels-*.parquet and DIR/dead_letter-*.parquet.
 LABELS_NAME = "labels"
@@ -83,26 +84,6 @@ def labels_schema(labels: Sequence[str], *, keep_text: bool, keep_fields: Sequen
         fields.append(pa.field("text", pa.string(), nullable=False))
     fields.extend(pa.field(name, pa.string()) for name in keep_fields)
     return pa.schema(fields)
-
-
-def flagged_column(scores: np.ndarray, labels: Sequence[str], thresholds: Mapping[str, float]) -> pa.Array:
-    """The ``flagged`` column: whether any class reached its threshold; all null when none is set.
-
-    Args:
-      scores: float32 ``[n, labels]``.
-      labels: the model's labels, naming the columns of ``scores``.
-      thresholds: ``{label: threshold}`` (:func:`~pipelines.thresholds.parse_thresholds`).
-
-    Returns:
-      A bool array of ``n`` values.
-    """
-    if not thresholds:
-        return pa.nulls(len(scores), pa.bool_())
-    flagged = np.zeros(len(scores), bool)
-    for name, value in thresholds.items():
-        # Compared in float64, as Python floats compare the float32 scores.
-        flagged |= scores[:, labels.index(name)].astype(np.float64) >= value
-    return pa.array(flagged)
 
 
 def label_table(

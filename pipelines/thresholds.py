@@ -15,6 +15,9 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+import numpy as np
+import pyarrow as pa
+
 from flaxmodel import recommended_thresholds
 from pipelines.options import OptionError
 
@@ -74,7 +77,21 @@ def parse_thresholds(spec: str, labels: Sequence[str]) -> dict[str, float]:
     return thresholds
 
 
-def is_flagged(scores: Mapping[str, float], thresholds: Mapping[str, float]) -> bool | None:
+def flagged_column(scores: np.ndarray, labels: Sequence[str], thresholds: Mapping[str, float]) -> pa.Array:
+    """The ``flagged`` column: whether any class reached its threshold; all null when none is set.
+
+    Args:
+      scores: float32 ``[n, labels]``.
+      labels: the model's labels, naming the columns of ``scores``.
+      thresholds: ``{label: threshold}`` (:func:`resolve_thresholds`).
+
+    Returns:
+      A bool array of ``n`` values.
+    """
     if not thresholds:
-        return None
-    return any(scores[name] >= value for name, value in thresholds.items())
+        return pa.nulls(len(scores), pa.bool_())
+    flagged = np.zeros(len(scores), bool)
+    for name, value in thresholds.items():
+        # Compared in float64, as Python floats compare the float32 scores.
+        flagged |= scores[:, labels.index(name)].astype(np.float64) >= value
+    return pa.array(flagged)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from flaxmodel import CheckpointError, recommended_thresholds
 from flaxmodel.ckpts.thresholds import write_thresholds
 from pipelines.options import OptionError
-from pipelines.thresholds import is_flagged, parse_thresholds, resolve_thresholds
+from pipelines.thresholds import flagged_column, parse_thresholds, resolve_thresholds
 
 LABELS = ("hate", "offensive", "neither")
 
@@ -35,9 +36,9 @@ def test_bad_thresholds_say_what_is_wrong(spec, message):
 
 def test_a_row_is_flagged_when_any_class_reaches_its_threshold():
     thresholds = {"hate": 0.5, "offensive": 0.7}
-    assert is_flagged({"hate": 0.5, "offensive": 0.1, "neither": 0.4}, thresholds) is True
-    assert is_flagged({"hate": 0.2, "offensive": 0.69, "neither": 0.11}, thresholds) is False
-    assert is_flagged({"hate": 0.9, "offensive": 0.0, "neither": 0.1}, {}) is None
+    scores = np.array([[0.5, 0.1, 0.4], [0.2, 0.69, 0.11]], np.float32)
+    assert flagged_column(scores, LABELS, thresholds).to_pylist() == [True, False]
+    assert flagged_column(scores[:1], LABELS, {}).to_pylist() == [None]
 
 
 def test_a_model_folders_recommended_thresholds_apply_unless_overridden(tmp_path):
