@@ -6,7 +6,8 @@ bucket).  :func:`plan_block` takes the windows of a block's distinct texts,
 sorts the texts by their longest window (in groups of up to
 ``buffer_windows`` windows, in block order) and cuts them with the grid's own
 planner, the one the predictor and training use: the cuts of least estimated
-cost (FLOPs with padding, plus a per-call overhead) within at most
+cost (FLOPs with padding, a per-call overhead, and a compilation for a shape
+the model has not compiled yet) within at most
 ``batch_size`` rows and a budget of padded tokens per batch (on CPU workers by
 default cache-sized).  All windows of one text go into the same batch, so its
 scores can be aggregated right after inference, without a shuffle.  The plan
@@ -17,7 +18,7 @@ batch right before it goes to the device.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Container, NamedTuple
 
 import numpy as np
 
@@ -33,13 +34,16 @@ class PlannedBatch(NamedTuple):
     length: int
 
 
-def plan_record_batches(longest: np.ndarray, sizes: np.ndarray, grid: ShapeGrid) -> list[tuple[np.ndarray, int, int]]:
+def plan_record_batches(
+    longest: np.ndarray, sizes: np.ndarray, grid: ShapeGrid, compiled: Container[tuple[int, int]] | None = None
+) -> list[tuple[np.ndarray, int, int]]:
     """Groups texts into batches: ``[(text indices, padded rows, padded length), ...]``.
 
     Args:
       longest: int ``[n]``, each text's longest window in tokens (special tokens included).
       sizes: int ``[n]``, its number of windows.
       grid: the shapes and the planner.
+      compiled: the shapes the model has compiled, which the planner prefers (:meth:`flaxmodel.ShapeGrid.plan`).
 
     Returns:
       Per batch, the int64 indices of its texts, its rows and length.  Texts are
@@ -49,7 +53,7 @@ def plan_record_batches(longest: np.ndarray, sizes: np.ndarray, grid: ShapeGrid)
       its own: ``--max_windows`` is checked against ``--batch_size`` at launch).
     """
     order = np.argsort(longest, kind="stable")
-    plan = grid.plan(longest[order].tolist(), sizes=sizes[order].tolist())
+    plan = grid.plan(longest[order].tolist(), sizes=sizes[order].tolist(), compiled=compiled)
     return [(order[start:end], rows, length) for start, end, rows, length in plan]
 
 
@@ -61,7 +65,13 @@ def _window_indices(texts: np.ndarray, window_offsets: np.ndarray) -> np.ndarray
     return firsts + within
 
 
-def plan_block(windows: TokenWindows, grid: ShapeGrid, specials: int, buffer_windows: int) -> tuple[PlannedBatch, ...]:
+def plan_block(
+    windows: TokenWindows,
+    grid: ShapeGrid,
+    specials: int,
+    buffer_windows: int,
+    compiled: Container[tuple[int, int]] | None = None,
+) -> tuple[PlannedBatch, ...]:
     """The batches of one block's windows, every window in exactly one.
 
     Args:
@@ -69,6 +79,7 @@ def plan_block(windows: TokenWindows, grid: ShapeGrid, specials: int, buffer_win
       grid: the shapes and the planner.
       specials: special tokens the padding adds to every window.
       buffer_windows: texts are sorted and planned in groups of about this many windows, in block order.
+      compiled: the shapes the model has compiled, which the planner prefers.
 
     Returns:
       The batches, each text's windows in one.
@@ -79,6 +90,6 @@ def plan_block(windows: TokenWindows, grid: ShapeGrid, specials: int, buffer_win
     batches = []
     for group in np.unique(group_of):
         texts = np.flatnonzero(group_of == group)
-        for members, rows, length in plan_record_batches(longest[texts], sizes[texts], grid):
+        for members, rows, length in plan_record_batches(longest[texts], sizes[texts], grid, compiled):
             batches.append(PlannedBatch(_window_indices(texts[members], windows.window_offsets), rows, length))
     return tuple(batches)

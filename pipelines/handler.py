@@ -174,7 +174,7 @@ class BlockRunner:
           Their :class:`WindowScores`, probabilities ``[W, labels]``.
         """
         specials = len(self._prefix) + len(self._suffix)
-        batches = plan_block(windows, self._grid, specials, self._sort_buffer)
+        batches = plan_block(windows, self._grid, specials, self._sort_buffer, self._classifier.compiled_shapes())
         scores = np.zeros((len(windows.window_length), self._classifier.config.num_labels), np.float32)
         error_of_window = np.full(len(windows.window_length), -1, np.int32)
         errors: list[str] = []

@@ -13,16 +13,26 @@ prefix of a text that its windows can use is tokenized (see
 record costs about what a record of ``max_windows`` windows does.  The tokenizer
 is loaded once per worker process and shared by its threads (Beam's ``Shared``),
 and each block is one batched call of the tokenizer.
+
+The tokenizer call of a block runs on a thread of its own while the rest of
+the pipeline (planning, padding, dispatch, aggregation, writing: Python on the
+main thread) handles the block before it: the tokenizer releases the GIL, so
+the two overlap.  One block is held back this way and emitted with the next
+one, or at the end of the bundle.  Without the overlap the tokenizer's cores
+sat idle while the main thread worked, and the pipeline fed 0.64 of the
+tokenizer's own rate (``benchmarks/README.md``, host feed).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
+from apache_beam.utils.windowed_value import WindowedValue
 
 from flaxmodel import TextEncoder, default_model_path
 from flaxmodel.inference.tokenizer import TokenWindows
@@ -59,7 +69,8 @@ class _SharedEncoder:
 
 
 class TokenizeBlocks(beam.DoFn):
-    """:class:`~pipelines.records.RecordBlock` in, :class:`TokenizedBlock` out."""
+    """:class:`~pipelines.records.RecordBlock` in, :class:`TokenizedBlock` out, one block behind (see the module
+    docstring)."""
 
     def __init__(self, model_path: str | None, max_length: int, stride: int, max_windows: int):
         self._model_path = model_path
@@ -76,10 +87,35 @@ class TokenizeBlocks(beam.DoFn):
         )
         self._truncated = Metrics.counter(NAMESPACE, "truncated")
         self._reused = Metrics.counter(NAMESPACE, "reused_texts")
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tokenize")
 
-    def process(self, block: RecordBlock):
+    def start_bundle(self) -> None:
+        self._pending: tuple[concurrent.futures.Future, WindowedValue] | None = None
+
+    def process(self, block: RecordBlock, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        pending = self._pending
+        self._pending = (
+            self._executor.submit(self._tokenize, block),
+            WindowedValue(None, timestamp, (window,)),
+        )
+        if pending is not None:
+            yield self._emit(*pending)
+
+    def finish_bundle(self):
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            yield self._emit(*pending)
+
+    def teardown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _tokenize(self, block: RecordBlock) -> TokenizedBlock:
         texts, text_of = distinct_texts(block.texts)
-        windows = self._holder.encoder.encode_block(texts, self._stride, self._max_windows)
-        self._truncated.inc(int(windows.truncated[text_of].sum()))
-        self._reused.inc(len(block) - len(texts))
-        yield TokenizedBlock(block, text_of, windows)
+        return TokenizedBlock(block, text_of, self._holder.encoder.encode_block(texts, self._stride, self._max_windows))
+
+    def _emit(self, future: concurrent.futures.Future, where: WindowedValue) -> WindowedValue:
+        """The finished block, in its own window; counted here, since Beam's metrics belong to the bundle's thread."""
+        tokenized: TokenizedBlock = future.result()
+        self._truncated.inc(int(tokenized.windows.truncated[tokenized.text_of].sum()))
+        self._reused.inc(len(tokenized.records) - len(tokenized.windows.num_tokens))
+        return where.with_value(tokenized)

@@ -124,7 +124,7 @@ class Classifier:
         runners = {name: functools.partial(self._run, *built[name], ids, mask) for name in built}
         self.calibration = calibrate(runners, measure=measure)
         log.info("%s: %s", self.name, self.calibration.describe())
-        self._shapes.add(self._device_shape(ids))  # compiled for the chosen path while calibrating
+        self._shapes.add(ids.shape)  # compiled for the chosen path while calibrating
         return self.calibration.precision, built[self.calibration.precision]
 
     @property
@@ -133,8 +133,8 @@ class Classifier:
 
     @property
     def num_compiles(self) -> int:
-        """Distinct (batch, length) shapes run so far: each one compiled once."""
-        return len(self._shapes)
+        """Distinct (batch, length) shapes run on the devices so far: each one compiled once."""
+        return len({self._device_shape(shape) for shape in self.compiled_shapes()})
 
     @functools.cached_property
     def weights_hash(self) -> str:
@@ -154,10 +154,15 @@ class Classifier:
         """The devices' platform: ``cpu``, ``gpu`` or ``tpu``."""
         return self.devices[0].platform
 
-    def _device_shape(self, input_ids: np.ndarray) -> tuple[int, int]:
-        """The shape ``input_ids`` runs as: rows rounded up to a multiple of the device count."""
-        rows, length = input_ids.shape
+    def _device_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """The shape a ``(rows, length)`` batch runs as: rows rounded up to a multiple of the device count."""
+        rows, length = shape
         return rows + -rows % len(self.devices), length
+
+    def compiled_shapes(self) -> frozenset[tuple[int, int]]:
+        """The ``(rows, length)`` batch shapes run so far, whose programs are compiled."""
+        with self._lock:
+            return frozenset(self._shapes)
 
     def _dispatch(self, params: Params, jitted: Callable, input_ids: np.ndarray, attention_mask: np.ndarray) -> jax.Array:
         """Starts one batch (rows padded to a multiple of the device count) and returns without waiting."""
@@ -178,10 +183,9 @@ class Classifier:
           count, num_labels]``; reading it (``np.asarray``) waits for them, and raises if the
           batch failed on the device.
         """
-        shape = self._device_shape(input_ids)
-        if shape not in self._shapes:
+        if input_ids.shape not in self._shapes:
             with self._lock:
-                self._shapes.add(shape)
+                self._shapes.add(input_ids.shape)
         return self._dispatch(self.params, self._jitted, input_ids, attention_mask)
 
     def predict_padded(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -192,9 +196,11 @@ class Classifier:
         """Probabilities ``[n, num_labels]`` for token id sequences, in input order.
 
         Sequences are sorted by length and run in the grid-shaped batches
-        the grid's planner picks for them.
+        the grid's planner picks for them, preferring shapes already compiled.
         """
-        return predict_in_batches(self.predict_padded, sequences, self.grid, self.pad_id, self.config.num_labels)
+        return predict_in_batches(
+            self.predict_padded, sequences, self.grid, self.pad_id, self.config.num_labels, self.compiled_shapes()
+        )
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities ``[n_texts, n_labels]``; texts past ``max_length`` are truncated."""

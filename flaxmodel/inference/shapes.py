@@ -19,7 +19,7 @@ import bisect
 import dataclasses
 import itertools
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Container, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -45,6 +45,12 @@ CALL_OVERHEAD_TOKENS = 32
 # at ~170, 64 x 64 at ~150 and 64 x 128 at ~115 (8 x 128: ~170).  The planner
 # keeps batches within this many padded tokens; accelerators get no cap.
 CPU_BATCH_TOKENS = 1024
+# A shape the worker has not compiled yet costs a compilation: the planner charges it as this many more
+# tokens, so that a worker settles on few shapes.  Compiling one MiniLM bucket took ~0.9 s on the 2-core CPU
+# (~150 tweets of compute, ~4,500 tokens) and takes seconds on GPUs, so this undercharges everywhere.  On
+# 400,000 tweets in 4,096-text blocks it cut the shapes compiled from 91 to 21 on the 1024-row accelerator
+# grid (calls 3,903 -> 1,866, padding 5.4% -> 8.9%) and from 43 to 19 on the CPU grid (padding 5.3% -> 5.6%).
+COMPILE_COST_TOKENS = 1024
 
 
 def length_buckets(max_length: int, candidates: Sequence[int] = DEFAULT_LENGTH_BUCKETS) -> tuple[int, ...]:
@@ -82,7 +88,9 @@ def plan_batches(
     Item ``i`` takes ``sizes[i]`` rows (default 1: one sequence), all in the same
     batch, and ``lengths[i]`` is its longest row.  Returns ``(start, end, rows,
     length)`` per batch, ``rows`` and ``length`` taken from the grids; a batch may
-    hold fewer rows than its bucket (filled with empty rows).  With
+    hold fewer rows than its bucket (filled with empty rows).  A batch takes the
+    cheapest shape that holds it: its smallest, unless ``cost`` makes a bigger one
+    cheaper (one already compiled, see :meth:`ShapeGrid.plan`).  With
     ``max_cells``, a batch of more than one item stays within ``rows * length <=
     max_cells`` unless it has the fewest rows of the grid.  Dynamic programming
     over the cut points, O(n * len(row_grid) * log n): the best cost of a prefix
@@ -106,33 +114,56 @@ def plan_batches(
     prefix = np.concatenate([[0], np.cumsum(sizes)])
     ends = np.arange(1, n + 1)
     length_index = np.searchsorted(length_grid, lengths, "left")
-    padded_length = np.asarray(length_grid)[length_index]
     cost_table = np.array([[cost[rows, length] for length in length_grid] for rows in row_grid])
+    single = _cheapest_shapes(cost_table)
+    if max_cells is not None:
+        too_big = np.outer(row_grid, length_grid) > max_cells
+        too_big[0] = False
+        several = _cheapest_shapes(np.where(too_big, math.inf, cost_table))
+    else:
+        several = single
     candidates = []
     for first in [np.searchsorted(prefix, prefix[1:] - rows, "left") for rows in row_grid] + [ends - 1]:
         first = np.minimum(first, ends - 1)
         row_index = np.searchsorted(row_grid, prefix[ends] - prefix[first], "left")
-        rows = np.asarray(row_grid)[row_index]
-        allowed = np.ones(n, bool)
-        if max_cells is not None:
-            allowed = ~((rows * padded_length > max_cells) & (rows > row_grid[0]) & (ends - first > 1))
-        total = np.where(allowed, cost_table[row_index, length_index], math.inf)
-        candidates.append((first.tolist(), total.tolist(), rows.tolist()))
+        alone = ends - first == 1
+        total = np.where(alone, single[0][row_index, length_index], several[0][row_index, length_index])
+        shape = np.where(alone, single[1][row_index, length_index], several[1][row_index, length_index])
+        candidates.append((first.tolist(), total.tolist(), shape.tolist()))
     best = [0.0] + [math.inf] * n
     cut = [(0, 0)] * (n + 1)
     for end in range(1, n + 1):
-        for first, total, rows in candidates:
+        for first, total, shape in candidates:
             start = first[end - 1]
             value = best[start] + total[end - 1]
             if value < best[end]:
-                best[end], cut[end] = value, (start, rows[end - 1])
+                best[end], cut[end] = value, (start, shape[end - 1])
     plan = []
     end = n
     while end > 0:
-        start, rows = cut[end]
-        plan.append((start, end, rows, int(padded_length[end - 1])))
+        start, shape = cut[end]
+        rows, length = divmod(shape, len(length_grid))
+        plan.append((start, end, int(row_grid[rows]), int(length_grid[length])))
         end = start
     return plan[::-1]
+
+
+def _cheapest_shapes(cost_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a batch needing the shape of each cell of ``cost_table`` ``[row buckets, length buckets]``: the least
+    cost of a shape at least as big, and that shape as ``row index * length buckets + length index``.
+
+    Without compilation costs the cell itself is the cheapest; with them a bigger shape already
+    compiled can be.  Ties go to the smaller shape; ``inf`` marks a cell no shape fits.
+    """
+    rows, lengths = cost_table.shape
+    least = cost_table.astype(np.float64)
+    shape = np.arange(rows * lengths).reshape(rows, lengths)
+    for r in range(rows - 1, -1, -1):
+        for c in range(lengths - 1, -1, -1):
+            for other in ((r + 1, c), (r, c + 1)):
+                if other[0] < rows and other[1] < lengths and least[other] < least[r, c]:
+                    least[r, c], shape[r, c] = least[other], shape[other]
+    return least, shape
 
 
 def batch_costs(
@@ -225,12 +256,15 @@ class ShapeGrid:
     row_buckets: tuple[int, ...]
     costs: Mapping[tuple[int, int], float]
     max_tokens: int = 0
+    # What a compilation costs, in the units of ``costs`` (0: compiling is free).
+    compile_cost: float = 0.0
 
     @classmethod
     def for_model(cls, config: EncoderConfig, max_length: int, batch_size: int, max_tokens: int = 0) -> "ShapeGrid":
         """The grid of ``config``'s model for windows of ``max_length`` tokens and at most ``batch_size`` rows."""
         lengths, rows = length_buckets(max_length), batch_buckets(batch_size)
-        return cls(lengths, rows, batch_costs(config, lengths, rows), max_tokens)
+        compile_cost = COMPILE_COST_TOKENS * forward_flops(config, 1, 1)
+        return cls(lengths, rows, batch_costs(config, lengths, rows), max_tokens, compile_cost)
 
     @property
     def max_rows(self) -> int:
@@ -239,10 +273,22 @@ class ShapeGrid:
     def bucket_length(self, length: int) -> int:
         return _bucket(length, self.length_buckets)
 
-    def plan(self, lengths: Sequence[int], sizes: Sequence[int] | None = None) -> list[tuple[int, int, int, int]]:
-        """:func:`plan_batches` on this grid within its token budget; ``lengths`` ascending."""
+    def plan(
+        self,
+        lengths: Sequence[int],
+        sizes: Sequence[int] | None = None,
+        compiled: Container[tuple[int, int]] | None = None,
+    ) -> list[tuple[int, int, int, int]]:
+        """:func:`plan_batches` on this grid within its token budget; ``lengths`` ascending.
+
+        ``compiled``: the ``(rows, length)`` shapes the model has compiled; every other shape
+        costs :attr:`compile_cost` more (None: shapes cost the same compiled or not).
+        """
         max_cells = self.max_tokens or default_max_cells()
-        return plan_batches(lengths, self.length_buckets, self.row_buckets, self.costs, sizes=sizes, max_cells=max_cells)
+        costs = self.costs
+        if compiled is not None:
+            costs = {shape: cost + (0.0 if shape in compiled else self.compile_cost) for shape, cost in costs.items()}
+        return plan_batches(lengths, self.length_buckets, self.row_buckets, costs, sizes=sizes, max_cells=max_cells)
 
 
 def predict_in_batches(
@@ -251,6 +297,7 @@ def predict_in_batches(
     grid: ShapeGrid,
     pad_id: int,
     num_outputs: int,
+    compiled: Container[tuple[int, int]] | None = None,
 ) -> np.ndarray:
     """Runs ``forward`` over length-sorted, grid-shaped batches of ``sequences``.
 
@@ -260,13 +307,14 @@ def predict_in_batches(
       grid: the shapes to pad to and the planner's costs.
       pad_id: the model's padding token id.
       num_outputs: width of ``forward``'s result.
+      compiled: the shapes ``forward`` has compiled, which the plan prefers (:meth:`ShapeGrid.plan`).
 
     Returns:
       float32 ``[len(sequences), num_outputs]``, in input order.
     """
     out = np.zeros((len(sequences), num_outputs), dtype=np.float32)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    for start, end, rows, length in grid.plan([len(sequences[i]) for i in order]):
+    for start, end, rows, length in grid.plan([len(sequences[i]) for i in order], compiled=compiled):
         chunk = order[start:end]
         ids, mask = pad_batch([sequences[i] for i in chunk], rows, length, pad_id)
         out[chunk] = np.asarray(forward(ids, mask))[: len(chunk)]

@@ -86,6 +86,8 @@ def test_batches_overlap_a_bounded_number_in_flight_and_a_failure_stays_in_its_b
         return _Recorded(events, index, input_ids.shape[0], fail=index == 1)
 
     monkeypatch.setattr(runner._classifier, "dispatch_padded", dispatch)
+    # Every shape compiled, so that the plan cuts batches by the texts' lengths alone (enough of them).
+    monkeypatch.setattr(runner._classifier, "compiled_shapes", lambda: frozenset(runner._grid.costs))
     scores = runner.run(_tokenized(runner, TEXTS_AND_LONG).windows)
     n = scores.batches
     assert n > H.IN_FLIGHT_BATCHES + 1

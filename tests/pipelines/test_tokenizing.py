@@ -76,3 +76,28 @@ def test_distinct_texts_keep_first_appearance_order():
     texts, text_of = distinct_texts(["b", "a", "b", "c", "a"])
     assert texts == ["b", "a", "c"]
     assert text_of.tolist() == [0, 1, 0, 2, 1]
+
+
+def test_every_block_of_a_bundle_comes_out_once_and_is_counted(tiny_checkpoint):
+    # Each block is emitted with the next one (its tokenizer call overlaps the rest of the pipeline), the
+    # bundle's last one at its end: none may be lost, doubled or counted on the wrong thread.
+    folder = str(tiny_checkpoint("bert"))
+    blocks = [_block([SHORT_TEXTS[i % len(SHORT_TEXTS)]] * (i + 1)) for i in range(5)]
+    expected = sorted(tuple(block.texts) for block in blocks)
+
+    def check(items) -> None:
+        assert sorted(tuple(item.records.texts) for item in items) == expected
+        for item in items:
+            assert item.text_of.tolist() == [0] * len(item.records)
+            assert len(item.windows.num_tokens) == 1
+
+    pipeline = beam.Pipeline()
+    tokenized = (
+        pipeline
+        | beam.Create(blocks, reshuffle=False)
+        | beam.ParDo(TokenizeBlocks(folder, MAX_LENGTH, STRIDE, MAX_WINDOWS))
+    )
+    assert_that(tokenized, check)
+    result = pipeline.run()
+    result.wait_until_finish()
+    assert _counters(result)["reused_texts"] == sum(range(5))

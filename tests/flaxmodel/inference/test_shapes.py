@@ -22,22 +22,22 @@ from tests.fixtures import minilm_shaped_config
 
 
 def _cheapest_plan_cost(lengths, sizes, length_grid, row_grid, cost, max_cells):
-    """Brute force over every way of cutting the items into consecutive batches."""
+    """Brute force over every way of cutting the items into consecutive batches, each in its cheapest shape."""
     n = len(lengths)
     best = math.inf
     for mask in range(2 ** (n - 1)):
         cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
         total = 0.0
         for start, end in zip(cuts, cuts[1:]):
-            rows_needed = sum(sizes[start:end])
-            rows = next((r for r in row_grid if r >= rows_needed), None)
-            length = next(b for b in length_grid if b >= lengths[end - 1])
-            if rows is None or (
-                max_cells and end - start > 1 and rows > row_grid[0] and rows * length > max_cells
-            ):
-                total = math.inf
-                break
-            total += cost[rows, length]
+            fits = [
+                cost[rows, length]
+                for rows in row_grid
+                for length in length_grid
+                if rows >= sum(sizes[start:end])
+                and length >= lengths[end - 1]
+                and not (max_cells and end - start > 1 and rows > row_grid[0] and rows * length > max_cells)
+            ]
+            total += min(fits, default=math.inf)
         best = min(best, total)
     return best
 
@@ -51,6 +51,10 @@ def test_batch_plan_is_the_cheapest_cut_of_the_sorted_items(seed):
     lengths = sorted(rng.choice([rng.randint(3, 40), rng.randint(3, 128)]) for _ in range(n))
     sizes = [rng.choice([1, 1, 1, 2, 5, 16]) for _ in range(n)]
     max_cells = rng.choice([None, 256, 1024])
+    if seed % 2:
+        # Shapes not yet compiled cost a compilation more, so a bigger shape can be the cheapest.
+        compiled = set(rng.sample(sorted(cost), 12))
+        cost = {shape: value + (0 if shape in compiled else 3e10) for shape, value in cost.items()}
     plan = plan_batches(lengths, length_grid, row_grid, cost, sizes=sizes, max_cells=max_cells)
     assert [(start, end) for start, end, _, _ in plan] == list(
         zip([0] + [end for _, end, _, _ in plan[:-1]], [end for _, end, _, _ in plan])
@@ -60,6 +64,20 @@ def test_batch_plan_is_the_cheapest_cut_of_the_sorted_items(seed):
         assert sum(sizes[start:end]) <= rows and lengths[end - 1] <= length
     total = sum(cost[rows, length] for _, _, rows, length in plan)
     assert total == pytest.approx(_cheapest_plan_cost(lengths, sizes, length_grid, row_grid, cost, max_cells))
+
+
+def test_plans_reuse_a_compiled_shape_unless_its_padding_costs_more_than_a_compilation():
+    grid = ShapeGrid.for_model(minilm_shaped_config(), max_length=128, batch_size=64, max_tokens=10**9)
+    eight_of_30 = [30] * 8
+    assert grid.plan(eight_of_30) == [(0, 8, 8, 32)]
+    # 8 more padded rows of 32 tokens cost less than a compilation: the compiled 16-row shape is taken.
+    assert grid.plan(eight_of_30, compiled={(16, 32)}) == [(0, 8, 16, 32)]
+    # Padding 8 short texts to 64 rows of 128 tokens costs far more: the new shape is compiled.
+    assert grid.plan([10] * 8, compiled={(64, 128)}) == [(0, 8, 8, 12)]
+    # Nothing compiled yet: every shape pays the compilation, so the plan makes fewer, larger batches.
+    mixed = [12] * 8 + [24] * 8 + [40] * 8
+    assert len(grid.plan(mixed)) == 3
+    assert len(grid.plan(mixed, compiled=())) < 3
 
 
 def test_pad_batch_right_pads_ids_and_masks_to_the_bucket_shape():
