@@ -80,6 +80,7 @@ class TokenizeBlocks(beam.DoFn):
         self._shared = shared.Shared()
 
     def setup(self) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tokenize")
         path = self._model_path or default_model_path()
         self._holder = self._shared.acquire(
             lambda: _SharedEncoder(TextEncoder.from_folder(path, self._max_length)),
@@ -87,7 +88,6 @@ class TokenizeBlocks(beam.DoFn):
         )
         self._truncated = Metrics.counter(NAMESPACE, "truncated")
         self._reused = Metrics.counter(NAMESPACE, "reused_texts")
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tokenize")
 
     def start_bundle(self) -> None:
         self._pending: tuple[concurrent.futures.Future, WindowedValue] | None = None
