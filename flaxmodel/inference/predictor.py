@@ -133,8 +133,8 @@ class Classifier:
 
     @property
     def num_compiles(self) -> int:
-        """Distinct (batch, length) shapes run on the devices so far: each one compiled once."""
-        return len({self._device_shape(shape) for shape in self.compiled_shapes()})
+        """Distinct shapes run so far, rows rounded up to a multiple of the devices: each compiled once."""
+        return len({(rows + -rows % len(self.devices), length) for rows, length in self.compiled_shapes()})
 
     @functools.cached_property
     def weights_hash(self) -> str:
@@ -153,11 +153,6 @@ class Classifier:
     def platform(self) -> str:
         """The devices' platform: ``cpu``, ``gpu`` or ``tpu``."""
         return self.devices[0].platform
-
-    def _device_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
-        """The shape a ``(rows, length)`` batch runs as: rows rounded up to a multiple of the device count."""
-        rows, length = shape
-        return rows + -rows % len(self.devices), length
 
     def compiled_shapes(self) -> frozenset[tuple[int, int]]:
         """The ``(rows, length)`` batch shapes run so far, whose programs are compiled."""
