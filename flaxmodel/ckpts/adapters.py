@@ -13,6 +13,7 @@ itself is :mod:`flaxmodel.core.lora`; this module only does the I/O around it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -121,6 +122,21 @@ def save_adapter(
     base: Mapping[str, Any],
 ) -> None:
     """Writes ``adapter_config.json``, ``adapter_model.safetensors`` and ``config.json``."""
+    write_adapter(folder, adapter_state_dict(adapters, trained, config), config=config, lora=lora, base=base)
+
+
+def write_adapter(
+    folder: str, state: Mapping[str, np.ndarray], *, config: EncoderConfig, lora: LoraConfig, base: Mapping[str, Any]
+) -> None:
+    """Writes an adapter folder (tokenizer aside) from its upstream-named tensors.
+
+    Args:
+      folder: the target folder, local or on a Beam filesystem.
+      state: tensor name -> array, as :func:`adapter_state_dict` names them.
+      config: the model's config (``id2label`` included), written as ``config.json``.
+      lora: the LoRA settings the factors in ``state`` were made for.
+      base: the base encoder's reference (see :func:`base_reference`).
+    """
     from safetensors.numpy import save
 
     adapter_config = {
@@ -132,10 +148,7 @@ def save_adapter(
     }
     files.write_bytes(files.join(folder, ADAPTER_CONFIG), json.dumps(adapter_config, indent=2).encode())
     files.write_bytes(files.join(folder, CONFIG_FILE), json.dumps(config.to_hf_dict(), indent=2).encode())
-    files.write_bytes(
-        files.join(folder, ADAPTER_WEIGHTS),
-        save(adapter_state_dict(adapters, trained, config), metadata={"format": "pt"}),
-    )
+    files.write_bytes(files.join(folder, ADAPTER_WEIGHTS), save(dict(state), metadata={"format": "pt"}))
 
 
 def is_adapter_folder(folder: str) -> bool:
@@ -189,19 +202,45 @@ def _read_factors(factors: dict[str, np.ndarray], config: EncoderConfig, lora: L
     return traverse_util.unflatten_dict(adapters)
 
 
-def load_adapter_checkpoint(folder: str, *, labels: Sequence[str] | None = None) -> Checkpoint:
-    """The merged :class:`~flaxmodel.ckpts.checkpoint.Checkpoint` of an adapter folder."""
-    lora, base_ref = read_adapter_config(folder)
+@dataclasses.dataclass(frozen=True)
+class AdapterParts:
+    """An adapter folder's contents, not merged into any base.
+
+    Attributes:
+      config: its ``config.json``.
+      lora: rank, alpha and target modules.
+      base: the base encoder's reference (``package`` or ``path``, ``sha256``).
+      adapters: ``{module path: {"lora_a": [in, rank], "lora_b": [rank, out]}}``.
+      trained: the other trained tensors (head, layer norms) by upstream name.
+    """
+
+    config: EncoderConfig
+    lora: LoraConfig
+    base: dict[str, Any]
+    adapters: Adapters
+    trained: dict[str, np.ndarray]
+
+
+def read_adapter(folder: str) -> AdapterParts:
+    """Reads an adapter folder's config, factors and trained tensors without touching its base."""
+    lora, base = read_adapter_config(folder)
     config = load_config(folder)
-    check_labels(folder, config, labels)
-    base_folder = resolve_base(base_ref, files.join(folder, ADAPTER_CONFIG))
     weights_path = files.join(folder, ADAPTER_WEIGHTS)
     if not files.exists(weights_path):
         raise CheckpointError(f"{folder}: no {ADAPTER_WEIGHTS}")
     saved = parse_safetensors(files.read_bytes(weights_path), weights_path)
     factors = {k: v for k, v in saved.items() if ".lora_A." in k or ".lora_B." in k}
     trained = {k: v for k, v in saved.items() if k not in factors}
-    params, _ = params_from_state_dict(_overlay(read_state_dict(base_folder), trained, config), config, source=folder)
-    merged = merge(params, _read_factors(factors, config, lora, weights_path), lora.scale)
+    return AdapterParts(config, lora, base, _read_factors(factors, config, lora, weights_path), trained)
+
+
+def load_adapter_checkpoint(folder: str, *, labels: Sequence[str] | None = None) -> Checkpoint:
+    """The merged :class:`~flaxmodel.ckpts.checkpoint.Checkpoint` of an adapter folder."""
+    parts = read_adapter(folder)
+    config = parts.config
+    check_labels(folder, config, labels)
+    base_folder = resolve_base(parts.base, files.join(folder, ADAPTER_CONFIG))
+    params, _ = params_from_state_dict(_overlay(read_state_dict(base_folder), parts.trained, config), config, source=folder)
+    merged = merge(params, parts.adapters, parts.lora.scale)
     merged = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), merged)
     return Checkpoint(config=config, params=merged, source=folder, fresh_head=False)

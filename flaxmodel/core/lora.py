@@ -92,3 +92,32 @@ def merge(params: Params, adapters: Adapters, scale: float) -> Params:
         module = path[:-1]
         flat[(*module, "kernel")] = flat[(*module, "kernel")] + scale * (a @ factors[(*module, "lora_b")])
     return traverse_util.unflatten_dict(flat)
+
+
+def combine(adapters: list[Adapters], scales: list[float], weights: list[float]) -> Adapters:
+    """One adapter whose update is the weighted sum of several adapters' updates, exactly, at scale 1.
+
+    ``sum_i w_i * s_i * a_i @ b_i`` is ``[a_1 ... a_k] @ [w_1 s_1 b_1; ...; w_k s_k b_k]``: the ``a``
+    factors side by side, the ``b`` factors stacked, so the result has rank ``sum_i rank_i`` and no
+    approximation (an SVD to a lower rank would lose part of the average).
+
+    Args:
+      adapters: the adapters, each ``{module path: {"lora_a": [in, rank_i], "lora_b": [rank_i, out]}}``,
+        all on the same modules.
+      scales: each adapter's ``alpha / rank``.
+      weights: each adapter's weight in the sum (1/k each for a uniform average).
+
+    Returns:
+      The combined adapter, to be merged with scale 1.0.
+    """
+    flats = [traverse_util.flatten_dict(a) for a in adapters]
+    if any(flat.keys() != flats[0].keys() for flat in flats):
+        raise ConfigError("adapters to combine must adapt the same modules")
+    out = {}
+    for path in flats[0]:
+        if path[-1] == "lora_a":
+            out[path] = np.concatenate([np.asarray(flat[path]) for flat in flats], axis=1)
+        else:
+            parts = [w * s * np.asarray(flat[path]) for flat, s, w in zip(flats, scales, weights)]
+            out[path] = np.concatenate(parts, axis=0)
+    return traverse_util.unflatten_dict(out)

@@ -19,8 +19,9 @@ Modules, each importing only those before it:
 - ``export`` and ``evaluation``: model folders, and the end-of-epoch scores and ``best/`` export;
 - ``loop``: :func:`train`, the driver;
 - ``cli`` / ``__main__``: the ``flaxmodel-train`` command line;
-- ``thresholds`` and ``export_data``: stand-alone commands (recommended thresholds into a model
-  folder; a mixture's validation rows for the evaluation job), imported by nothing here.
+- ``thresholds``, ``export_data`` and ``soup``: stand-alone commands (recommended thresholds into a
+  model folder; a mixture's validation rows for the evaluation job; the weight average of several
+  runs as one model folder), imported by nothing here.
 
 Its libraries (optax, orbax-checkpoint, tqdm) are the ``[train]`` extra; nothing
 outside this package imports them, or it.

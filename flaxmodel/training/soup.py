@@ -1,0 +1,159 @@
+"""Model soups: one model whose weights are the weighted average of several fine-tuned runs.
+
+``python -m flaxmodel.training.soup --models runs/a/best,runs/b/best --output runs/soup [--weights 0.5,0.5]``
+
+Runs fine-tuned from the same base with the same seed (so the same fresh head
+and adapter initialisation) and different data (mixture weights, templates)
+end close enough in weight space that their average is a model of its own,
+often better than each (Wortsman et al. 2022, "Model soups"), and it costs what
+one model costs at inference.  Whether it is better is for the validation data
+to say: score it like any model folder (``pipelines.evaluate``), and choose its
+thresholds anew (:mod:`flaxmodel.training.thresholds`); an ingredient's
+thresholds are not carried over.
+
+Adapter folders average exactly and stay small: the averaged update of each
+adapted kernel is one adapter of the summed rank
+(:func:`flaxmodel.core.lora.combine`), and the head and layer norms are
+averaged tensor by tensor.  Full checkpoints average every tensor.  The
+ingredients must share the base encoder, the labels, the adapted modules and
+the tokenizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from flaxmodel.ckpts import files
+from flaxmodel.ckpts.adapters import adapter_state_dict, is_adapter_folder, read_adapter, write_adapter
+from flaxmodel.ckpts.checkpoint import save_checkpoint
+from flaxmodel.ckpts.loader import load_checkpoint
+from flaxmodel.core.lora import LoraConfig, combine
+from flaxmodel.errors import ConfigError, ModerationError
+from flaxmodel.inference.tokenizer import TOKENIZER_FILE
+
+
+def _weights(count: int, weights: Sequence[float] | None) -> list[float]:
+    if count < 2:
+        raise ConfigError(f"a soup needs at least two models, got {count}")
+    if weights is None:
+        return [1.0 / count] * count
+    if len(weights) != count or any(not w > 0 for w in weights):
+        raise ConfigError(f"--weights needs one positive weight per model ({count}), got {list(weights)}")
+    total = float(sum(weights))
+    return [w / total for w in weights]
+
+
+def _tokenizer(folders: Sequence[str]) -> bytes:
+    texts = [files.read_bytes(files.join(f, TOKENIZER_FILE)) for f in folders]
+    differing = [f for f, t in zip(folders, texts) if t != texts[0]]
+    if differing:
+        raise ConfigError(f"{differing} have a different {TOKENIZER_FILE} than {folders[0]}: not one model's runs")
+    return texts[0]
+
+
+def _make_folder(output: str) -> None:
+    if not files.is_remote(output):
+        os.makedirs(output, exist_ok=True)
+
+
+def _adapter_soup(folders: Sequence[str], weights: Sequence[float], output: str) -> None:
+    parts = [read_adapter(f) for f in folders]
+    first = parts[0]
+    for folder, part in zip(folders[1:], parts[1:]):
+        if part.base.get("sha256") != first.base.get("sha256"):
+            raise ConfigError(f"{folder} adapts another base encoder than {folders[0]}")
+        if part.config.to_hf_dict() != first.config.to_hf_dict():
+            raise ConfigError(f"{folder}: its config.json (labels, architecture) differs from {folders[0]}'s")
+        if part.lora.targets != first.lora.targets or part.trained.keys() != first.trained.keys():
+            raise ConfigError(f"{folder} trained other modules than {folders[0]} (LoRA targets or trained tensors)")
+    adapters = combine([p.adapters for p in parts], [p.lora.scale for p in parts], list(weights))
+    rank = sum(p.lora.rank for p in parts)
+    # alpha = rank: the combined factors already carry each ingredient's scale and weight.
+    lora = LoraConfig(rank=rank, alpha=float(rank), targets=first.lora.targets)
+    state = adapter_state_dict(adapters, {}, first.config)
+    for name in first.trained:
+        state[name] = sum(w * np.asarray(p.trained[name], np.float32) for w, p in zip(weights, parts))
+    _make_folder(output)
+    write_adapter(output, state, config=first.config, lora=lora, base=first.base)
+
+
+def _full_soup(folders: Sequence[str], weights: Sequence[float], output: str) -> None:
+    checkpoints = [load_checkpoint(f) for f in folders]
+    for folder, checkpoint in zip(folders[1:], checkpoints[1:]):
+        if checkpoint.config.to_hf_dict() != checkpoints[0].config.to_hf_dict():
+            raise ConfigError(f"{folder}: its config.json (labels, architecture) differs from {folders[0]}'s")
+    params = jax.tree_util.tree_map(
+        lambda *leaves: sum(w * np.asarray(x, np.float32) for w, x in zip(weights, leaves)),
+        *[c.params for c in checkpoints],
+    )
+    _make_folder(output)
+    save_checkpoint(output, params, checkpoints[0].config)
+
+
+def make_soup(folders: Sequence[str], output: str, weights: Sequence[float] | None = None) -> str:
+    """Writes the weighted average of several model folders as one model folder.
+
+    Args:
+      folders: two or more adapter folders, or two or more full checkpoint folders, from the same base.
+      output: the folder to write (created; files already there are overwritten).
+      weights: one positive weight per folder, normalised to sum to 1; default: uniform.
+
+    Returns:
+      ``output``.
+
+    Raises:
+      ConfigError: before anything is written, when the folders are not runs of one model.
+    """
+    folders = [str(f) for f in folders]
+    weights = _weights(len(folders), weights)
+    missing = [f for f in folders if not files.is_dir(f)]
+    if missing:
+        raise ConfigError(f"{missing}: no such model folder")
+    kinds = {is_adapter_folder(f) for f in folders}
+    if len(kinds) != 1:
+        raise ConfigError("mix of adapter folders and full checkpoints: soup adapters with adapters only")
+    tokenizer = _tokenizer(folders)
+    (_adapter_soup if kinds == {True} else _full_soup)(folders, weights, output)
+    files.write_bytes(files.join(output, TOKENIZER_FILE), tokenizer)
+    return output
+
+
+@dataclasses.dataclass(frozen=True)
+class _Args:
+    models: list[str]
+    output: str
+    weights: list[float] | None
+
+
+def _parse(argv: Sequence[str] | None) -> _Args:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", required=True, help="Comma-separated model folders (runs' best/ folders).")
+    parser.add_argument("--output", required=True, help="Folder to write the soup to.")
+    parser.add_argument("--weights", default="", help="Comma-separated weight per model; default: uniform.")
+    args = parser.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        weights = [float(w) for w in args.weights.split(",")] if args.weights.strip() else None
+    except ValueError:
+        parser.error(f"--weights must be numbers, got {args.weights!r}")
+    return _Args(models, args.output, weights)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parses ``argv`` and writes the soup."""
+    args = _parse(argv)
+    try:
+        make_soup(args.models, args.output, args.weights)
+    except ModerationError as err:
+        raise SystemExit(f"soup: {err}") from None
+    print(f"soup of {len(args.models)} models -> {args.output}; choose its thresholds on validation before use")
+
+
+if __name__ == "__main__":
+    main()

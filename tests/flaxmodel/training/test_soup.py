@@ -1,0 +1,120 @@
+"""Model soups: the averaged folder loads as the exact weight average of its ingredients."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from flaxmodel import ConfigError, TextEncoder, load_checkpoint, load_classifier
+from flaxmodel.ckpts.adapters import ADAPTER_CONFIG, base_reference, save_adapter
+from flaxmodel.ckpts.checkpoint import save_checkpoint
+from flaxmodel.core.lora import LoraConfig, init_adapters
+from flaxmodel.training import soup
+from tests.fixtures import LABELS, SHORT_TEXTS
+
+
+@pytest.fixture()
+def base(tiny_checkpoint):
+    folder = str(tiny_checkpoint("bert", head=False))
+    return folder, load_checkpoint(folder, labels=LABELS)
+
+
+def _adapter_folder(folder, base_folder, checkpoint, lora: LoraConfig, seed: int) -> str:
+    adapters = init_adapters(checkpoint.params, lora, jax.random.PRNGKey(seed))
+    keys = iter(jax.random.split(jax.random.PRNGKey(seed + 100), 64))
+    adapters = traverse_util.path_aware_map(
+        lambda path, x: 0.1 * jax.random.normal(next(keys), x.shape) if path[-1] == "lora_b" else x, adapters
+    )
+    head = jax.tree_util.tree_map(lambda x: x + 0.3 * seed, checkpoint.params["head"])
+    norm = checkpoint.params["encoder"]["layer_0"]["ffn_norm"]["scale"] * (1 + 0.1 * seed)
+    trained = {"head": head, "encoder": {"layer_0": {"ffn_norm": {"scale": norm}}}}
+    save_adapter(
+        str(folder), adapters=adapters, trained=trained, config=checkpoint.config, lora=lora,
+        base=base_reference(base_folder),
+    )
+    TextEncoder.from_folder(base_folder, 48).save(str(folder))
+    return str(folder)
+
+
+def _assert_average(soup_folder, folders, weights):
+    merged = [load_checkpoint(f).params for f in folders]
+    expected = jax.tree_util.tree_map(lambda *xs: sum(w * np.asarray(x) for w, x in zip(weights, xs)), *merged)
+    got = load_checkpoint(soup_folder).params
+    flat_got, flat_expected = traverse_util.flatten_dict(got), traverse_util.flatten_dict(expected)
+    assert flat_got.keys() == flat_expected.keys()
+    for path, value in flat_expected.items():
+        np.testing.assert_allclose(flat_got[path], value, rtol=1e-5, atol=1e-6, err_msg=str(path))
+
+
+def test_adapter_soup_is_the_exact_weighted_average_of_the_merged_models(base, tmp_path):
+    base_folder, checkpoint = base
+    targets = ("query", "value", "intermediate")
+    a = _adapter_folder(tmp_path / "a", base_folder, checkpoint, LoraConfig(rank=2, alpha=4, targets=targets), 1)
+    b = _adapter_folder(tmp_path / "b", base_folder, checkpoint, LoraConfig(rank=3, alpha=3, targets=targets), 2)
+
+    out = soup.make_soup([a, b], str(tmp_path / "uniform"))
+    _assert_average(out, [a, b], [0.5, 0.5])
+    saved = json.loads(open(os.path.join(out, ADAPTER_CONFIG)).read())
+    assert (saved["rank"], saved["alpha"]) == (5, 5.0)  # ranks add up; the scale is folded into the factors
+
+    weighted = soup.make_soup([a, b], str(tmp_path / "weighted"), weights=[1, 3])
+    _assert_average(weighted, [a, b], [0.25, 0.75])
+    probabilities = load_classifier(weighted).predict_proba(SHORT_TEXTS)
+    assert probabilities.shape == (len(SHORT_TEXTS), len(LABELS))
+
+
+def test_full_checkpoint_soup_averages_every_tensor(tiny_checkpoint, tmp_path):
+    first = str(tiny_checkpoint("bert"))
+    checkpoint = load_checkpoint(first)
+    second = str(tmp_path / "second")
+    shutil.copytree(first, second)
+    save_checkpoint(second, jax.tree_util.tree_map(lambda x: np.asarray(x) * 1.5 + 0.01, checkpoint.params), checkpoint.config)
+
+    out = soup.make_soup([first, second], str(tmp_path / "soup"))
+    _assert_average(out, [first, second], [0.5, 0.5])
+
+
+def test_runs_of_different_models_are_refused_before_anything_is_written(base, tiny_checkpoint, tmp_path):
+    base_folder, checkpoint = base
+    lora = LoraConfig(rank=2, alpha=4, targets=("query",))
+    a = _adapter_folder(tmp_path / "a", base_folder, checkpoint, lora, 1)
+    other_targets = _adapter_folder(tmp_path / "b", base_folder, checkpoint, LoraConfig(rank=2, targets=("value",)), 2)
+    relabeled = str(tmp_path / "relabeled")
+    shutil.copytree(a, relabeled)
+    config = json.loads(open(os.path.join(relabeled, "config.json")).read())
+    config["id2label"] = {str(i): f"class_{i}" for i in range(len(LABELS))}
+    config["label2id"] = {f"class_{i}": i for i in range(len(LABELS))}
+    open(os.path.join(relabeled, "config.json"), "w").write(json.dumps(config))
+    out = tmp_path / "never"
+
+    with pytest.raises(ConfigError, match="other modules"):
+        soup.make_soup([a, other_targets], str(out))
+    with pytest.raises(ConfigError, match="labels"):
+        soup.make_soup([a, relabeled], str(out))
+    with pytest.raises(ConfigError, match="adapter folders and full checkpoints"):
+        soup.make_soup([a, str(tiny_checkpoint("bert"))], str(out))
+    with pytest.raises(ConfigError, match="at least two"):
+        soup.make_soup([a], str(out))
+    with pytest.raises(ConfigError, match="one positive weight per model"):
+        soup.make_soup([a, a], str(out), weights=[1, 0])
+    assert not out.exists()
+
+
+def test_command_line_writes_a_loadable_soup_and_reports_bad_input(base, tmp_path, capsys):
+    base_folder, checkpoint = base
+    lora = LoraConfig(rank=2, alpha=4, targets=("query",))
+    a = _adapter_folder(tmp_path / "a", base_folder, checkpoint, lora, 1)
+    b = _adapter_folder(tmp_path / "b", base_folder, checkpoint, lora, 2)
+    out = str(tmp_path / "soup")
+
+    soup.main(["--models", f"{a},{b}", "--output", out])
+    assert "choose its thresholds on validation" in capsys.readouterr().out
+    _assert_average(out, [a, b], [0.5, 0.5])
+    with pytest.raises(SystemExit, match="no such model folder"):
+        soup.main(["--models", f"{a},{tmp_path / 'missing'}", "--output", str(tmp_path / "x")])
