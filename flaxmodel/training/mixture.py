@@ -131,18 +131,20 @@ def _source(name: str, table: Mapping[str, Any], classes: tuple[str, ...]) -> So
     return source
 
 
-def load_mixture(path: str) -> Mixture:
-    """Reads and checks a mixture file.
+def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` on top; tables merge key by key, except a source's label mapping,
+    which an override replaces whole (half of one mapping and half of another would be neither)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "labels":
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
-    Args:
-      path: a TOML file (see ``mixtures/default.toml``).
 
-    Returns:
-      The :class:`Mixture`.
-
-    Raises:
-      ConfigError: naming the source and key at fault.
-    """
+def _read_table(path: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    """The TOML table of a mixture file, with the file its ``extends`` names (relative to it) underneath."""
     try:
         with open(path, "rb") as f:
             table = tomllib.load(f)
@@ -150,6 +152,29 @@ def load_mixture(path: str) -> Mixture:
         raise ConfigError(f"--mixture {path}: no such file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"--mixture {path}: not valid TOML ({err})") from None
+    parent = table.pop("extends", None)
+    if parent is None:
+        return table
+    parent = os.path.join(os.path.dirname(path), str(parent))
+    if os.path.abspath(parent) in seen:
+        raise ConfigError(f"--mixture {path}: 'extends' loops back to {parent}")
+    return _merged(_read_table(parent, (*seen, os.path.abspath(path))), table)
+
+
+def load_mixture(path: str) -> Mixture:
+    """Reads and checks a mixture file.
+
+    Args:
+      path: a TOML file (see ``mixtures/default.toml``); one with ``extends = "other.toml"`` (a
+        path relative to it) is that file with its own keys on top, source by source.
+
+    Returns:
+      The :class:`Mixture`.
+
+    Raises:
+      ConfigError: naming the source and key at fault.
+    """
+    table = _read_table(path, ())
     classes = tuple(table.get("classes", ()))
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise ConfigError(f"--mixture {path}: 'classes' must list at least two distinct class names")

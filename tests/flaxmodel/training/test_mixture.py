@@ -112,10 +112,30 @@ def test_a_label_without_mapping_fails_before_training(mixture_root):
         read_mixture(load_mixture(str(path)), str(mixture_root))
 
 
-def test_the_default_mixture_is_valid():
+def test_the_default_mixtures_are_valid():
     mixture = load_mixture(DEFAULT_MIXTURE)
     assert mixture.classes == ("hate", "offensive", "neither")
     assert "functional" in {s.name for s in mixture.sources}
+    tweets = load_mixture(DEFAULT_MIXTURE.replace("default.toml", "default_tweets.toml"))
+    assert [s.name for s in tweets.sources] == [s.name for s in mixture.sources]
+    assert [s.labels for s in tweets.sources] == [s.labels for s in mixture.sources]
+
+
+def test_a_mixture_extends_another_and_overrides_its_keys(mixture_root):
+    (mixture_root / "more.toml").write_text(
+        'extends = "mixture.toml"\n[sources.coarse]\nweight = 2.0\n[sources.coarse.labels]\nrude = ["hostile"]\n'
+        'unsure = []\nspam = []\n'
+    )
+    base, more = load_mixture(str(mixture_root / "mixture.toml")), load_mixture(str(mixture_root / "more.toml"))
+    assert (more.classes, more.seed) == (base.classes, base.seed)
+    assert more.sources[0] == base.sources[0]
+    coarse = more.sources[1]
+    assert (coarse.weight, coarse.text_field, coarse.val_fraction) == (2.0, "post", 0.25)
+    # A label mapping is replaced whole, not merged label by label.
+    assert coarse.labels == {"rude": ("hostile",), "unsure": (), "spam": ()}
+    (mixture_root / "loop.toml").write_text('extends = "loop.toml"\n')
+    with pytest.raises(ConfigError, match="loops back"):
+        load_mixture(str(mixture_root / "loop.toml"))
 
 
 def test_an_epoch_samples_weight_times_each_source():
