@@ -24,7 +24,6 @@ the tokenizer.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from typing import Sequence
 
@@ -49,6 +48,10 @@ def _weights(count: int, weights: Sequence[float] | None) -> list[float]:
         raise ConfigError(f"--weights needs one positive weight per model ({count}), got {list(weights)}")
     total = float(sum(weights))
     return [w / total for w in weights]
+
+
+def _weighted(weights: Sequence[float], arrays: Sequence[np.ndarray]) -> np.ndarray:
+    return sum(w * np.asarray(x, np.float32) for w, x in zip(weights, arrays))
 
 
 def _tokenizer(folders: Sequence[str]) -> bytes:
@@ -80,7 +83,7 @@ def _adapter_soup(folders: Sequence[str], weights: Sequence[float], output: str)
     lora = LoraConfig(rank=rank, alpha=float(rank), targets=first.lora.targets)
     state = adapter_state_dict(adapters, {}, first.config)
     for name in first.trained:
-        state[name] = sum(w * np.asarray(p.trained[name], np.float32) for w, p in zip(weights, parts))
+        state[name] = _weighted(weights, [p.trained[name] for p in parts])
     _make_folder(output)
     write_adapter(output, state, config=first.config, lora=lora, base=first.base)
 
@@ -90,10 +93,7 @@ def _full_soup(folders: Sequence[str], weights: Sequence[float], output: str) ->
     for folder, checkpoint in zip(folders[1:], checkpoints[1:]):
         if checkpoint.config.to_hf_dict() != checkpoints[0].config.to_hf_dict():
             raise ConfigError(f"{folder}: its config.json (labels, architecture) differs from {folders[0]}'s")
-    params = jax.tree_util.tree_map(
-        lambda *leaves: sum(w * np.asarray(x, np.float32) for w, x in zip(weights, leaves)),
-        *[c.params for c in checkpoints],
-    )
+    params = jax.tree_util.tree_map(lambda *leaves: _weighted(weights, leaves), *[c.params for c in checkpoints])
     _make_folder(output)
     save_checkpoint(output, params, checkpoints[0].config)
 
@@ -126,14 +126,8 @@ def make_soup(folders: Sequence[str], output: str, weights: Sequence[float] | No
     return output
 
 
-@dataclasses.dataclass(frozen=True)
-class _Args:
-    models: list[str]
-    output: str
-    weights: list[float] | None
-
-
-def _parse(argv: Sequence[str] | None) -> _Args:
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parses ``argv`` and writes the soup."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", required=True, help="Comma-separated model folders (runs' best/ folders).")
     parser.add_argument("--output", required=True, help="Folder to write the soup to.")
@@ -144,17 +138,11 @@ def _parse(argv: Sequence[str] | None) -> _Args:
         weights = [float(w) for w in args.weights.split(",")] if args.weights.strip() else None
     except ValueError:
         parser.error(f"--weights must be numbers, got {args.weights!r}")
-    return _Args(models, args.output, weights)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parses ``argv`` and writes the soup."""
-    args = _parse(argv)
     try:
-        make_soup(args.models, args.output, args.weights)
+        make_soup(models, args.output, weights)
     except ModerationError as err:
         raise SystemExit(f"soup: {err}") from None
-    print(f"soup of {len(args.models)} models -> {args.output}; choose its thresholds on validation before use")
+    print(f"soup of {len(models)} models -> {args.output}; choose its thresholds on validation before use")
 
 
 if __name__ == "__main__":
