@@ -129,6 +129,17 @@ TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
         "If you ask me, {g} are a cancer on society.",
         "I feel that {g} are dirty and dangerous.",
         "My view is that {g} should have fewer rights.",
+        # Hedged: a disclaimer or a softener before the attack does not make it less hateful.
+        "I'm not a bigot, but {g} are ruining this country.",
+        "No offence, but {g} are disgusting.",
+        "Personally, I find {g} repulsive.",
+        "Call me old-fashioned, but {g} shouldn't be raising children.",
+        "I'm just saying what everyone thinks: {g} are parasites.",
+        "Frankly, I believe {g} are a burden on everyone else.",
+        "To be honest, I think {g} should be kept out of this country.",
+        "Maybe it's just me, but {g} ruin every place they move to.",
+        "It's my opinion that {g} don't deserve equal rights.",
+        "I'm entitled to my view, and my view is that {g} are subhuman.",
     )),
     # The group is named once and attacked through a pronoun in a later clause or sentence.
     "pronoun_reference": (HATE, (
@@ -272,6 +283,11 @@ TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
         "{g} moved in next door, and they are lovely.",
         "Whenever I see {g} at the market, they greet me warmly.",
         "My town has many {g} now, and they make it better.",
+        # Opinions that praise or defend: "I think" and "my view" alone do not make a sentence hateful.
+        "In my opinion {g} deserve far more credit.",
+        "If you ask me, {g} are the backbone of this city.",
+        "I honestly believe {g} make our schools better.",
+        "My view is that {g} should have the same rights as everyone.",
     )),
     "abuse_not_protected": ("offensive", (
         "{n} are disgusting.",
