@@ -9,7 +9,8 @@ question, hate that names its target once and attacks it through a pronoun,
 negated or quoted hate, counter-speech, profanity that targets no group, abuse
 of one person, neutral mentions of a group.  Every case is a
 template filled with a target: protected groups for the hateful cases and
-their contrasts, non-protected groups for abuse that is not hate.  All
+their contrasts, non-protected groups for abuse that is not hate, or a group named
+only by a category ("people from that religion").  All
 templates here were written for this project; none comes from, or is built
 from, any published suite (HateCheck stays a held-back judge that we never
 train or select on).
@@ -37,6 +38,14 @@ PROTECTED = (
 NOT_PROTECTED = (
     "politicians", "lawyers", "bankers", "landlords", "journalists", "vegans", "gamers", "cyclists",
 )
+# A group referred to only by a category or a demonstrative ("that religion"): the sentence names no group
+# the model could key on, so the attack itself has to carry the label.
+UNNAMED = (
+    "people from that religion", "people of that race", "people from that country", "those people",
+    "people of that faith", "people from that culture",
+)
+# Placeholder -> the targets it is filled with; a functionality's first template decides.
+FILLERS = {"{g}": PROTECTED, "{n}": NOT_PROTECTED, "{v}": UNNAMED}
 HATE = "hate"
 NOT_HATE = "offensive|neither"
 
@@ -152,6 +161,28 @@ TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
         "{g} again? Someone should get rid of them.",
         "My town is full of {g} now, and they make me sick.",
     )),
+    "unnamed_group": (HATE, (
+        "{v} are dangerous and should be driven out.",
+        "{v} should never be allowed to vote.",
+        "{v} are filthy animals.",
+        "I would ban {v} from this country tomorrow.",
+        "{v} are all thieves and liars.",
+        "Keep {v} away from our children.",
+        "{v} are a cancer wherever they go.",
+        "{v} deserve to suffer, all of them.",
+        "{v} are not welcome here and never will be.",
+        "The world would be better without {v}.",
+    )),
+    "unnamed_group_neutral": ("neither", (
+        "{v} are welcome here.",
+        "I've worked with {v} for years, and they are great.",
+        "{v} have the same rights as anyone else.",
+        "We invited {v} to the festival.",
+        "{v} are no more dangerous than anyone else.",
+        "A few of my neighbours are {v}.",
+        "I learned a lot from {v} at the workshop.",
+        "{v} deserve to be treated fairly.",
+    )),
     "slur": (HATE, (
         "Get out of here, you filthy faggot.",
         "Those dykes are disgusting.",
@@ -201,6 +232,16 @@ TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
         "{g} are not subhuman, and saying so is wrong.",
         "I don't think {g} should be kicked out.",
         "Nobody I know thinks {g} are rats.",
+        "{g} are not dangerous, and they never have been.",
+        "It's false that {g} are criminals.",
+        "{g} are not parasites; they work as hard as anyone.",
+        "I don't agree that {g} are inferior.",
+        "There's no reason to fear {g}.",
+        "{g} aren't animals and never will be.",
+        "It is not okay to say {g} should be banned.",
+        "I'd never claim {g} are a disease.",
+        "{g} are not less intelligent than anyone else.",
+        "Nobody should be afraid of {g}.",
     )),
     "counter_speech": (NOT_HATE, (
         "Saying {g} are vermin is disgusting, and you should be ashamed.",
@@ -379,7 +420,7 @@ class Case:
 
 
 def _sentence(template: str, group: str) -> str:
-    text = template.format(g=group, n=group)
+    text = template.format(g=group, n=group, v=group)
     return text[0].upper() + text[1:]
 
 
@@ -397,9 +438,9 @@ def cases(split: str) -> list[Case]:
     parity = SPLITS.index(split)
     out: list[Case] = []
     for functionality, (label, templates) in TEMPLATES.items():
-        groups = NOT_PROTECTED if "{n}" in templates[0] else PROTECTED
+        groups = next((g for p, g in FILLERS.items() if p in templates[0]), ())
         for template in templates[parity::2]:
-            if "{g}" in template or "{n}" in template:
+            if any(p in template for p in FILLERS):
                 out.extend(Case(_sentence(template, g), label, functionality, g) for g in groups)
             else:
                 out.append(Case(template, label, functionality, ""))
