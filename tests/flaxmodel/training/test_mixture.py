@@ -198,3 +198,10 @@ def test_functional_suite_halves_use_different_templates():
     hateful = {c.functionality for c in val_cases if c.label == "hate"}
     assert {"derogation", "threat", "dehumanisation", "slur"} <= hateful
     assert functional.cases("val") == val_cases
+
+
+def test_functional_unnamed_group_cases_name_no_protected_group():
+    unnamed = [c for c in functional.cases("train") if c.functionality.startswith("unnamed_group")]
+    assert {c.target for c in unnamed} == set(functional.UNNAMED)
+    named = [g.lower() for g in functional.PROTECTED]
+    assert not [c.text for c in unnamed if any(g in c.text.lower() for g in named)]
