@@ -121,3 +121,36 @@ def combine(adapters: list[Adapters], scales: list[float], weights: list[float])
             parts = [w * s * np.asarray(flat[path]) for flat, s, w in zip(flats, scales, weights)]
             out[path] = np.concatenate(parts, axis=0)
     return traverse_util.unflatten_dict(out)
+
+
+def truncate(adapters: Adapters, rank: int) -> tuple[Adapters, float]:
+    """The best approximation of an adapter's updates at a lower rank (truncated SVD, module by module).
+
+    A combined adapter has the summed rank of its ingredients; truncating it trades part of the update
+    for a smaller file.  How much is lost is for validation to judge; the kept share of the update's
+    energy (squared Frobenius norm) is returned as a first sign.
+
+    Args:
+      adapters: ``{module path: {"lora_a": [in, r], "lora_b": [r, out]}}``, merged at scale 1.0.
+      rank: the rank to keep; modules already at or below it are returned as they are.
+
+    Returns:
+      ``(adapters, kept)``: the truncated adapter (``lora_a: [in, k]``, ``lora_b: [k, out]``,
+      ``k = min(rank, r)``, still at scale 1.0) and the share of the total energy kept, in [0, 1].
+    """
+    if rank < 1:
+        raise ConfigError(f"rank must be at least 1, got {rank}")
+    flat = traverse_util.flatten_dict(adapters)
+    out, kept, total = {}, 0.0, 0.0
+    for path in [p for p in flat if p[-1] == "lora_a"]:
+        a, b = np.asarray(flat[path], np.float64), np.asarray(flat[(*path[:-1], "lora_b")], np.float64)
+        # The SVD of a @ b from the small factors: a = Qa Ra, b^T = Qb Rb, a @ b = Qa (Ra Rb^T) Qb^T.
+        qa, ra = np.linalg.qr(a)
+        qb, rb = np.linalg.qr(b.T)
+        u, s, vt = np.linalg.svd(ra @ rb.T)
+        k = min(rank, s.size)
+        kept, total = kept + float(np.sum(s[:k] ** 2)), total + float(np.sum(s**2))
+        root = np.sqrt(s[:k])
+        out[path] = ((qa @ u[:, :k]) * root).astype(np.float32)
+        out[(*path[:-1], "lora_b")] = (root[:, None] * (vt[:k] @ qb.T)).astype(np.float32)
+    return traverse_util.unflatten_dict(out), (kept / total if total else 1.0)

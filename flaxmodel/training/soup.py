@@ -1,6 +1,7 @@
 """Model soups: one model whose weights are the weighted average of several fine-tuned runs.
 
-``python -m flaxmodel.training.soup --models runs/a/best,runs/b/best --output runs/soup [--weights 0.5,0.5]``
+``python -m flaxmodel.training.soup --models runs/a/best,runs/b/best --output runs/soup [--weights 0.5,0.5]
+[--max_rank 16]``
 
 Runs fine-tuned from the same base with the same seed (so the same fresh head
 and adapter initialisation) and different data (mixture weights, templates)
@@ -16,7 +17,10 @@ thresholds are not carried over.
 Adapter folders average exactly and stay small: the averaged update of each
 adapted kernel is one adapter of the summed rank
 (:func:`flaxmodel.core.lora.combine`), and the head and layer norms are
-averaged tensor by tensor.  Full checkpoints average every tensor.  The
+averaged tensor by tensor; ``--max_rank`` keeps the best approximation of
+that update at a lower rank instead (truncated SVD, :func:`flaxmodel.core.lora.truncate`),
+for a smaller folder; the share of the update kept is logged, and validation
+decides whether what it drops matters.  Full checkpoints average every tensor.  The
 ingredients must share the base encoder, the labels, the adapted modules and
 the tokenizer.
 """
@@ -24,6 +28,7 @@ the tokenizer.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import Sequence
 
@@ -34,9 +39,11 @@ from flaxmodel.ckpts import files
 from flaxmodel.ckpts.adapters import adapter_state_dict, is_adapter_folder, read_adapter, write_adapter
 from flaxmodel.ckpts.checkpoint import save_checkpoint
 from flaxmodel.ckpts.loader import load_checkpoint
-from flaxmodel.core.lora import LoraConfig, combine
+from flaxmodel.core.lora import LoraConfig, combine, truncate
 from flaxmodel.errors import ConfigError, ModerationError
 from flaxmodel.inference.tokenizer import TOKENIZER_FILE
+
+logger = logging.getLogger(__name__)
 
 
 def _weights(count: int, weights: Sequence[float] | None) -> list[float]:
@@ -67,7 +74,7 @@ def _make_folder(output: str) -> None:
         os.makedirs(output, exist_ok=True)
 
 
-def _adapter_soup(folders: Sequence[str], weights: Sequence[float], output: str) -> None:
+def _adapter_soup(folders: Sequence[str], weights: Sequence[float], output: str, max_rank: int | None) -> float:
     parts = [read_adapter(f) for f in folders]
     first = parts[0]
     for folder, part in zip(folders[1:], parts[1:]):
@@ -79,6 +86,10 @@ def _adapter_soup(folders: Sequence[str], weights: Sequence[float], output: str)
             raise ConfigError(f"{folder} trained other modules than {folders[0]} (LoRA targets or trained tensors)")
     adapters = combine([p.adapters for p in parts], [p.lora.scale for p in parts], list(weights))
     rank = sum(p.lora.rank for p in parts)
+    kept = 1.0
+    if max_rank is not None and max_rank < rank:
+        adapters, kept = truncate(adapters, max_rank)
+        rank = max_rank
     # alpha = rank: the combined factors already carry each ingredient's scale and weight.
     lora = LoraConfig(rank=rank, alpha=float(rank), targets=first.lora.targets)
     state = adapter_state_dict(adapters, {}, first.config)
@@ -86,6 +97,7 @@ def _adapter_soup(folders: Sequence[str], weights: Sequence[float], output: str)
         state[name] = _weighted(weights, [p.trained[name] for p in parts])
     _make_folder(output)
     write_adapter(output, state, config=first.config, lora=lora, base=first.base)
+    return kept
 
 
 def _full_soup(folders: Sequence[str], weights: Sequence[float], output: str) -> None:
@@ -98,13 +110,17 @@ def _full_soup(folders: Sequence[str], weights: Sequence[float], output: str) ->
     save_checkpoint(output, params, checkpoints[0].config)
 
 
-def make_soup(folders: Sequence[str], output: str, weights: Sequence[float] | None = None) -> str:
+def make_soup(
+    folders: Sequence[str], output: str, weights: Sequence[float] | None = None, max_rank: int | None = None
+) -> str:
     """Writes the weighted average of several model folders as one model folder.
 
     Args:
       folders: two or more adapter folders, or two or more full checkpoint folders, from the same base.
       output: the folder to write (created; files already there are overwritten).
       weights: one positive weight per folder, normalised to sum to 1; default: uniform.
+      max_rank: adapters only: keep the soup's update at this rank (truncated SVD, logged with the share
+        of the update kept) instead of the ingredients' summed rank, for a smaller folder.
 
     Returns:
       ``output``.
@@ -120,8 +136,15 @@ def make_soup(folders: Sequence[str], output: str, weights: Sequence[float] | No
     kinds = {is_adapter_folder(f) for f in folders}
     if len(kinds) != 1:
         raise ConfigError("mix of adapter folders and full checkpoints: soup adapters with adapters only")
+    if max_rank is not None and kinds != {True}:
+        raise ConfigError("max_rank applies to adapter folders only; full checkpoints average every tensor")
     tokenizer = _tokenizer(folders)
-    (_adapter_soup if kinds == {True} else _full_soup)(folders, weights, output)
+    if kinds == {True}:
+        kept = _adapter_soup(folders, weights, output, max_rank)
+        if kept < 1.0:
+            logger.info("truncated to rank %d: %.1f%% of the update's energy kept", max_rank, 100 * kept)
+    else:
+        _full_soup(folders, weights, output)
     files.write_bytes(files.join(output, TOKENIZER_FILE), tokenizer)
     return output
 
@@ -132,14 +155,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--models", required=True, help="Comma-separated model folders (runs' best/ folders).")
     parser.add_argument("--output", required=True, help="Folder to write the soup to.")
     parser.add_argument("--weights", default="", help="Comma-separated weight per model; default: uniform.")
+    parser.add_argument(
+        "--max_rank", type=int, default=None,
+        help="Adapters only: truncate the soup to this rank (default: the ingredients' summed rank).",
+    )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
         weights = [float(w) for w in args.weights.split(",")] if args.weights.strip() else None
     except ValueError:
         parser.error(f"--weights must be numbers, got {args.weights!r}")
     try:
-        make_soup(models, args.output, weights)
+        make_soup(models, args.output, weights, args.max_rank)
     except ModerationError as err:
         raise SystemExit(f"soup: {err}") from None
     print(f"soup of {len(models)} models -> {args.output}; choose its thresholds on validation before use")

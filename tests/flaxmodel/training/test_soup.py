@@ -69,6 +69,34 @@ def test_adapter_soup_is_the_exact_weighted_average_of_the_merged_models(base, t
     assert probabilities.shape == (len(SHORT_TEXTS), len(LABELS))
 
 
+def test_max_rank_keeps_the_best_low_rank_part_of_the_soups_update(base, tmp_path):
+    base_folder, checkpoint = base
+    targets = ("query", "intermediate")
+    a = _adapter_folder(tmp_path / "a", base_folder, checkpoint, LoraConfig(rank=3, alpha=6, targets=targets), 1)
+    b = _adapter_folder(tmp_path / "b", base_folder, checkpoint, LoraConfig(rank=3, alpha=3, targets=targets), 2)
+    exact = soup.make_soup([a, b], str(tmp_path / "exact"))
+    small = soup.make_soup([a, b], str(tmp_path / "small"), max_rank=4)
+    assert json.loads(open(os.path.join(small, ADAPTER_CONFIG)).read())["rank"] == 4
+
+    base_flat = traverse_util.flatten_dict(checkpoint.params)
+    exact_flat = traverse_util.flatten_dict(load_checkpoint(exact).params)
+    small_flat = traverse_util.flatten_dict(load_checkpoint(small).params)
+    adapted = [p for p in exact_flat if p[-1] == "kernel" and any(t in p[-2] for t in targets)]
+    assert adapted
+    for path in adapted:
+        update = np.asarray(exact_flat[path]) - np.asarray(base_flat[path])
+        u, s, vt = np.linalg.svd(update, full_matrices=False)
+        best = (u[:, :4] * s[:4]) @ vt[:4]
+        got = np.asarray(small_flat[path]) - np.asarray(base_flat[path])
+        np.testing.assert_allclose(got, best, atol=1e-5, err_msg=str(path))
+    for path, value in exact_flat.items():  # the head and the trained norms are averaged as they are
+        if path not in adapted:
+            np.testing.assert_allclose(small_flat[path], value, atol=1e-6, err_msg=str(path))
+
+    with pytest.raises(ConfigError, match="rank must be at least 1"):
+        soup.make_soup([a, b], str(tmp_path / "zero"), max_rank=0)
+
+
 def test_full_checkpoint_soup_averages_every_tensor(tiny_checkpoint, tmp_path):
     first = str(tiny_checkpoint("bert"))
     checkpoint = load_checkpoint(first)
