@@ -132,7 +132,7 @@ def truncate(adapters: Adapters, rank: int) -> tuple[Adapters, float]:
 
     Args:
       adapters: ``{module path: {"lora_a": [in, r], "lora_b": [r, out]}}``, merged at scale 1.0.
-      rank: the rank to keep; modules already at or below it are returned as they are.
+      rank: the rank to keep; a module whose update is already of rank ``<= rank`` keeps all of it.
 
     Returns:
       ``(adapters, kept)``: the truncated adapter (``lora_a: [in, k]``, ``lora_b: [k, out]``,

@@ -138,6 +138,8 @@ def make_soup(
         raise ConfigError("mix of adapter folders and full checkpoints: soup adapters with adapters only")
     if max_rank is not None and kinds != {True}:
         raise ConfigError("max_rank applies to adapter folders only; full checkpoints average every tensor")
+    if max_rank is not None and max_rank < 1:
+        raise ConfigError(f"max_rank must be at least 1, got {max_rank}")
     tokenizer = _tokenizer(folders)
     if kinds == {True}:
         kept = _adapter_soup(folders, weights, output, max_rank)

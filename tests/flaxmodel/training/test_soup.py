@@ -95,6 +95,7 @@ def test_max_rank_keeps_the_best_low_rank_part_of_the_soups_update(base, tmp_pat
 
     with pytest.raises(ConfigError, match="rank must be at least 1"):
         soup.make_soup([a, b], str(tmp_path / "zero"), max_rank=0)
+    assert not (tmp_path / "zero").exists()
 
 
 def test_full_checkpoint_soup_averages_every_tensor(tiny_checkpoint, tmp_path):
