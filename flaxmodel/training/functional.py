@@ -92,6 +92,13 @@ TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
         "There is nothing human about {g}.",
         "{g} are less than animals.",
         "I don't see {g} as human beings.",
+        # Negated humanity is hateful; each has a negated-hate twin with the same words (below).
+        "I don't consider {g} human.",
+        "{g} are not people, they are pests.",
+        "Nothing about {g} is human.",
+        "{g} don't deserve to be called human.",
+        "{g} have no humanity in them at all.",
+        "I refuse to treat {g} as people.",
     )),
     "threat": (HATE, (
         "{g} should all be wiped out.",
@@ -242,6 +249,20 @@ TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
         "I'd never claim {g} are a disease.",
         "{g} are not less intelligent than anyone else.",
         "Nobody should be afraid of {g}.",
+        # Minimal pairs: the words of a hateful template, negated, so that the label
+        # has to come from the negation and not from "animals" or "criminals".
+        "Of course {g} aren't rats.",
+        "{g} are human beings, not animals.",
+        "I've never thought of {g} as criminals.",
+        "Not a single one of the {g} I know is a criminal.",
+        "{g} aren't a disease, they're our neighbours.",
+        "{g} are in no way subhuman.",
+        "Nothing about {g} makes them less human.",
+        "{g} don't deserve any of the hate they get.",
+        "I don't think {g} should be hated for who they are.",
+        "I have nothing against {g}.",
+        "{g} aren't thieves, no matter what the news says.",
+        "I'm not scared of {g} at all.",
     )),
     "counter_speech": (NOT_HATE, (
         "Saying {g} are vermin is disgusting, and you should be ashamed.",
@@ -272,6 +293,12 @@ TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
         "I will not stay quiet while people call {g} vermin.",
         "Pushing to keep {g} out of schools is discrimination, full stop.",
         "The idea that {g} are less human is vile nonsense.",
+        "Kicking {g} out would be a disgrace.",
+        "Those who call {g} criminals are liars.",
+        "Spreading rumours that {g} are criminals is how hate begins.",
+        "Deporting {g} would be cruel and wrong.",
+        "Whoever wants {g} thrown out should be ashamed.",
+        "People pushing to expel {g} are bigots.",
     )),
     "quoted_hate": (NOT_HATE, (
         "He told me '{g} are disgusting' and I reported him.",
