@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from flaxmodel.training.thresholds import choose_thresholds
+from flaxmodel.errors import ConfigError
+from flaxmodel.training.mixture import Mixture, Source
+from flaxmodel.training.thresholds import choose_thresholds, threshold_sources
 
 CLASSES = ("hate", "offensive", "neither")
 
@@ -30,3 +33,25 @@ def test_partial_labels_count_only_where_they_decide():
     assert (chosen["positives"], chosen["negatives"]) == (3, 2)
     lower = choose_thresholds(probabilities, allowed, CLASSES, ["hate"], precision=0.75)["hate"]
     assert lower["threshold"] == 0.6 and lower["recall"] == 1.0
+
+
+def _mixture() -> Mixture:
+    sources = (
+        Source(name="tweets", reader="table", train="t.csv", labels={"hate": ("hate",)}),
+        Source(name="functional", reader="functional", train="-"),
+        Source(name="forum", reader="table", train="f.csv", labels={"hate": ("hate",)}),
+    )
+    return Mixture(classes=CLASSES, seed=0, sources=sources)
+
+
+def test_thresholds_are_chosen_on_posts_not_on_the_functional_suite_by_default():
+    assert threshold_sources(_mixture()) == ["tweets", "forum"]
+    # Named sources come back in the mixture's order; the suite can be pooled on request.
+    assert threshold_sources(_mixture(), "forum, functional") == ["functional", "forum"]
+
+
+def test_unknown_or_empty_source_choice_fails_naming_the_mixtures_sources():
+    with pytest.raises(ConfigError, match=r"\['twitter'\] not in the mixture.*'tweets', 'functional', 'forum'"):
+        threshold_sources(_mixture(), "tweets,twitter")
+    with pytest.raises(ConfigError, match="no source left"):
+        threshold_sources(_mixture(), " , ")
