@@ -92,7 +92,8 @@ TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
         "There is nothing human about {g}.",
         "{g} are less than animals.",
         "I don't see {g} as human beings.",
-        # Negated humanity is hateful; each has a negated-hate twin with the same words (below).
+        # Negating humanity is hateful, negating an insult is not ("... in no way subhuman", under
+        # negated_hate): the label has to come from what is negated.
         "I don't consider {g} human.",
         "{g} are not people, they are pests.",
         "Nothing about {g} is human.",

@@ -56,8 +56,8 @@ def choose_thresholds(
     return out
 
 
-def threshold_sources(mixture: Mixture, names: str | None = None) -> list[str]:
-    """The sources whose validation rows choose the thresholds.
+def threshold_sources(mixture: Mixture, names: str | None = None) -> Mixture:
+    """``mixture`` with only the sources whose validation rows choose the thresholds.
 
     By default every source of posts: the functional suite is left out because its
     share of the pool is set by how many templates we wrote, 14 near-identical cases
@@ -70,23 +70,23 @@ def threshold_sources(mixture: Mixture, names: str | None = None) -> list[str]:
       names: comma-separated source names, or None for every source that is not the functional suite.
 
     Returns:
-      The chosen names, in the mixture's order.
+      The mixture with the chosen sources, in its own order.
 
     Raises:
       ConfigError: a name that is not a source of the mixture, or no source left.
     """
     known = [s.name for s in mixture.sources]
     if names is None:
-        chosen = [s.name for s in mixture.sources if s.reader != "functional"]
+        chosen = tuple(s for s in mixture.sources if s.reader != "functional")
     else:
         wanted = [n.strip() for n in names.split(",") if n.strip()]
         unknown = sorted(set(wanted) - set(known))
         if unknown:
             raise ConfigError(f"--sources: {unknown} not in the mixture; its sources: {known}")
-        chosen = [n for n in known if n in wanted]
+        chosen = tuple(s for s in mixture.sources if s.name in wanted)
     if not chosen:
         raise ConfigError(f"--sources: no source left to choose thresholds on; the mixture's sources: {known}")
-    return chosen
+    return dataclasses.replace(mixture, sources=chosen)
 
 
 def _pooled(classifier, sets: Sequence[SourceSet]) -> tuple[np.ndarray, np.ndarray]:
@@ -112,9 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     mixture = load_mixture(args.mixture)
-    names = threshold_sources(mixture, args.sources)
-    chosen_sources = tuple(s for s in mixture.sources if s.name in names)
-    _, val_sets = read_mixture(dataclasses.replace(mixture, sources=chosen_sources), args.data_root)
+    _, val_sets = read_mixture(threshold_sources(mixture, args.sources), args.data_root)
     classifier = load_classifier(args.model, max_length=args.max_length, precision="float32")
     flagged = [c.strip() for c in args.classes.split(",") if c.strip()]
     chosen = choose_thresholds(*_pooled(classifier, val_sets), classifier.labels, flagged, args.precision)
