@@ -1,4 +1,4 @@
-"""Session-wide test fixtures: tiny checkpoint folders built once, and the MiniLM folder.
+"""Session-wide test fixtures: tiny checkpoint folders built once, the MiniLM folder, float32 under ``auto``.
 
 Building a tiny model with transformers takes a fraction of a second, but every
 test module asks for the same few, so :func:`tiny_checkpoint` caches each folder
@@ -20,9 +20,27 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from flaxmodel.ckpts.default_model import minilm_path  # noqa: E402
+from flaxmodel.inference import predictor  # noqa: E402
 from tests.fixtures import make_tiny_checkpoint  # noqa: E402
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_without_fast_paths():
+    """``auto`` precision resolves to float32 in this process, as on CI's AVX2-only CPU.
+
+    On a CPU with bfloat16 or VNNI instructions ``auto`` times those paths at
+    every load and keeps the fastest, so two classifiers a test compares can
+    run different paths (seen: 2e-5 to 2e-3 apart, and a probe shape compiled
+    that the planner then prefers).  Calibration has its own tests, with
+    injected candidates and timings; processes a test starts get
+    ``--precision float32`` (or ``precision="float32"``) instead.
+    Session-scoped so that module-scoped classifiers are built under it.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predictor, "cpu_flags", frozenset)
+        yield
 
 
 @pytest.fixture(scope="session")

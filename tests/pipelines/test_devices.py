@@ -25,7 +25,9 @@ def test_four_devices_give_the_rows_of_one_and_the_summary_names_them(tiny_check
     posts = tmp_path / "posts.jsonl"
     texts = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(50)] + list(LONG_TEXTS)
     posts.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
-    common = ["--input", str(posts), "--id_field", "id", "--model", str(tiny_checkpoint("bert")), "--batch_size", "16"]
+    model = str(tiny_checkpoint("bert"))
+    # One path for both processes: `auto` times the paths a CPU has instructions for, and may pick differently.
+    common = ["--input", str(posts), "--id_field", "id", "--model", model, "--batch_size", "16", "--precision", "float32"]
 
     assert moderate.main([*common, "--output", str(tmp_path / "one")]) == 0
     assert "devices: 1 (cpu)" in capsys.readouterr().out

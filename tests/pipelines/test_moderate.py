@@ -31,6 +31,9 @@ def _argv(shards: Shards, output: pathlib.Path, model_dir: str, cache: str) -> l
         # The shards hold every kind of bad record on purpose: most of them are dead letters.
         "--max_dead_letter_fraction", "1",
         "--compilation_cache_dir", cache,
+        # Every run and the direct reference pinned to one path: `auto` times the paths a CPU has
+        # instructions for (bfloat16, int8), so each worker process may pick its own.
+        "--precision", "float32",
     ]  # fmt: skip
 
 

@@ -72,7 +72,8 @@ def test_a_run_killed_mid_way_and_rerun_into_the_same_directory_ends_as_an_unint
     texts = [f"{SHORT_TEXTS[i % len(SHORT_TEXTS)]} {i}" for i in range(NUM_RECORDS)]
     inputs = _jsonl(tmp_path / "in", texts, NUM_SHARDS)
     model, reference, output = tiny_checkpoint("bert"), tmp_path / "reference", tmp_path / "out"
-    flags = ("--compilation_cache_dir", compilation_cache)
+    # float32 in every run: `auto` times the paths a CPU has instructions for, so runs could differ.
+    flags = ("--compilation_cache_dir", compilation_cache, "--precision", "float32")
 
     uninterrupted = subprocess.run(
         [sys.executable, *_moderate(model, inputs, reference, *flags)], cwd=ROOT, capture_output=True, text=True

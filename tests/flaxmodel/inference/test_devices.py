@@ -25,7 +25,7 @@ CHILD = """
 import json, sys
 import jax
 from flaxmodel import load_classifier
-clf = load_classifier(sys.argv[1], batch_size=16)
+clf = load_classifier(sys.argv[1], batch_size=16, precision="float32")  # as the parent's (tests/conftest.py)
 texts = json.loads(sys.argv[2])
 print(json.dumps({"devices": len(clf.devices), "platform": clf.platform,
                   "probabilities": clf.predict_proba(texts).tolist()}))
