@@ -15,6 +15,7 @@ Modules, each importing only those before it:
 - ``batches``: the data order of each epoch, class weights, padded batches;
 - ``state``: :class:`TrainState` and the pure jitted train and predict steps;
 - ``run_dir``: a run directory's settings file, orbax checkpoints, metrics log;
+- ``teachers``: distillation targets, the mean probabilities of other models (``--teachers``);
 - ``prepare``: data, tokens, model and initial state of a run;
 - ``export`` and ``evaluation``: model folders, and the end-of-epoch scores and ``best/`` export;
 - ``loop``: :func:`train`, the driver;

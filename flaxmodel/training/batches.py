@@ -33,12 +33,14 @@ class Batch:
       ids, mask: int32 ``[rows, length]`` token ids and attention mask.
       targets: float32 ``[rows, num_labels]`` 1 for each class a row's label allows.
       weights: float32 ``[rows]`` loss weight of each row (its classes' mean class weight, 0 for padding).
+      soft: float32 ``[rows, num_labels]`` the teachers' mean probabilities (distillation), 0 without.
     """
 
     ids: jax.Array
     mask: jax.Array
     targets: jax.Array
     weights: jax.Array
+    soft: jax.Array
 
 
 def epoch_batches(
@@ -104,6 +106,7 @@ def make_batch(
     rows: int,
     grid: ShapeGrid,
     pad_id: int,
+    soft: np.ndarray | None = None,
 ) -> Batch:
     """The padded batch of some training texts.
 
@@ -114,6 +117,7 @@ def make_batch(
       rows: the batch's row count, the same for every step so the shape stays static.
       grid: picks the length bucket of the longest sequence.
       pad_id: the model's padding token id.
+      soft: float32 ``[len(sequences), num_labels]`` teacher probabilities, or None without teachers.
 
     Returns:
       A :class:`Batch` of ``rows`` rows, ``length`` the bucket of the longest text.
@@ -121,8 +125,10 @@ def make_batch(
     length = grid.bucket_length(max(len(s) for s in sequences))
     ids, mask = pad_batch(sequences, rows, length, pad_id)
     n = len(sequences)
-    padded = np.zeros((rows, targets.shape[1]), np.float32)
+    padded, padded_soft = np.zeros((2, rows, targets.shape[1]), np.float32)
     padded[:n] = targets
+    if soft is not None:
+        padded_soft[:n] = soft
     row_weights = np.zeros(rows, np.float32)
     row_weights[:n] = (targets * weights).sum(axis=1) / targets.sum(axis=1)
-    return Batch(ids=ids, mask=mask, targets=padded, weights=row_weights)
+    return Batch(ids=ids, mask=mask, targets=padded, weights=row_weights, soft=padded_soft)

@@ -54,6 +54,14 @@ class TrainConfig:
     lora_alpha: float = flag(16.0, "LoRA alpha; adapters are scaled by alpha / rank.")
     lora_targets: tuple[str, ...] = flag(DENSE_MODULES, "Dense modules that get adapters.")
     train_norms: bool = flag(False, "With LoRA, also train the layer norms.")
+    teachers: tuple[str, ...] | None = flag(
+        None,
+        "Model folders (e.g. earlier runs' best/) whose mean probabilities the student also learns: "
+        "distillation of their ensemble into one model of the student's cost.",
+    )
+    distill_weight: float = flag(
+        0.5, "With --teachers: share of the loss that is cross-entropy with the teachers' mean probabilities."
+    )
     dtype: str = flag("float32", "Compute dtype (bfloat16 on accelerators).", choices=sorted(DTYPES))
     seed: int = flag(0, "Seed of the data order, dropout, a fresh head and fresh adapters.")
     save_every: int = flag(200, "Checkpoint every N steps (and at each epoch's end).")
@@ -92,6 +100,14 @@ class TrainConfig:
             raise ConfigError(f"--model {self.model}: no such checkpoint folder")
         if self.class_weights and self.class_weights not in CLASS_WEIGHTING:
             parse_class_weights(self.class_weights)
+        self._validate_teachers()
+
+    def _validate_teachers(self) -> None:
+        if not 0 <= self.distill_weight <= 1:
+            raise ConfigError(f"--distill_weight must be in [0, 1], got {self.distill_weight}")
+        for folder in self.teachers or ():
+            if not files.is_remote(folder) and not os.path.isdir(folder):
+                raise ConfigError(f"--teachers {folder}: no such model folder")
 
     def _validate_data(self) -> None:
         if (self.train is None) == (self.mixture is None):

@@ -31,6 +31,7 @@ from flaxmodel.training.data import read_labeled
 from flaxmodel.training.mixture import SourceSet, epoch_rows, load_mixture, read_mixture, single_source
 from flaxmodel.training.run_dir import check_run_dir
 from flaxmodel.training.state import StepSpec, TrainState, initial_state, split_trainable
+from flaxmodel.training.teachers import load_teachers, mean_probabilities
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Prepared:
       train_ids: token ids of each training text (a mixture's sources one after another).
       lengths: int ``[n_train]`` their token counts.
       train_targets: float32 ``[n_train, num_labels]`` the classes each row's label allows.
+      train_soft: float32 ``[n_train, num_labels]`` the teachers' mean probabilities; None without
+        ``--teachers``.
       source_sizes, source_weights: training rows and sampling weight of each source (one source of
         weight 1 without a mixture); see :func:`~flaxmodel.training.mixture.epoch_rows`.
       weights: float32 ``[num_labels]`` class weights of the loss.
@@ -66,6 +69,7 @@ class Prepared:
     train_ids: list[list[int]]
     lengths: np.ndarray
     train_targets: np.ndarray
+    train_soft: np.ndarray | None
     source_sizes: tuple[int, ...]
     source_weights: tuple[float, ...]
     weights: np.ndarray
@@ -124,6 +128,7 @@ def _step_spec(config: TrainConfig, model: EncoderConfig, total_steps: int) -> S
         total_steps=total_steps,
         weight_decay=config.weight_decay,
         clip_norm=config.clip_norm,
+        distill_weight=config.distill_weight if config.teachers else 0.0,
     )
 
 
@@ -149,7 +154,9 @@ def prepare(config: TrainConfig) -> Prepared:
     if model.multi_label:
         raise ConfigError(f"{folder} is a multi-label model; training supports single-label classification")
     text_encoder = TextEncoder.from_folder(folder, min(config.max_length, model.max_length))
-    train_ids = text_encoder.encode([t for s in train_sets for t in s.texts])
+    teachers = load_teachers(config.teachers, classes, text_encoder.max_length) if config.teachers else None
+    train_texts = [t for s in train_sets for t in s.texts]
+    train_ids = text_encoder.encode(train_texts)
     lengths = np.array([len(s) for s in train_ids])
     targets = np.concatenate([s.masks for s in train_sets])
     sizes = tuple(len(s) for s in train_sets)
@@ -167,6 +174,7 @@ def prepare(config: TrainConfig) -> Prepared:
         train_ids=train_ids,
         lengths=lengths,
         train_targets=targets,
+        train_soft=mean_probabilities(teachers, train_texts) if teachers else None,
         source_sizes=sizes,
         source_weights=tuple(source_weights),
         # Class counts for the weighting schemes: rows whose label allows one class only.

@@ -49,6 +49,8 @@ class StepSpec:
     total_steps: int
     weight_decay: float
     clip_norm: float
+    # Share of the loss that is cross-entropy with the batch's teacher probabilities (0: labels only).
+    distill_weight: float = 0.0
 
 
 @struct.dataclass
@@ -184,6 +186,9 @@ def _loss(trainable: Params, frozen: Params, batch: Batch, key: jax.Array, spec:
     # Padding rows allow nothing; give them every class so their (zero-weighted) loss stays finite.
     targets = jnp.where(batch.weights[:, None] > 0, batch.targets, 1.0)
     losses = partial_label_loss(logits, targets)
+    if spec.distill_weight:
+        distilled = -(batch.soft * jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)).sum(axis=-1)
+        losses = (1 - spec.distill_weight) * losses + spec.distill_weight * distilled
     # A batch of padding rows only (weights all 0) must not divide by zero.
     return (losses * batch.weights).sum() / jnp.maximum(batch.weights.sum(), jnp.finfo(jnp.float32).tiny)
 
@@ -194,7 +199,8 @@ def train_step(state: TrainState, batch: Batch, frozen: Params, *, spec: StepSpe
 
     Args:
       state: the state before the step.
-      batch: ``[rows, length]`` ids and mask, ``[rows, num_labels]`` targets, ``[rows]`` weights.
+      batch: ``[rows, length]`` ids and mask, ``[rows, num_labels]`` targets and teacher
+        probabilities, ``[rows]`` weights.
       frozen: the parameters that do not train (empty without LoRA).
       spec: the model and the optimizer's hyper-parameters (static).
 

@@ -121,6 +121,8 @@ def test_restart_with_other_settings_is_refused(make_config):
         (["--class_weights", "hate:3"], "--class_weights"),
         (["--train_norms"], "--train_norms only applies to LoRA"),
         (["--model", "/no/such/folder"], "no such checkpoint folder"),
+        (["--teachers", "/no/such/folder"], "--teachers /no/such/folder: no such model folder"),
+        (["--distill_weight", "1.5"], "--distill_weight must be in [0, 1]"),
     ],
 )
 def test_bad_settings_fail_before_training(fixture_data, base_folder, tmp_path, flag, message):

@@ -1,0 +1,59 @@
+"""Distillation: the targets are the teachers' mean probabilities, and a student trained on them learns them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from flaxmodel import load_classifier
+from flaxmodel.errors import ConfigError
+from flaxmodel.training import main, train
+from flaxmodel.training.teachers import load_teachers, mean_probabilities
+from tests.fixtures import SHORT_TEXTS
+from tests.flaxmodel.training.conftest import LABELS
+
+
+def test_the_targets_are_the_teachers_mean_probabilities(tiny_checkpoint):
+    folders = [str(tiny_checkpoint("bert", labels=LABELS, seed=seed)) for seed in (0, 1)]
+    teachers = load_teachers(folders, LABELS, max_length=16)
+    each = [load_classifier(f, max_length=16, precision="float32").predict_proba(SHORT_TEXTS) for f in folders]
+    assert np.abs(each[0] - each[1]).max() > 1e-3
+    np.testing.assert_allclose(mean_probabilities(teachers, SHORT_TEXTS), (each[0] + each[1]) / 2, atol=1e-6)
+
+
+def test_a_teacher_of_other_classes_is_refused_before_training(tiny_checkpoint, fixture_data, base_folder, tmp_path):
+    teacher = str(tiny_checkpoint("bert", labels=("a", "b", "c")))
+    with pytest.raises(ConfigError, match="predicts \\['a', 'b', 'c'\\], the run trains \\['friendly', 'hostile'\\]"):
+        load_teachers([teacher], LABELS, max_length=16)
+    args = ["--train", str(fixture_data / "train.jsonl"), "--output", str(tmp_path / "run"), "--model", base_folder]
+    with pytest.raises(SystemExit, match="--teachers"):
+        main(args + ["--labels", ",".join(LABELS), "--teachers", teacher])
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def _flipped(path, out) -> str:
+    """The rows of ``path`` with the other label: a teacher trained on them contradicts every label."""
+    with open(path) as f, open(out, "w") as g:
+        for row in map(json.loads, f):
+            g.write(json.dumps({**row, "label": LABELS[1 - LABELS.index(row["label"])]}) + "\n")
+    return str(out)
+
+
+def test_a_student_learns_its_teachers_at_distill_weight_1_and_the_labels_at_0(make_config, fixture_data, tmp_path):
+    # No validation data in any run: best/ is the last epoch's model, not the one nearest the true labels.
+    flipped = _flipped(fixture_data / "train.jsonl", tmp_path / "flipped.jsonl")
+    teacher = train(make_config("teacher", train=flipped, val=None), progress=False)
+    texts = [json.loads(line)["text"] for line in open(fixture_data / "val.jsonl")]
+    truth = np.array([LABELS.index(json.loads(line)["label"]) for line in open(fixture_data / "val.jsonl")])
+    taught = load_classifier(teacher.best_folder, max_length=16, precision="float32").predict_proba(texts)
+    assert (taught.argmax(axis=1) != truth).mean() >= 0.9
+
+    accuracy = {}
+    for weight in (0.0, 1.0):
+        config = make_config(f"student{weight}", val=None, teachers=(teacher.best_folder,), distill_weight=weight)
+        result = train(config, progress=False)
+        student = load_classifier(result.best_folder, max_length=16, precision="float32").predict_proba(texts)
+        accuracy[weight] = (student.argmax(axis=1) == truth).mean()
+    assert accuracy[0.0] >= 0.9 and accuracy[1.0] <= 0.1
