@@ -7,6 +7,9 @@ forward pass per text.  A student trained towards the ensemble's probabilities
 (``--teachers``, weighted by ``--distill_weight`` against the label loss) keeps the
 cost of one model.  The teachers' probabilities also split what partial labels leave
 open ("not hate": offensive or neither) the way the ensemble reads each text.
+Measured there: students of three runs scored 0.774 and 0.770 (two seeds) at
+``--distill_weight 1`` and 0.770 at 0.5, within chance of the runs themselves (the
+default model's card).
 """
 
 from __future__ import annotations
