@@ -16,6 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = {
     "flaxmodel.errors": 0,
     "flaxmodel.flags": 0,
+    "flaxmodel.commands": 0,
     "flaxmodel.core": 1,
     "flaxmodel.ckpts": 2,
     "flaxmodel.inference": 3,
