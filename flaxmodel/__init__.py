@@ -11,22 +11,39 @@ The package is four one-way layers; each imports only the layers before it:
 - ``flaxmodel.training``: fine-tuning, labeled-data readers, export (its
   libraries are the ``[train]`` extra).
 
-``flaxmodel.errors`` and ``flaxmodel.flags`` sit below them all.  This module
-is the inference API the pipelines use; importing it never imports training.
+``flaxmodel.errors``, ``flaxmodel.flags`` and ``flaxmodel.commands`` (how every
+command ends) sit below them all.  The names below are the public API: what the
+pipelines, the benchmarks and users import; every other module is private to the
+package.  Importing it never imports training.
 """
 
 from flaxmodel.ckpts.checkpoint import Checkpoint, save_checkpoint
 from flaxmodel.ckpts.default_model import MINILM_PACKAGE, default_model_path, minilm_path
 from flaxmodel.ckpts.loader import load_checkpoint
-from flaxmodel.ckpts.thresholds import recommended_thresholds
+from flaxmodel.ckpts.thresholds import recommended_thresholds, write_thresholds
 from flaxmodel.core.config import EncoderConfig
-from flaxmodel.core.model import apply, hidden_states
+from flaxmodel.core.model import apply, forward_flops, hidden_states
 from flaxmodel.core.precision import PRECISIONS
 from flaxmodel.errors import CheckpointError, ConfigError, DataError, ModerationError, OptionError, TokenizerError
-from flaxmodel.inference.calibration import AUTO_PRECISION
-from flaxmodel.inference.predictor import Classifier, load_classifier
-from flaxmodel.inference.shapes import ShapeGrid, pad_batch
-from flaxmodel.inference.tokenizer import TextEncoder
+from flaxmodel.inference import (
+    AUTO_PRECISION,
+    Classifier,
+    ModelRef,
+    ShapeGrid,
+    TextEncoder,
+    TokenWindows,
+    evaluate,
+    grid_for,
+    load_classifier,
+    pad_batch,
+    pad_windows,
+    parse_label,
+    parse_label_set,
+    resolve_model,
+    set_label_scores,
+    threshold_for_precision,
+    thresholds_for_precision,
+)
 
 __all__ = [
     "AUTO_PRECISION",
@@ -38,18 +55,31 @@ __all__ = [
     "ConfigError",
     "DataError",
     "EncoderConfig",
+    "ModelRef",
     "ModerationError",
     "OptionError",
     "ShapeGrid",
     "TextEncoder",
+    "TokenWindows",
     "TokenizerError",
     "apply",
     "default_model_path",
+    "evaluate",
+    "forward_flops",
+    "grid_for",
     "hidden_states",
     "load_checkpoint",
     "load_classifier",
     "minilm_path",
     "pad_batch",
+    "pad_windows",
+    "parse_label",
+    "parse_label_set",
     "recommended_thresholds",
+    "resolve_model",
     "save_checkpoint",
+    "set_label_scores",
+    "threshold_for_precision",
+    "thresholds_for_precision",
+    "write_thresholds",
 ]

@@ -1,1 +1,39 @@
-"""Inference: tokenizer, shape grid and batch planner, the jitted Classifier, metric math."""
+"""Inference: a model's reference, its tokenizer, the shape grid and planner, the jitted Classifier, metric math.
+
+The names below are the inference API (re-exported by :mod:`flaxmodel`); the
+modules behind them are private to the package.
+"""
+
+from flaxmodel.inference.calibration import AUTO_PRECISION
+from flaxmodel.inference.metrics import (
+    evaluate,
+    parse_label,
+    parse_label_set,
+    set_label_scores,
+    threshold_for_precision,
+    thresholds_for_precision,
+)
+from flaxmodel.inference.predictor import Classifier, load_classifier
+from flaxmodel.inference.reference import ModelRef, resolve_model
+from flaxmodel.inference.shapes import ShapeGrid, grid_for, pad_batch, pad_windows
+from flaxmodel.inference.tokenizer import TextEncoder, TokenWindows
+
+__all__ = [
+    "AUTO_PRECISION",
+    "Classifier",
+    "ModelRef",
+    "ShapeGrid",
+    "TextEncoder",
+    "TokenWindows",
+    "evaluate",
+    "grid_for",
+    "load_classifier",
+    "pad_batch",
+    "pad_windows",
+    "parse_label",
+    "parse_label_set",
+    "resolve_model",
+    "set_label_scores",
+    "threshold_for_precision",
+    "thresholds_for_precision",
+]

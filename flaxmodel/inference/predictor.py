@@ -28,8 +28,7 @@ import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from flaxmodel.ckpts.default_model import default_model_path
-from flaxmodel.ckpts.loader import load_checkpoint
+from flaxmodel.ckpts.loader import HASH_CHARS, load_checkpoint
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.model import Params, apply, probabilities
 from flaxmodel.core.precision import COMPUTE_DTYPES, PRECISIONS, prepare_params
@@ -45,7 +44,8 @@ from flaxmodel.inference.calibration import (
     probe_batch,
     time_call,
 )
-from flaxmodel.inference.shapes import ShapeGrid, pad_batch, predict_in_batches
+from flaxmodel.inference.reference import ModelRef, resolve_model
+from flaxmodel.inference.shapes import grid_for, predict_in_batches
 from flaxmodel.inference.tokenizer import TextEncoder
 
 # The precisions training computes in (the differentiable ones); inference adds int8.
@@ -61,10 +61,12 @@ def _forward(params: Params, input_ids: jax.Array, attention_mask: jax.Array, *,
 class Classifier:
     """A loaded text classifier: tokenizer, parameters on device, jitted forward.
 
-    ``precision``: ``"auto"`` or one of :data:`~flaxmodel.core.precision.PRECISIONS`;
-    :attr:`precision` is the path that runs, :attr:`calibration` what ``auto``
-    measured on a CPU (None if nothing).  ``candidates`` and ``measure`` override the
-    paths a CPU calibration tries (default: those with CPU instructions) and its timer.
+    ``precision``: ``"auto"`` or one of :data:`~flaxmodel.core.precision.PRECISIONS`; :attr:`precision` is
+    the path that runs, :attr:`calibration` what ``auto`` measured on a CPU (None if nothing).
+    ``batch_size`` and ``max_batch_tokens`` shape its grid (0: automatic for the devices' platform,
+    :func:`~flaxmodel.inference.shapes.grid_for`).  ``weights_hash`` names the weights in :attr:`identity`
+    (default: a hash of ``params``, for models without files).  ``candidates`` and ``measure`` override
+    the paths a CPU calibration tries (default: those with CPU instructions) and its timer.
     """
 
     def __init__(
@@ -74,8 +76,10 @@ class Classifier:
         text_encoder: TextEncoder,
         *,
         name: str = "model",
+        weights_hash: str | None = None,
         precision: str = AUTO_PRECISION,
-        batch_size: int = 64,
+        batch_size: int = 0,
+        max_batch_tokens: int = 0,
         devices: Sequence[jax.Device] | None = None,
         candidates: Sequence[str] | None = None,
         measure: Measure = time_call,
@@ -84,11 +88,13 @@ class Classifier:
             raise ConfigError(f"precision must be {AUTO_PRECISION!r} or one of {list(PRECISIONS)}, got {precision!r}")
         self.devices = tuple(devices or jax.local_devices())
         self.config = config
+        self.labels = config.labels
         self.name = name
-        self.batch_size = batch_size
+        self._weights_hash = weights_hash
         self.text_encoder = text_encoder
         self.max_length = text_encoder.max_length
-        self.grid = ShapeGrid.for_model(config, self.max_length, batch_size)
+        rows, tokens = batch_size, max_batch_tokens
+        self.grid = grid_for(config, self.max_length, self.platform, batch_size=rows, max_batch_tokens=tokens)
         self.pad_id = config.pad_token_id
         self.host_params = params
         mesh = Mesh(np.array(self.devices), ("rows",))
@@ -115,8 +121,7 @@ class Classifier:
         return params, jitted
 
     def _calibrate(self, candidates: tuple[str, ...], measure: Measure) -> tuple[str, tuple[Params, Callable] | None]:
-        """``auto`` on a CPU: the precision :func:`calibrate` picks on the probe batch, and its built path
-        (float32 alone is not measured)."""
+        """``auto`` on a CPU: :func:`calibrate`'s pick on the probe batch and its built path (None: float32 alone)."""
         if candidates == ("float32",):
             return "float32", None
         ids, mask = probe_batch(self.text_encoder.encode, self.grid, self.pad_id)
@@ -128,26 +133,19 @@ class Classifier:
         return self.calibration.precision, built[self.calibration.precision]
 
     @property
-    def labels(self) -> tuple[str, ...]:
-        return self.config.labels
-
-    @property
     def num_compiles(self) -> int:
         """Distinct shapes run so far, rows rounded up to a multiple of the devices: each compiled once."""
         return len({(rows + -rows % len(self.devices), length) for rows, length in self.compiled_shapes()})
 
+    @property
+    def identity(self) -> str:
+        """The ``model`` column of the rows this classifier labels: ``name@weights_hash:precision``."""
+        return f"{self.name}@{self.weights_hash}:{self.precision}"
+
     @functools.cached_property
     def weights_hash(self) -> str:
-        """Short SHA-256 over the parameters, to tell which weights labelled a row."""
-        digest = hashlib.sha256()
-        for path, value in sorted(traverse_util.flatten_dict(self.host_params).items()):
-            digest.update("/".join(path).encode())
-            digest.update(np.ascontiguousarray(value, dtype=np.float32).tobytes())
-        return digest.hexdigest()[:16]
-
-    def pad(self, sequences: Sequence[Sequence[int]], rows: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`~flaxmodel.inference.shapes.pad_batch` with this model's padding id."""
-        return pad_batch(sequences, rows, length, self.pad_id)
+        """Short SHA-256 telling which weights labelled a row: of the model's files, else of the parameters."""
+        return self._weights_hash or params_hash(self.host_params)
 
     @property
     def platform(self) -> str:
@@ -210,31 +208,50 @@ class Classifier:
         return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]
 
 
+def params_hash(params: Params) -> str:
+    """Short SHA-256 over parameters, for a model that has no files to hash."""
+    digest = hashlib.sha256()
+    for path, value in sorted(traverse_util.flatten_dict(params).items()):
+        digest.update("/".join(path).encode())
+        digest.update(np.ascontiguousarray(value, dtype=np.float32).tobytes())
+    return digest.hexdigest()[:HASH_CHARS]
+
+
 def load_classifier(
-    path: str | None = None,
+    model: str | ModelRef | None = None,
     *,
     labels: Sequence[str] | None = None,
     precision: str = AUTO_PRECISION,
-    batch_size: int = 64,
+    batch_size: int = 0,
+    max_batch_tokens: int = 0,
     max_length: int | None = None,
 ) -> Classifier:
-    """Loads a Hugging Face style checkpoint folder (local or on a Beam filesystem).
+    """Loads a model's weights onto this process's devices: the one place weights are read for inference.
 
-    ``labels`` names the classes when the folder holds only a base encoder (a
-    fresh head is initialised, with a warning).  ``precision`` is the matrix
-    multiplies' (float32, bfloat16, int8) or ``"auto"``: bfloat16 on TPUs and
-    bfloat16-capable GPUs, float32 on other GPUs, and on CPUs the fastest path
-    within its quality bound, measured at load
-    (:mod:`flaxmodel.inference.calibration`).  ``max_length`` caps the tokens
-    per text (default: what the model's position table allows).
+    Args:
+      model: a Hugging Face style checkpoint folder (local or on a Beam filesystem), its
+        :class:`~flaxmodel.inference.reference.ModelRef`, or None for the default model.
+      labels: names the classes when the folder holds only a base encoder (a fresh head
+        is initialised, with a warning).
+      precision: the matrix multiplies' (float32, bfloat16, int8) or ``"auto"``: bfloat16 on
+        TPUs and bfloat16-capable GPUs, float32 on other GPUs, and on CPUs the fastest path
+        within its quality bound, measured at load (:mod:`flaxmodel.inference.calibration`).
+      batch_size, max_batch_tokens: the grid's rows and token cap (0: automatic for the platform).
+      max_length: caps the tokens per text (default: what the model's position table allows;
+        ignored for a ref, which carries its own).
 
     Returns:
       The :class:`Classifier`.
     """
-    path = str(path) if path is not None else default_model_path()
-    checkpoint = load_checkpoint(path, labels=labels)
-    config = checkpoint.config
-    limit = config.max_length if max_length is None else min(max_length, config.max_length)
-    text_encoder = TextEncoder.from_folder(path, limit)
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    return Classifier(config, checkpoint.params, text_encoder, name=name, precision=precision, batch_size=batch_size)
+    ref = resolve_model(model, max_length=max_length, labels=labels)
+    checkpoint = load_checkpoint(ref.path, labels=ref.head_labels)
+    return Classifier(
+        ref.config,
+        checkpoint.params,
+        ref.tokenizer(),
+        name=ref.name,
+        weights_hash=ref.weights_hash,
+        precision=precision,
+        batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
+    )

@@ -21,9 +21,11 @@ punctuation) stops growing at that bound, its last word possibly cut short.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import re
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -228,6 +230,26 @@ def _settled_ids(encoding: Encoding) -> list[int]:
         if end:
             end = words.index(words[end - 1])
     return encoding.ids[:end]
+
+
+_CACHE_LOCK = threading.Lock()
+
+
+def tokenizer_for(folder: str, max_length: int) -> TextEncoder:
+    """The process's one :class:`TextEncoder` of a model folder's tokenizer, built on first use.
+
+    The launcher (checking window settings), the tokenizing step and the
+    classifier of one process share it, so a worker reads and builds each
+    tokenizer once however many steps use it; the encoder is safe to share
+    between threads.
+    """
+    with _CACHE_LOCK:
+        return _cached_encoder(str(folder), int(max_length))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_encoder(folder: str, max_length: int) -> TextEncoder:
+    return TextEncoder.from_folder(folder, max_length)
 
 
 def load_tokenizer(folder: str) -> Tokenizer:

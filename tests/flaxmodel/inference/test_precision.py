@@ -23,6 +23,7 @@ from flaxmodel.inference.calibration import (
     cpu_flags,
 )
 from flaxmodel.inference.predictor import Classifier
+from flaxmodel.inference.shapes import pad_batch
 from flaxmodel.inference.tokenizer import TextEncoder
 from tests.fixtures import TEXTS
 
@@ -38,7 +39,7 @@ def default_paths():
     probs = {}
     for precision in ALL:
         classifier = Classifier(checkpoint.config, checkpoint.params, encoder, precision=precision, batch_size=16)
-        probs[precision] = classifier.predict_padded(*classifier.pad(encoder.encode(PROBE_TEXTS), 16, MAX_LENGTH))
+        probs[precision] = classifier.predict_padded(*pad_batch(encoder.encode(PROBE_TEXTS), 16, MAX_LENGTH, classifier.pad_id))
     return probs
 
 
@@ -71,7 +72,7 @@ def test_auto_keeps_float32_when_nothing_beats_it_by_the_margin(tiny_checkpoint)
     # The probe shape compiled while calibrating is the chosen path's: counted, not compiled again.
     assert classifier.num_compiles == 1 == classifier._jitted._cache_size()
     probe = classifier.text_encoder.encode(PROBE_TEXTS)
-    classifier.predict_padded(*classifier.pad(probe, 16, classifier.grid.bucket_length(max(map(len, probe)))))
+    classifier.predict_padded(*pad_batch(probe, 16, classifier.grid.bucket_length(max(map(len, probe))), classifier.pad_id))
     assert classifier.num_compiles == 1 == classifier._jitted._cache_size()
 
 
