@@ -2,8 +2,9 @@
 
 Parses Beam's command line, refuses flags that neither the job nor Beam knows
 (naming the closest real one), prints ``--help`` with the job's own options
-grouped apart from Beam's, builds the graph (a configuration error is printed
-as ``PROG: error: ...`` and becomes exit status 2, before any data is read),
+grouped apart from Beam's, builds the graph (a configuration error raises
+before any data is read; :func:`flaxmodel.commands.run_command` prints it as
+``PROG: error: ...`` with exit status 2, as for every command of the project),
 runs it to completion and returns the summary computed from the run's metrics.
 """
 
@@ -19,11 +20,10 @@ from typing import Any, Callable, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from flaxmodel import ModerationError, OptionError
-from pipelines.metrics import Summary, summarize
+from flaxmodel import OptionError
 from pipelines.options import ModerationOptions
+from pipelines.sinks import Summary, summarize
 
-EXIT_CONFIGURATION_ERROR = 2
 _BEAM_EPILOG = (
     "Every other Apache Beam and Dataflow pipeline option (--project, --region, --temp_location, "
     "--worker_machine_type, --experiments, ...) is accepted too and passed to the runner."
@@ -68,27 +68,28 @@ def _check_common(options: PipelineOptions) -> None:
         raise OptionError(f"--max_dead_letter_fraction {fraction}: must be in [0, 1] (1 turns the check off)")
 
 
-def run_pipeline(
+def run_job(
     prog: str,
     build: Callable[[beam.Pipeline, PipelineOptions], Any],
     argv: Sequence[str] | None,
     *,
     description: str = "",
     option_classes: Sequence[type[PipelineOptions]] = (ModerationOptions,),
-) -> tuple[Summary, PipelineOptions] | None:
-    """Builds and runs ``build``'s graph.
+) -> tuple[Summary, PipelineOptions]:
+    """Builds and runs ``build``'s graph; run it through :func:`flaxmodel.commands.run_command`.
 
     Args:
-      prog: the command's name, for messages.
+      prog: the command's name, for ``--help``.
       build: adds the graph to a pipeline; raises a ``ModerationError`` for a flag that cannot work.
       argv: the command line (default: ``sys.argv[1:]``).
       description: the command's one-line description for ``--help``.
       option_classes: the job's own options classes, listed first by ``--help``.
 
     Returns:
-      The run's summary and options, or ``None`` (after printing why) if the configuration is bad.
+      The run's summary and options.
 
     Raises:
+      OptionError: for flags nobody knows, and the build's ``ModerationError`` s, before any data is read.
       SystemExit: 0 after printing ``--help``.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -98,20 +99,14 @@ def run_pipeline(
         raise SystemExit(0)
     problems = unknown_flags(argv)
     if problems:
-        print("\n".join(f"{prog}: error: {p}" for p in problems), file=sys.stderr)
-        return None
+        raise OptionError("; ".join(problems))
     options = PipelineOptions(argv)
     pipeline = beam.Pipeline(options=options)
-    try:
-        _check_common(options)
-        graph = build(pipeline, options)
-    except ModerationError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return None
+    _check_common(options)
+    graph = build(pipeline, options)
     start = time.perf_counter()
     result = pipeline.run()
     result.wait_until_finish()
     limit = options.view_as(ModerationOptions).max_dead_letter_fraction
-    devices = f"{graph.model.devices} ({graph.model.platform})"
-    summary = summarize(result, time.perf_counter() - start, graph.labels, max_dead_letter_fraction=limit, devices=devices)
+    summary = summarize(result, time.perf_counter() - start, graph.labels, max_dead_letter_fraction=limit)
     return summary, options

@@ -5,8 +5,8 @@
 [flags of pipelines.options]``
 
 Reads labeled records with the moderation pipeline's own transforms
-(:class:`~pipelines.io.ReadRecords`, then
-:class:`~pipelines.classify.ClassifyRecords`, so a model is scored exactly as
+(:class:`~pipelines.sources.ReadRecords`, then
+:class:`~pipelines.model.ClassifyRecords`, so a model is scored exactly as
 it labels in production: same windows, aggregation and batching), compares
 each record's argmax label with its true label, and writes ``DIR/report.json``,
 ``DIR/confusion_matrix.png`` and ``DIR/dead_letter-*.parquet``.  A true label
@@ -30,29 +30,32 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import io
 import json
 import sys
 from typing import Any, Iterable, Mapping, Sequence
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from flaxmodel.inference.metrics import evaluate, parse_label_set, set_label_scores, thresholds_for_precision
-from pipelines import records as R
-from pipelines.classify import ClassifyRecords
-from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
-from pipelines.handler import ModelSpec
-from pipelines.formats import FieldSpec
-from pipelines.io import FinishRun, ReadRecords, WriteParquet, split_patterns, start_attempt
-from pipelines.options import ModerationOptions, OptionError
-from pipelines.outputs import DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA, dead_letter_row, shard_pattern
-
-REPORT_FILE = "report.json"
-CONFUSION_PNG = "confusion_matrix.png"
-DEAD_LETTER_TAG = "dead_letter"
+from flaxmodel import ModelRef, OptionError, parse_label_set
+from flaxmodel.commands import EXIT_FAILED, EXIT_OK, run_command
+from pipelines import sources as R
+from pipelines.cli import run_job
+from pipelines.model import ClassifyRecords
+from pipelines.names import CONFUSION_PNG, DEAD_LETTER_NAME, DEAD_LETTER_TAG, REPORT_FILE, shard_pattern
+from pipelines.options import ModerationOptions
+from pipelines.sinks import (
+    DEAD_LETTER_SCHEMA,
+    CollectScores,
+    FinishRun,
+    WriteParquet,
+    dead_letter_row,
+    report_files,
+    start_attempt,
+    true_and_scores,
+    write_outputs,
+)
 
 
 class EvaluateOptions(PipelineOptions):
@@ -78,7 +81,7 @@ class EvaluationGraph:
     dead_letters: beam.PCollection
     report: beam.PCollection
     labels: tuple[str, ...]
-    model: ModelSpec
+    model: ModelRef
 
 
 class _CheckLabel(beam.DoFn):
@@ -122,153 +125,6 @@ class _CheckLabel(beam.DoFn):
         )
 
 
-class _CollectScores(beam.CombineFn):
-    """All (allowed classes, probabilities, group values) triples as arrays: thresholds need every score."""
-
-    def __init__(self, num_labels: int):
-        self._num_labels = num_labels
-
-    def create_accumulator(self) -> tuple[list, list, list]:
-        return [], [], []
-
-    def add_input(self, accumulator, element):
-        for part, value in zip(accumulator, element):
-            part.append(value)
-        return accumulator
-
-    def merge_accumulators(self, accumulators):
-        merged: tuple[list, list, list] = ([], [], [])
-        for accumulator in accumulators:
-            for part, values in zip(merged, accumulator):
-                part.extend(values)
-        return merged
-
-    def extract_output(self, accumulator) -> tuple[np.ndarray, np.ndarray, list]:
-        allowed, scores, groups = accumulator
-        shape = (len(scores), self._num_labels)
-        return np.asarray(allowed, bool).reshape(shape), np.asarray(scores, np.float32).reshape(shape), groups
-
-
-def _true_and_scores(scored, label_field: str, labels: tuple[str, ...], group_fields: tuple[str, ...]):
-    """Per record of a scored block: (allowed classes, probabilities, group values)."""
-    for i, scores in enumerate(scored.scores):
-        fields = {name: values[i] for name, values in scored.records.fields.items()}
-        groups = tuple("(none)" if fields.get(f) is None else str(fields.get(f)) for f in group_fields)
-        yield parse_label_set(fields[label_field], labels), scores, groups
-
-
-def _group_scores(
-    allowed: np.ndarray, probabilities: np.ndarray, labels: Sequence[str], group_fields: Sequence[str], groups: list
-) -> dict[str, dict[str, Any]]:
-    """Per ``--group_by`` field, per value: :func:`set_label_scores` of its records."""
-    out: dict[str, dict[str, Any]] = {}
-    for position, field in enumerate(group_fields):
-        values = np.array([g[position] for g in groups], dtype=object)
-        out[field] = {
-            value: set_label_scores(probabilities[values == value], allowed[values == value], labels)
-            for value in sorted(set(values))
-        }
-    return out
-
-
-def build_report(
-    allowed: np.ndarray,
-    probabilities: np.ndarray,
-    labels: Sequence[str],
-    *,
-    target_precision: float,
-    dead_letters: Mapping[str, int],
-    model: str,
-    inputs: Sequence[str],
-    groups: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The report's content: metrics of the argmax labels, thresholds and dead-letter counts.
-
-    Args:
-      allowed: bool ``[n, num_labels]`` the classes each record's true label allows.
-      probabilities: float ``[n, num_labels]`` the model's scores.
-      labels: the model's labels.
-      target_precision, dead_letters, model, inputs: reported as given (thresholds aim at the precision).
-      groups: per ``--group_by`` field and value, its scores.
-
-    Returns:
-      The report (see the module docstring); the full metrics cover the records with one true class.
-    """
-    exact = allowed.sum(axis=1) == 1
-    true_ids = allowed[exact].argmax(axis=1)
-    report = {
-        "model": model,
-        "inputs": list(inputs),
-        **evaluate(true_ids, probabilities[exact], labels),
-        "confusion_matrix_axes": "rows: true label, columns: predicted label, both in 'labels' order",
-        "target_precision": target_precision,
-        "thresholds": thresholds_for_precision(true_ids, probabilities[exact], labels, target_precision),
-    }
-    if not exact.all():
-        report["all_rows"] = set_label_scores(probabilities, allowed, labels)
-    if groups:
-        report["groups"] = {field: dict(values) for field, values in groups.items()}
-    report["dead_letters"] = {"total": int(sum(dead_letters.values())), "by_reason": dict(sorted(dead_letters.items()))}
-    return report
-
-
-def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str) -> bytes:
-    """A heat map of the confusion matrix, shaded by share of each true label, annotated with counts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    counts = np.asarray(matrix, dtype=np.int64)
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    size = 1.6 + 1.1 * len(labels)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, label="share of the true label")
-    ax.set_xticks(range(len(labels)), labels=labels, rotation=30, ha="right")
-    ax.set_yticks(range(len(labels)), labels=labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    for t in range(len(labels)):
-        for p in range(len(labels)):
-            ax.text(p, t, str(counts[t, p]), ha="center", va="center", color="white" if shares[t, p] > 0.5 else "black")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    with FileSystems.create(path) as f:
-        f.write(data)
-
-
-def _write_outputs(
-    collected, dead_letters: Mapping[str, int], *, directory: str, labels, target, model, inputs, group_fields
-) -> dict:
-    allowed, probabilities, groups = collected
-    report = build_report(
-        allowed,
-        probabilities,
-        labels,
-        target_precision=target,
-        dead_letters=dead_letters,
-        model=model,
-        inputs=inputs,
-        groups=_group_scores(allowed, probabilities, labels, group_fields, groups),
-    )
-    _write_bytes(FileSystems.join(directory, REPORT_FILE), json.dumps(report, indent=2).encode())
-    title = f"{model}: macro F1 {report['macro_f1']:.3f}, n = {report['num_examples']}"
-    _write_bytes(FileSystems.join(directory, CONFUSION_PNG), confusion_png(report["confusion_matrix"], labels, title))
-    return report
-
-
-def _report_files(_report: dict, directory: str) -> list[str]:
-    return [FileSystems.join(directory, REPORT_FILE), FileSystems.join(directory, CONFUSION_PNG)]
-
-
 def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool = True) -> EvaluationGraph:
     """Adds the evaluation graph to ``pipeline``; raises before any data is read if a flag cannot work."""
     opts = options.view_as(ModerationOptions)
@@ -288,14 +144,14 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     group_fields = tuple(f.strip() for f in eval_opts.group_by.split(",") if f.strip())
     if {label_field, opts.text_field} & set(group_fields):
         raise OptionError("--group_by must name fields other than --text_field and --label_field")
-    spec = FieldSpec(
+    spec = R.FieldSpec(
         text_field=opts.text_field,
         id_field=opts.id_field or None,
         keep_fields=(label_field, *group_fields),
         max_payload_bytes=opts.max_payload_bytes,
     )
-    patterns = split_patterns(opts.input)
-    read = ReadRecords(patterns, format=opts.format, spec=spec, validate=validate)
+    patterns = R.split_patterns(opts.input)
+    read = R.ReadRecords(patterns, format=opts.format, spec=spec, validate=validate)
     classify = ClassifyRecords.from_options(opts)
     labels = classify.labels
     owned = (shard_pattern(DEAD_LETTER_NAME), REPORT_FILE, CONFUSION_PNG)
@@ -306,7 +162,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
         _CheckLabel(label_field, labels, opts.max_payload_bytes)
     ).with_outputs(DEAD_LETTER_TAG, main="records")
     scored, inference_failures = checked.records | "Classify" >> classify
-    scores = scored | "TrueAndScores" >> beam.FlatMap(_true_and_scores, label_field, labels, group_fields)
+    scores = scored | "TrueAndScores" >> beam.FlatMap(true_and_scores, label_field, labels, group_fields)
     dead_letters = (read_failures, checked[DEAD_LETTER_TAG], inference_failures) | "DeadLetters" >> beam.Flatten()
     dead_letter_files = (
         dead_letters
@@ -316,23 +172,22 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     reasons = dead_letters | "Reasons" >> beam.Map(lambda d: d.reason) | "CountReasons" >> beam.combiners.Count.PerElement()
     report = (
         scores
-        | "Collect" >> beam.CombineGlobally(_CollectScores(len(labels)))
+        | "Collect" >> beam.CombineGlobally(CollectScores(len(labels)))
         | "WriteReport"
         >> beam.Map(
-            _write_outputs,
+            write_outputs,
             beam.pvalue.AsDict(reasons),
             directory=attempt.folder,
             labels=labels,
             target=target,
-            model=classify.spec.model_id,
             inputs=patterns,
             group_fields=group_fields,
         )
     )
-    report_files = report | "ReportFiles" >> beam.FlatMap(_report_files, attempt.folder)
+    written = report | "ReportFiles" >> beam.FlatMap(report_files, attempt.folder)
     finish = FinishRun(attempt, (records, read_failures), dead_letters, opts.max_dead_letter_fraction)
-    _ = (dead_letter_files, report_files) | "FinishRun" >> finish
-    return EvaluationGraph(scores, dead_letters, report, labels, classify.spec)
+    _ = (dead_letter_files, written) | "FinishRun" >> finish
+    return EvaluationGraph(scores, dead_letters, report, labels, classify.model)
 
 
 def _print_groups(report: Mapping[str, Any]) -> None:
@@ -346,16 +201,17 @@ def _print_groups(report: Mapping[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    outcome = run_pipeline(
+    return run_command("moderate-evaluate", lambda: _evaluate(argv))
+
+
+def _evaluate(argv: Sequence[str] | None) -> int:
+    summary, options = run_job(
         "moderate-evaluate",
         build,
         argv,
         description=__doc__.split("\n\n")[0],
         option_classes=(ModerationOptions, EvaluateOptions),
     )
-    if outcome is None:
-        return EXIT_CONFIGURATION_ERROR
-    summary, options = outcome
     output = options.view_as(ModerationOptions).output
     with FileSystems.open(FileSystems.join(output, REPORT_FILE)) as f:
         report = json.load(f)
@@ -371,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     _print_groups(report)
     print(f"report: {FileSystems.join(output, REPORT_FILE)}")
-    return 0 if summary.succeeded else 1
+    return EXIT_OK if summary.succeeded else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@
 ``python -m pipelines.moderate --input GLOB [--input GLOB ...] --output DIR
 [--model CHECKPOINT] [flags of pipelines.options] [Beam options]``
 
-Read (:class:`~pipelines.io.ReadRecords`) -> classify
-(:class:`~pipelines.classify.ClassifyRecords`) -> ``DIR/labels-*.parquet``, and
+Read (:class:`~pipelines.sources.ReadRecords`) -> classify
+(:class:`~pipelines.model.ClassifyRecords`) -> ``DIR/labels-*.parquet``, and
 every record that could not be labeled -> ``DIR/dead_letter-*.parquet``
-(schemas in :mod:`pipelines.outputs`).  Both are written into the run's own
+(schemas in :mod:`pipelines.sinks.outputs`).  Both are written into the run's own
 attempt folder in ``DIR`` and moved into ``DIR`` by a last step once both are
-complete (:class:`~pipelines.io.CommitOutputs`), so a killed run leaves no
+complete (:class:`~pipelines.sinks.commit.CommitOutputs`), so a killed run leaves no
 outputs and a re-run into the same ``DIR`` needs no cleaning; a ``DIR`` holding a
 complete earlier run is refused unless ``--overwrite`` is given, which replaces
 those outputs in that last step.  :func:`build` constructs the graph
@@ -30,21 +30,24 @@ from typing import Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.classify import ClassifyRecords
-from pipelines.cli import EXIT_CONFIGURATION_ERROR, run_pipeline
-from pipelines.handler import ModelSpec
-from pipelines.io import FinishRun, ReadRecords, WriteParquet, start_attempt
+from flaxmodel import ModelRef
+from flaxmodel.commands import EXIT_FAILED, EXIT_OK, run_command
+from pipelines.cli import run_job
+from pipelines.model import ClassifyRecords
+from pipelines.names import DEAD_LETTER_NAME, LABELS_NAME, shard_pattern
 from pipelines.options import ModerationOptions
-from pipelines.outputs import (
-    DEAD_LETTER_NAME,
+from pipelines.sinks import (
     DEAD_LETTER_SCHEMA,
-    LABELS_NAME,
+    FinishRun,
+    WriteParquet,
     dead_letter_row,
     label_table,
     labels_schema,
-    shard_pattern,
+    resolve_thresholds,
+    start_attempt,
 )
-from pipelines.thresholds import resolve_thresholds
+from pipelines.sources import ReadRecords
+
 
 @dataclasses.dataclass(frozen=True)
 class ModerationGraph:
@@ -56,7 +59,7 @@ class ModerationGraph:
     label_rows: beam.PCollection
     dead_letters: beam.PCollection
     labels: tuple[str, ...]
-    model: ModelSpec
+    model: ModelRef
 
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool = True) -> ModerationGraph:
@@ -73,7 +76,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     read = ReadRecords.from_options(opts, validate=validate)
     classify = ClassifyRecords.from_options(opts)
     labels = classify.labels
-    thresholds = resolve_thresholds(opts.threshold, labels, classify.settings.model)
+    thresholds = resolve_thresholds(opts.threshold, classify.model)
     keep_fields = read.spec.keep_fields
     schema = labels_schema(labels, keep_text=opts.keep_text, keep_fields=keep_fields)
     owned = (shard_pattern(LABELS_NAME), shard_pattern(DEAD_LETTER_NAME))
@@ -93,16 +96,17 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     )
     finish = FinishRun(attempt, (records, read_failures), dead_letters, opts.max_dead_letter_fraction)
     _ = (label_files, dead_letter_files) | "FinishRun" >> finish
-    return ModerationGraph(records, scored, label_rows, dead_letters, labels, classify.spec)
+    return ModerationGraph(records, scored, label_rows, dead_letters, labels, classify.model)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    outcome = run_pipeline("moderate", build, argv, description=__doc__.split("\n\n")[0])
-    if outcome is None:
-        return EXIT_CONFIGURATION_ERROR
-    summary, _ = outcome
+    return run_command("moderate", lambda: _moderate(argv))
+
+
+def _moderate(argv: Sequence[str] | None) -> int:
+    summary, _ = run_job("moderate", build, argv, description=__doc__.split("\n\n")[0])
     print(summary.render())
-    return 0 if summary.succeeded else 1
+    return EXIT_OK if summary.succeeded else EXIT_FAILED
 
 
 if __name__ == "__main__":

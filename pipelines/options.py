@@ -15,9 +15,9 @@ import dataclasses
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from flaxmodel import AUTO_PRECISION, PRECISIONS
-from flaxmodel.errors import OptionError
+from flaxmodel import OptionError
 from flaxmodel.flags import add_bool_flag, add_flags, flag, from_namespace
-from pipelines.formats import FORMATS as INPUT_FORMATS
+from pipelines.sources import FORMATS as INPUT_FORMATS
 
 FORMATS = ("auto", *INPUT_FORMATS)
 AGGREGATIONS = ("max", "mean")

@@ -22,8 +22,7 @@ from typing import Container, NamedTuple
 
 import numpy as np
 
-from flaxmodel import ShapeGrid
-from flaxmodel.inference.tokenizer import TokenWindows
+from flaxmodel import ShapeGrid, TokenWindows
 
 
 class PlannedBatch(NamedTuple):

@@ -5,9 +5,9 @@
 records of a block as columns: per-class scores aggregated over each record's
 windows (max per class by default, or the mean), the argmax label, and
 token/window counts.  A batch the model fails on becomes one
-``inference_error`` dead letter per record in it.  The model is inspected at
-construction, so a bad checkpoint or a flag combination that cannot work fails
-before any data is read.
+``inference_error`` dead letter per record in it.  The model is resolved at
+construction (:func:`flaxmodel.resolve_model`, files only), so a bad checkpoint
+or a flag combination that cannot work fails before any data is read.
 
 Design: the elements are blocks of thousands of records from read to write
 (batches as elements), rather than single records handed to Beam's batched
@@ -32,14 +32,12 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
-from pipelines import records as R
-from flaxmodel import ShapeGrid
-from pipelines.handler import FlaxModelHandler, ModelSpec, WindowScores, batch_rows, inspect_model
-from pipelines.metrics import NAMESPACE
-from pipelines.options import AGGREGATIONS, ClassifySettings, OptionError
-from pipelines.tokenizing import TokenizedBlock, TokenizeBlocks
-
-DEAD_LETTER_TAG = "dead_letter"
+from flaxmodel import ModelRef, OptionError, grid_for, resolve_model
+import pipelines.sources as R
+from pipelines.model.handler import FlaxModelHandler, RunSettings, WindowScores
+from pipelines.model.tokenizing import TokenizedBlock, TokenizeBlocks
+from pipelines.names import DEAD_LETTER_TAG, MODEL_COUNTER_PREFIX, NAMESPACE
+from pipelines.options import AGGREGATIONS, ClassifySettings
 
 
 class ScoredBlock(NamedTuple):
@@ -77,13 +75,13 @@ def aggregate_windows(probabilities: np.ndarray, window_offsets: np.ndarray, how
     raise ValueError(f"unknown aggregation {how!r}; use one of {AGGREGATIONS}")
 
 
-def _check(settings: ClassifySettings, spec: ModelSpec) -> ShapeGrid:
+def _check(settings: ClassifySettings, model: ModelRef) -> None:
     if settings.aggregate not in AGGREGATIONS:
         raise OptionError(f"--aggregate {settings.aggregate}: use one of {', '.join(AGGREGATIONS)}")
-    if not 0 <= settings.stride < spec.content_length:
+    if not 0 <= settings.stride < model.content_length:
         raise OptionError(
-            f"--stride {settings.stride}: must be at least 0 and below the {spec.content_length} text tokens "
-            f"of a {spec.max_length}-token window"
+            f"--stride {settings.stride}: must be at least 0 and below the {model.content_length} text tokens "
+            f"of a {model.max_length}-token window"
         )
     if settings.max_windows < 1:
         raise OptionError("--max_windows must be at least 1")
@@ -94,15 +92,13 @@ def _check(settings: ClassifySettings, spec: ModelSpec) -> ShapeGrid:
     if settings.max_batch_tokens < 0:
         raise OptionError("--max_batch_tokens must be 0 (automatic) or positive")
     # The smallest grid any worker may use: the CPU one when the rows are automatic.
-    rows = batch_rows(settings.batch_size, "cpu")
-    grid = ShapeGrid.for_model(spec.config, spec.max_length, rows, settings.max_batch_tokens)
+    grid = grid_for(model.config, model.max_length, "cpu", batch_size=settings.batch_size)
     if settings.max_windows > grid.max_rows:
         # A record's windows share one batch, so they must fit its rows.
         raise OptionError(
             f"a record may have --max_windows {settings.max_windows} windows, more than the {grid.max_rows} rows of "
             "one batch (--batch_size); lower --max_windows or raise --batch_size"
         )
-    return grid
 
 
 class _ScoreBlocks(beam.DoFn):
@@ -117,6 +113,7 @@ class _ScoreBlocks(beam.DoFn):
         names = ("labeled", "batches", "windows", "tokens", "padded_tokens")
         self._counters = {name: Metrics.counter(NAMESPACE, name) for name in names}
         self._per_label = [Metrics.counter(NAMESPACE, f"label_{name}") for name in self._labels]
+        self._per_model: dict[str, Metrics.DelegatingCounter] = {}
 
     def process(self, result: PredictionResult) -> Iterable:
         tokenized: TokenizedBlock = result.example
@@ -149,6 +146,9 @@ class _ScoreBlocks(beam.DoFn):
         scores = text_scores[text_of]
         label = scores.argmax(axis=1)
         self._counters["labeled"].inc(len(ok))
+        if result.model_id not in self._per_model:
+            self._per_model[result.model_id] = Metrics.counter(NAMESPACE, MODEL_COUNTER_PREFIX + result.model_id)
+        self._per_model[result.model_id].inc(len(ok))
         for index, count in enumerate(np.bincount(label, minlength=len(self._labels)).tolist()):
             if count:
                 self._per_label[index].inc(count)
@@ -177,11 +177,11 @@ def _failed_block(failure, max_payload_bytes: int) -> Iterable[R.DeadLetter]:
 class ClassifyRecords(beam.PTransform):
     """Record blocks -> ``(scored blocks, dead_letters)``; see the module docstring."""
 
-    def __init__(self, settings: ClassifySettings, spec: ModelSpec | None = None):
+    def __init__(self, settings: ClassifySettings, model: ModelRef | None = None):
         super().__init__()
         self.settings = settings
-        self.spec = spec or inspect_model(settings.model, max_length=settings.max_length, precision=settings.precision)
-        self.grid = _check(settings, self.spec)
+        self.model = model or resolve_model(settings.model, max_length=settings.max_length)
+        _check(settings, self.model)
 
     @classmethod
     def from_options(cls, options) -> "ClassifyRecords":
@@ -189,13 +189,11 @@ class ClassifyRecords(beam.PTransform):
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.spec.labels
+        return self.model.labels
 
     def expand(self, blocks):
         s = self.settings
-        handler = FlaxModelHandler(
-            s.model,
-            max_length=self.spec.max_length,
+        run = RunSettings(
             batch_size=s.batch_size,
             max_batch_tokens=s.max_batch_tokens,
             sort_buffer=s.sort_buffer,
@@ -205,11 +203,11 @@ class ClassifyRecords(beam.PTransform):
         )
         results, failures = (
             blocks
-            | "Tokenize" >> beam.ParDo(TokenizeBlocks(s.model, self.spec.max_length, s.stride, s.max_windows))
-            | "Infer" >> RunInference(handler).with_exception_handling()
+            | "Tokenize" >> beam.ParDo(TokenizeBlocks(self.model, s.stride, s.max_windows))
+            | "Infer" >> RunInference(FlaxModelHandler(self.model, run)).with_exception_handling()
         )
         scored = results | "Aggregate" >> beam.ParDo(
-            _ScoreBlocks(self.spec.labels, s.aggregate, s.max_payload_bytes)
+            _ScoreBlocks(self.model.labels, s.aggregate, s.max_payload_bytes)
         ).with_outputs(DEAD_LETTER_TAG, main="scored")
         failed = failures.failed_inferences | "FailedBlocks" >> beam.FlatMap(_failed_block, s.max_payload_bytes)
         dead = (scored[DEAD_LETTER_TAG], failed) | "InferenceDeadLetters" >> beam.Flatten()

@@ -1,23 +1,26 @@
-"""RunInference's model handler for our Flax classifiers, and the model checks done at launch.
+"""RunInference's model handler for our Flax classifiers.
 
 :class:`FlaxModelHandler` is a Beam ``ModelHandler`` whose elements are
-:class:`~pipelines.tokenizing.TokenizedBlock` s (thousands of records' windows,
-pinned to one element per call by ``batch_elements_kwargs``).  Its model is a
-:class:`BlockRunner`: a :class:`flaxmodel.Classifier` (parameters replicated on
-every local device of the worker, batches split over them, jitted forward) with
-the block loop around it, which plans a block's batches on the grid
-(:mod:`pipelines.batching`), pads each one and dispatches it.  JAX dispatches
-asynchronously, so the runner pads and dispatches batch N+1 while the devices
-compute batch N, keeping at most :data:`IN_FLIGHT_BATCHES` batches dispatched
-and not yet read back.  A batch the model fails on marks its windows failed
-(the records become ``inference_error`` dead letters downstream); the other
-batches of the block are kept.
+:class:`~pipelines.model.tokenizing.TokenizedBlock` s (thousands of records' windows,
+pinned to one element per call by ``batch_elements_kwargs``).  It is built from
+the launcher's :class:`flaxmodel.ModelRef` and loads the weights from it once
+per worker process.  Its model is a :class:`BlockRunner`: a
+:class:`flaxmodel.Classifier` (parameters replicated on every local device of
+the worker, batches split over them, jitted forward, its shape grid made for
+the worker's platform) with the block loop around it, which plans a block's
+batches on that grid (:mod:`pipelines.model.batching`), pads each one and
+dispatches it.  JAX dispatches asynchronously, so the runner pads and
+dispatches batch N+1 while the devices compute batch N, keeping at most
+:data:`IN_FLIGHT_BATCHES` batches dispatched and not yet read back.  A batch
+the model fails on marks its windows failed (the records become
+``inference_error`` dead letters downstream); the other batches of the block
+are kept.
 
-The row buckets are decided where the model loads, since only there are the
-devices known: ``--batch_size`` 0 (automatic) means :data:`CPU_BATCH_ROWS` rows
-on CPUs, where batches within cache run fastest, and
-:data:`ACCELERATOR_BATCH_ROWS` on GPUs and TPUs, which need many rows per call
-to be busy (the token cap is likewise the grid's automatic one: none there).
+The worker decides what only it can know: its devices, the grid's rows and
+token cap for their platform (``--batch_size`` / ``--max_batch_tokens`` 0), and
+for ``--precision auto`` the path it runs; every result carries the worker's
+identity (``name@hash:precision``), and the ``model:<identity>`` counter and
+``devices:<platform>`` gauge report them to the run summary.
 
 By default every SDK process loads its own model (RunInference's ``Shared``:
 one per process, shared by its threads).  With ``model_copies`` > 0 the
@@ -28,16 +31,9 @@ model's methods only, so everything :meth:`FlaxModelHandler.run_inference`
 needs is a :class:`BlockRunner` method, and only the windows travel to the
 server, not the records.  The server process is forked from an SDK process,
 which must therefore not have initialised JAX: nothing on the SDK side of the
-pipeline touches a JAX device (planning happens inside the runner).  See
-``deploy/README.md`` for when to share.  RunInference (not a plain DoFn) is used
-for this standard model sharing, metrics and ``with_exception_handling``
-dead-letter output; its batch latency lands in our metrics namespace.
+pipeline touches a JAX device.  See ``deploy/README.md`` for when to share.
 (``max_batch_weight`` is avoided: Beam 2.77 forwards it to ``BatchElements``,
 which rejects it.)
-
-:func:`inspect_model` loads the model once at pipeline construction, so a bad
-``--model`` fails before any data is read, and yields the labels, config and shape grid
-the pipeline is built from.
 """
 
 from __future__ import annotations
@@ -50,70 +46,35 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from flaxmodel import AUTO_PRECISION, Classifier, EncoderConfig, ShapeGrid, load_classifier
-from flaxmodel.inference.shapes import pad_windows
-from flaxmodel.inference.tokenizer import TokenWindows
-from pipelines.batching import PlannedBatch, plan_block
-from pipelines.metrics import NAMESPACE, PRECISION_COUNTER_PREFIX
-from pipelines.tokenizing import TokenizedBlock
+from flaxmodel import AUTO_PRECISION, Classifier, ModelRef, TokenWindows, load_classifier, pad_windows, resolve_model
+from flaxmodel import OptionError
+from pipelines.model.batching import PlannedBatch, plan_block
+from pipelines.model.tokenizing import TokenizedBlock
+from pipelines.names import DEVICES_GAUGE_PREFIX, NAMESPACE
 
 # Batches dispatched and not yet read back: two let the host pad batch N+1 while the devices compute N.
 IN_FLIGHT_BATCHES = 2
-# Rows of the largest batch with --batch_size 0: on CPU the planner's token cap keeps batches within cache
-# anyway (shapes.CPU_BATCH_TOKENS).  On GPUs and TPUs 1024 tweet-sized windows of MiniLM are ~0.7 TFLOP
-# (0.65 GFLOP per 31-token text), milliseconds of device work per call against tens of microseconds of
-# dispatch; not measured on a device here (no accelerator was available).
-CPU_BATCH_ROWS = 64
-ACCELERATOR_BATCH_ROWS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """What the pipeline's construction needs to know about the model."""
+class RunSettings:
+    """How a worker runs the model: requests, each worker deciding what it means on its devices.
 
-    name: str
-    labels: tuple[str, ...]
-    max_length: int
-    content_length: int
-    weights_hash: str
-    config: EncoderConfig
-    # Local devices the model runs data parallel on, and their platform (cpu, gpu, tpu).
-    devices: int = 1
-    platform: str = "cpu"
-    # The precision the launching process's model runs in; each worker decides its own for "auto".
-    precision: str = "float32"
+    Attributes:
+      batch_size: rows of the largest batch (0: automatic for the platform).
+      max_batch_tokens: padded tokens per batch of several records (0: automatic).
+      sort_buffer: windows sorted by length together before they are cut into batches.
+      precision: ``auto`` or a path of :data:`flaxmodel.PRECISIONS`.
+      compilation_cache_dir: persistent XLA compilation cache, or None.
+      model_copies: 0: a model per SDK process; N: N copies shared by the worker's processes.
+    """
 
-    @property
-    def model_id(self) -> str:
-        return model_id(self.name, self.weights_hash, self.precision)
-
-
-def model_id(name: str, weights_hash: str, precision: str) -> str:
-    """The ``model`` column: checkpoint folder name, a hash of its weights and the precision that ran."""
-    return f"{name}@{weights_hash}:{precision}"
-
-
-def inspect_model(path: str | None, *, max_length: int, precision: str = AUTO_PRECISION) -> ModelSpec:
-    """Loads config, tokenizer and weights; raises the loader's error (with what to fix) if any is bad."""
-    classifier = load_classifier(path, precision=precision, max_length=max_length)
-    return ModelSpec(
-        name=classifier.name,
-        labels=classifier.labels,
-        max_length=classifier.max_length,
-        content_length=classifier.text_encoder.content_length,
-        weights_hash=classifier.weights_hash,
-        config=classifier.config,
-        devices=len(classifier.devices),
-        platform=classifier.platform,
-        precision=classifier.precision,
-    )
-
-
-def batch_rows(batch_size: int, platform: str) -> int:
-    """Rows of the largest batch: ``batch_size``, or for 0 the automatic choice for ``platform``."""
-    if batch_size:
-        return batch_size
-    return CPU_BATCH_ROWS if platform == "cpu" else ACCELERATOR_BATCH_ROWS
+    batch_size: int = 0
+    max_batch_tokens: int = 0
+    sort_buffer: int = 4096
+    precision: str = AUTO_PRECISION
+    compilation_cache_dir: str | None = None
+    model_copies: int = 0
 
 
 class WindowScores(NamedTuple):
@@ -143,22 +104,20 @@ class BlockRunner:
     model process works like the runner itself.
     """
 
-    def __init__(self, classifier: Classifier, *, batch_size: int, max_batch_tokens: int, sort_buffer: int):
+    def __init__(self, classifier: Classifier, *, sort_buffer: int):
         self._classifier = classifier
-        rows = batch_rows(batch_size, classifier.platform)
-        self._grid = ShapeGrid.for_model(classifier.config, classifier.max_length, rows, max_batch_tokens)
+        self._grid = classifier.grid
         encoder = classifier.text_encoder
         self._prefix, self._suffix = tuple(encoder.prefix), tuple(encoder.suffix)
         self._sort_buffer = sort_buffer
-        self._model_id = model_id(classifier.name, classifier.weights_hash, classifier.precision)
 
     def model_id(self) -> str:
-        """The ``model`` column of the rows this runner labels."""
-        return self._model_id
+        """The ``model`` column of the rows this runner labels: ``name@hash:precision`` as this worker runs it."""
+        return self._classifier.identity
 
-    def precision(self) -> str:
-        """The precision this runner's classifier computes in."""
-        return self._classifier.precision
+    def devices(self) -> tuple[str, int]:
+        """The platform of this runner's devices and how many it runs on."""
+        return self._classifier.platform, len(self._classifier.devices)
 
     def max_rows(self) -> int:
         """Rows of the largest batch on this runner's grid."""
@@ -215,69 +174,60 @@ class BlockRunner:
 
 
 class FlaxModelHandler(ModelHandler[TokenizedBlock, PredictionResult, BlockRunner]):
-    """Runs tokenized blocks through a Flax classifier; ``PredictionResult.inference`` is a :class:`WindowScores`."""
+    """Runs tokenized blocks through a Flax classifier; ``PredictionResult.inference`` is a :class:`WindowScores`.
 
-    def __init__(
-        self,
-        model_path: str | None,
-        *,
-        max_length: int,
-        batch_size: int,
-        max_batch_tokens: int = 0,
-        sort_buffer: int = 4096,
-        precision: str = AUTO_PRECISION,
-        compilation_cache_dir: str | None = None,
-        model_copies: int = 0,
-    ):
+    Args:
+      model: the launcher's reference of the model (weights load from it on the worker).
+      settings: how each worker runs it.
+    """
+
+    def __init__(self, model: ModelRef, settings: RunSettings = RunSettings()):
         super().__init__()
-        self._model_path = model_path
-        self._max_length = max_length
-        self._batch_size = batch_size
-        self._max_batch_tokens = max_batch_tokens
-        self._sort_buffer = sort_buffer
-        self._precision = precision
-        self._compilation_cache_dir = compilation_cache_dir
-        self._copies = model_copies
+        self._model = model
+        self._settings = settings
 
     def load_model(self) -> BlockRunner:
-        if self._compilation_cache_dir:
+        s = self._settings
+        if s.compilation_cache_dir:
             import jax
 
-            jax.config.update("jax_compilation_cache_dir", self._compilation_cache_dir)
+            jax.config.update("jax_compilation_cache_dir", s.compilation_cache_dir)
             # Cache every bucket's program, however fast it compiled: a restarted worker then compiles none.
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
         classifier = load_classifier(
-            self._model_path,
-            precision=self._precision,
-            batch_size=self._batch_size or CPU_BATCH_ROWS,
-            max_length=self._max_length,
+            self._model, precision=s.precision, batch_size=s.batch_size, max_batch_tokens=s.max_batch_tokens
         )
-        return BlockRunner(
-            classifier,
-            batch_size=self._batch_size,
-            max_batch_tokens=self._max_batch_tokens,
-            sort_buffer=self._sort_buffer,
-        )
+        return BlockRunner(classifier, sort_buffer=s.sort_buffer)
 
     def run_inference(
         self, batch: Sequence[TokenizedBlock], model: BlockRunner, inference_args: Mapping[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
         tag = model.model_id()
-        # Batches per precision: the run summary says which path labelled the records.
-        batches = Metrics.counter(NAMESPACE, PRECISION_COUNTER_PREFIX + model.precision())
+        platform, count = model.devices()
+        Metrics.gauge(NAMESPACE, DEVICES_GAUGE_PREFIX + platform).set(count)
         for element in batch:
-            scores = model.run(element.windows)
-            batches.inc(scores.batches)
-            yield PredictionResult(element, scores, tag)
+            yield PredictionResult(element, model.run(element.windows), tag)
+
+    def update_model_path(self, model_path: str | None = None) -> None:
+        """Points the handler at another checkpoint of the same labels (Beam's model updates)."""
+        if model_path is None:
+            return
+        updated = resolve_model(model_path, max_length=self._model.max_length)
+        if updated.labels != self._model.labels:
+            raise OptionError(
+                f"{model_path}: labels {list(updated.labels)} differ from the running model's "
+                f"{list(self._model.labels)}, which the output schema was built from"
+            )
+        self._model = updated
 
     def batch_elements_kwargs(self) -> Mapping[str, Any]:
         return {"min_batch_size": 1, "max_batch_size": 1}
 
     def share_model_across_processes(self) -> bool:
-        return self._copies > 0
+        return self._settings.model_copies > 0
 
     def model_copies(self) -> int:
-        return max(self._copies, 1)
+        return max(self._settings.model_copies, 1)
 
     def get_num_bytes(self, batch: Sequence[TokenizedBlock]) -> int:
         # int32 ids per token of the windows sent to the model.

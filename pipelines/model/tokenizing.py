@@ -1,6 +1,6 @@
 """Tokenizing record blocks into model windows: once-per-worker tokenizer, identical texts once.
 
-``TokenizeBlocks`` turns each :class:`~pipelines.records.RecordBlock` into a
+``TokenizeBlocks`` turns each :class:`~pipelines.sources.records.RecordBlock` into a
 :class:`TokenizedBlock`: the token windows of the block's distinct texts (a
 text longer than the model's maximum length is split into windows overlapping
 by ``stride``; past ``max_windows`` the rest is dropped and ``truncated`` set),
@@ -11,8 +11,9 @@ the ``reused_texts`` metric counts the records that reused another's.  Only the
 prefix of a text that its windows can use is tokenized (see
 :meth:`~flaxmodel.inference.tokenizer.TextEncoder.encode_block`), so one huge
 record costs about what a record of ``max_windows`` windows does.  The tokenizer
-is loaded once per worker process and shared by its threads (Beam's ``Shared``),
-and each block is one batched call of the tokenizer.
+is the model's (:meth:`flaxmodel.ModelRef.tokenizer`): built once per worker
+process and shared by its threads and by the process's classifier, and each
+block is one batched call of the tokenizer.
 
 The tokenizer call of a block runs on a thread of its own while the rest of
 the pipeline (planning, padding, dispatch, aggregation, writing: Python on the
@@ -31,13 +32,11 @@ from typing import NamedTuple
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
-from flaxmodel import TextEncoder, default_model_path
-from flaxmodel.inference.tokenizer import TokenWindows
-from pipelines.metrics import NAMESPACE
-from pipelines.records import RecordBlock
+from flaxmodel import ModelRef, TokenWindows
+from pipelines.names import NAMESPACE
+from pipelines.sources import RecordBlock
 
 
 class TokenizedBlock(NamedTuple):
@@ -61,31 +60,18 @@ def distinct_texts(texts: list[str]) -> tuple[list[str], np.ndarray]:
     return list(index), text_of
 
 
-class _SharedEncoder:
-    """Weak-referenceable holder, as ``Shared`` requires."""
-
-    def __init__(self, encoder: TextEncoder):
-        self.encoder = encoder
-
-
 class TokenizeBlocks(beam.DoFn):
-    """:class:`~pipelines.records.RecordBlock` in, :class:`TokenizedBlock` out, one block behind (see the module
+    """:class:`~pipelines.sources.records.RecordBlock` in, :class:`TokenizedBlock` out, one block behind (see the module
     docstring)."""
 
-    def __init__(self, model_path: str | None, max_length: int, stride: int, max_windows: int):
-        self._model_path = model_path
-        self._max_length = max_length
+    def __init__(self, model: ModelRef, stride: int, max_windows: int):
+        self._model = model
         self._stride = stride
         self._max_windows = max_windows
-        self._shared = shared.Shared()
 
     def setup(self) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tokenize")
-        path = self._model_path or default_model_path()
-        self._holder = self._shared.acquire(
-            lambda: _SharedEncoder(TextEncoder.from_folder(path, self._max_length)),
-            tag=f"tokenizer:{path}:{self._max_length}",
-        )
+        self._tokenizer = self._model.tokenizer()
         self._truncated = Metrics.counter(NAMESPACE, "truncated")
         self._reused = Metrics.counter(NAMESPACE, "reused_texts")
 
@@ -111,7 +97,7 @@ class TokenizeBlocks(beam.DoFn):
 
     def _tokenize(self, block: RecordBlock) -> TokenizedBlock:
         texts, text_of = distinct_texts(block.texts)
-        return TokenizedBlock(block, text_of, self._holder.encoder.encode_block(texts, self._stride, self._max_windows))
+        return TokenizedBlock(block, text_of, self._tokenizer.encode_block(texts, self._stride, self._max_windows))
 
     def _emit(self, future: concurrent.futures.Future, where: WindowedValue) -> WindowedValue:
         """The finished block, in its own window; counted here, since Beam's metrics belong to the bundle's thread."""

@@ -2,8 +2,8 @@
 
 A row is flagged when any listed class's score reaches its threshold.  By
 default the thresholds are those the model folder recommends
-(``thresholds.json``, chosen on validation data for a stated precision; see
-:mod:`flaxmodel.ckpts.thresholds`); ``--threshold`` replaces them, and
+(``thresholds.json``, chosen on validation data for a stated precision, and
+read into the :class:`flaxmodel.ModelRef` at launch); ``--threshold`` replaces them, and
 ``--threshold none`` turns flagging off.  Names are checked against the
 model's labels when the pipeline is built, so a typo fails before any data is
 read.  With no thresholds, ``flagged`` is null: no policy was given, which is
@@ -18,20 +18,18 @@ from typing import Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from flaxmodel import recommended_thresholds
-from pipelines.options import OptionError
+from flaxmodel import ModelRef, OptionError
 
 # --threshold value that turns flagging off, even for a model that recommends thresholds.
 NO_THRESHOLDS = "none"
 
 
-def resolve_thresholds(spec: str, labels: Sequence[str], model_path: str | None) -> dict[str, float]:
+def resolve_thresholds(spec: str, model: ModelRef) -> dict[str, float]:
     """The thresholds a run applies: ``--threshold``'s, none, or the model folder's recommended ones.
 
     Args:
       spec: the ``--threshold`` value: ``""`` (the model's), ``"none"``, or ``name=value`` pairs.
-      labels: the model's labels.
-      model_path: the model folder (None: the default model).
+      model: the model, whose labels the names must be and whose recommended thresholds are the default.
 
     Returns:
       Class name -> threshold; empty: ``flagged`` stays null.
@@ -39,11 +37,12 @@ def resolve_thresholds(spec: str, labels: Sequence[str], model_path: str | None)
     Raises:
       OptionError: for a malformed spec, or recommended thresholds naming classes the model lacks.
     """
+    labels = model.labels
     if spec.strip().lower() == NO_THRESHOLDS:
         return {}
     if spec.strip():
         return parse_thresholds(spec, labels)
-    recommended = recommended_thresholds(model_path)
+    recommended = dict(model.thresholds)
     unknown = sorted(set(recommended) - set(labels))
     if unknown:
         raise OptionError(

@@ -21,7 +21,7 @@ text            string     the text, with ``--keep_text`` only
 
 ``dead_letter-*.parquet`` (:data:`DEAD_LETTER_SCHEMA`), one row per record that
 could not be labeled: ``source`` (file path), ``position`` (line or row),
-``reason`` (a code from :data:`pipelines.records.REASONS`), ``payload`` (raw
+``reason`` (a code from :data:`pipelines.sources.records.REASONS`), ``payload`` (raw
 bytes, capped at ``--max_payload_bytes``) and ``detail`` (the error message).
 """
 
@@ -31,20 +31,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 
-from pipelines.classify import ScoredBlock
-from pipelines.options import OptionError
-from pipelines.records import DeadLetter
-from pipelines.thresholds import flagged_column
+from flaxmodel import OptionError
+from pipelines.model import ScoredBlock
+from pipelines.sinks.flagging import flagged_column
+from pipelines.sources import DeadLetter
 
-# Output file name prefixes: DIR/labels-*.parquet and DIR/dead_letter-*.parquet.
-LABELS_NAME = "labels"
-DEAD_LETTER_NAME = "dead_letter"
-# Each run writes under DIR/_attempt-<id>/ until its outputs are complete, then moves them into DIR
-# (pipelines.io.CommitOutputs).  `*` in a Beam or shell glob never crosses a `/`, and the leading
-# underscore hides the folder from readers that skip such names (Spark, Hive, pyarrow datasets).
-ATTEMPT_PREFIX = "_attempt-"
 FIXED_COLUMNS = ("id", "label", "score", "flagged", "num_tokens", "num_windows", "truncated", "model", "text")
 
 DEAD_LETTER_SCHEMA = pa.schema(
@@ -129,27 +121,3 @@ def label_table(
 
 def dead_letter_row(dead: DeadLetter) -> dict:
     return dead._asdict()
-
-
-def shard_pattern(name: str) -> str:
-    """The file pattern, relative to the output directory, of the Parquet shards named ``name``."""
-    return f"{name}-*.parquet"
-
-
-def check_output(directory: str, owned: Sequence[str], *, overwrite: bool) -> None:
-    """Refuses a directory holding a complete earlier run, unless ``overwrite`` lets this run replace it.
-
-    ``owned`` are the file patterns, relative to ``directory``, of a run's outputs
-    (e.g. ``labels-*.parquet``).  They only ever appear there through a finished
-    run's commit, so any match is a complete earlier run; the unfinished work of
-    killed runs lies in attempt folders, which the patterns do not reach.
-    """
-    if overwrite:
-        return
-    patterns = [FileSystems.join(directory, pattern) for pattern in owned]
-    existing = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
-    if existing:
-        raise OptionError(
-            f"--output {directory}: already holds the outputs of an earlier run ({existing[0]}); pass --overwrite "
-            "to replace them once this run's outputs are complete, or pick another directory"
-        )

@@ -1,15 +1,17 @@
-"""Beam metrics of the moderation pipeline and the end-of-run summary built from them.
+"""The end-of-run summary, built from the run's Beam metrics.
 
-All counters and distributions live in one namespace, :data:`NAMESPACE`:
-``files_read``, ``records_read``, ``labeled``, ``dead_lettered`` and ``dead_letter_<reason>``,
-``label_<name>``, ``windows``, ``truncated``, ``reused_texts`` (records whose text
-an earlier record of the same block held, scored once for both), ``tokens`` (real
-tokens fed to the model), ``padded_tokens`` (cells of the padded batches), ``batches``,
-``precision_<path>`` (model batches run in each precision: float32, bfloat16, int8),
-``blank_lines_skipped`` (JSONL/CSV lines holding no record), and RunInference's
-own ``inference_batch_latency_micro_secs`` distribution (the handler reports
-into this namespace).  :func:`summarize` reads them back from a finished
-pipeline result.
+All counters, gauges and distributions live in one namespace,
+:data:`~pipelines.names.NAMESPACE`: ``files_read``, ``records_read``, ``labeled``,
+``dead_lettered`` and ``dead_letter_<reason>``, ``label_<name>``, ``windows``,
+``truncated``, ``reused_texts`` (records whose text an earlier record of the same
+block held, scored once for both), ``tokens`` (real tokens fed to the model),
+``padded_tokens`` (cells of the padded batches), ``batches``, ``model:<identity>``
+(records labeled by each model identity, ``name@hash:precision`` as the worker
+that ran it names it), the gauge ``devices:<platform>`` (a worker's local
+devices), ``blank_lines_skipped`` (JSONL/CSV lines holding no record), and
+RunInference's own ``inference_batch_latency_micro_secs`` distribution (the
+handler reports into this namespace).  :func:`summarize` reads them back from a
+finished pipeline result.
 """
 
 from __future__ import annotations
@@ -19,23 +21,8 @@ from typing import Mapping, Sequence
 
 from apache_beam.metrics.metric import MetricsFilter
 
-NAMESPACE = "moderation"
-PRECISION_COUNTER_PREFIX = "precision_"
-BATCH_LATENCY = "inference_batch_latency_micro_secs"
-
-
-def dead_letter_fraction(read: int, dead: int) -> float:
-    """Share of the records read that were dead-lettered (0 for an empty run)."""
-    return dead / read if read else 0.0
-
-
-def dead_letter_excess(read: int, dead: int, limit: float) -> str:
-    """Why a run with ``dead`` of ``read`` records dead-lettered fails ``--max_dead_letter_fraction limit``."""
-    return (
-        f"{100 * dead_letter_fraction(read, dead):.1f}% of the records read ({dead} of {read}) were dead-lettered, "
-        f"more than --max_dead_letter_fraction {limit} allows; check --format, --text_field and the input "
-        "against the dead letters' reasons (outputs are written)"
-    )
+from pipelines.names import BATCH_LATENCY, DEVICES_GAUGE_PREFIX, MODEL_COUNTER_PREFIX, NAMESPACE
+from pipelines.sinks.guard import dead_letter_excess, dead_letter_fraction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +32,8 @@ class Summary:
     elapsed_s: float
     labels: tuple[str, ...]
     max_dead_letter_fraction: float = 1.0
-    # "N (platform)" of the model's local devices, as the launching process loaded it.
-    devices: str = ""
+    # Local devices of the workers' models per platform, as the workers reported them.
+    devices: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def get(self, name: str) -> int:
         return int(self.counters.get(name, 0))
@@ -69,6 +56,12 @@ class Summary:
     def succeeded(self) -> bool:
         """The run's exit status 0: nothing lost and dead letters within the limit."""
         return self.balanced and not self.too_many_dead_letters
+
+    @property
+    def models(self) -> dict[str, int]:
+        """Records labeled per model identity (``name@hash:precision``), as the workers ran them."""
+        prefix = MODEL_COUNTER_PREFIX
+        return {k[len(prefix) :]: int(v) for k, v in sorted(self.counters.items()) if k.startswith(prefix) and v}
 
     @property
     def texts_per_s(self) -> float:
@@ -97,14 +90,9 @@ class Summary:
             f"{self.get('reused_texts')} reused)"
         )
         if self.devices:
-            lines.append(f"devices: {self.devices}")
-        precisions = {
-            k[len(PRECISION_COUNTER_PREFIX) :]: v
-            for k, v in sorted(self.counters.items())
-            if k.startswith(PRECISION_COUNTER_PREFIX) and v
-        }
-        if precisions:
-            lines.append("precision: " + ", ".join(f"{k} ({v} batches)" for k, v in precisions.items()))
+            lines.append("devices: " + ", ".join(f"{n} ({platform})" for platform, n in sorted(self.devices.items())))
+        for identity, records in self.models.items():
+            lines.append(f"model: {identity} ({records} records)")
         if self.too_many_dead_letters:
             lines.append("FAILED: " + dead_letter_excess(read, dead, self.max_dead_letter_fraction))
         return "\n".join(lines)
@@ -121,7 +109,6 @@ def summarize(
     labels: Sequence[str],
     *,
     max_dead_letter_fraction: float = 1.0,
-    devices: str = "",
 ) -> Summary:
     """Sums the namespace's counters over steps; runners without committed metrics give attempted ones."""
     query = pipeline_result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
@@ -134,6 +121,13 @@ def summarize(
         if item.key.metric.name == BATCH_LATENCY:
             value = _committed_or_attempted(item)
             latency += int(value.sum) if value is not None else 0
+    devices = {}
+    for item in query["gauges"]:
+        name = item.key.metric.name
+        value = _committed_or_attempted(item)
+        if name.startswith(DEVICES_GAUGE_PREFIX) and value is not None:
+            platform = name[len(DEVICES_GAUGE_PREFIX) :]
+            devices[platform] = max(devices.get(platform, 0), int(value.value))
     return Summary(
         counters=counters,
         batch_latency_sum_us=latency,

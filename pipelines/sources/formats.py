@@ -2,8 +2,8 @@
 
 Every parser takes the file's raw bytes (lines, or the open file for Parquet)
 and decodes them itself, so a bad byte, line or row becomes a dead-letter row
-and never fails the job.  Each yields :class:`~pipelines.records.Record` or
-:class:`~pipelines.records.DeadLetter` items in file order; ``position`` is the
+and never fails the job.  Each yields :class:`~pipelines.sources.records.Record` or
+:class:`~pipelines.sources.records.DeadLetter` items in file order; ``position`` is the
 0-based line where the record starts (text, JSONL, CSV, header included) or the
 0-based row (Parquet).
 
@@ -14,38 +14,23 @@ and never fails the job.  Each yields :class:`~pipelines.records.Record` or
   that row; blank lines are skipped.
 * Parquet: the text, id and kept columns are read in record batches.
 
-The default record id is ``<file path>:<position>``, stable across runs.
-
-:func:`parse_blocks` is what the pipelines read with: the same records as
-:func:`parse`, packed into :class:`~pipelines.records.RecordBlock` columns of up
-to :data:`BLOCK_RECORDS` records.  JSONL and Parquet blocks are decoded by
-pyarrow in one call (1.8 million JSONL rows/s on the 2-core benchmark machine,
-issue 12's measurement, with no Python work per line); a block pyarrow
-refuses, or whose columns do not pass the checks below, goes through the
-per-line parsers, which find and dead-letter the bad lines with exactly the
-reasons :func:`parse` gives.  So the fast path only ever handles blocks where
-every line is one JSON object holding a non-blank, valid UTF-8 string text (and
-string ids and kept fields), and everything else takes the exact path.  Text
-and CSV files go through the per-line parsers, packed into blocks.
+The default record id is ``<file path>:<position>``, stable across runs.  The
+pipelines read through :mod:`pipelines.sources.blocks`, which packs these records
+into blocks and decodes clean JSONL and Parquet blocks with pyarrow in one call.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
-import re
 from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.json as pa_json
 from apache_beam.metrics import Metrics
 
-from pipelines import records as R
-from pipelines.metrics import NAMESPACE
+from pipelines.names import NAMESPACE
+import pipelines.sources.records as R
 
 TEXT, JSONL, CSV, PARQUET = "text", "jsonl", "csv", "parquet"
 FORMATS = (TEXT, JSONL, CSV, PARQUET)
@@ -60,7 +45,7 @@ EXTENSIONS = {
     ".pq": PARQUET,
 }
 COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".deflate", ".zst", ".zstd", ".lzma", ".xz")
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"
 _PARQUET_BATCH_ROWS = 4096
 # Python's csv refuses fields over 131,072 characters, which dead-lettered long posts that JSONL and
 # Parquet label.  The cap stays (an unterminated quote would otherwise pull the rest of a shard into one
@@ -68,16 +53,8 @@ _PARQUET_BATCH_ROWS = 4096
 # dead letter saying so.
 CSV_FIELD_LIMIT = 16 * 2**20
 
-# Records per block: thousands amortise each step's per-call cost (pyarrow, encode_batch, the batch
-# planner, a Parquet row group) and keep a block of tweets around a megabyte.
-BLOCK_RECORDS = 4096
-# A line holding anything but one JSON object (blank lines included) sends its block to the exact path.
-_NOT_ONE_OBJECT = re.compile(rb"^(?![ \t]*\{.*\}[ \t\r]*$)", re.MULTILINE)
-# Texts that str.strip() empties, as an RE2 pattern for pyarrow (RE2's \s is ASCII only).
-_BLANK_TEXT = "^[" + "".join(f"\\x{{{c:x}}}" for c in range(0x110000) if chr(c).isspace()) + "]*$"
 
 Item = R.Record | R.DeadLetter
-Element = R.RecordBlock | R.DeadLetter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,12 +112,12 @@ def _numbered_lines(lines: Iterable[bytes], start: int = 0) -> Iterator[tuple[in
     """``(position, line)`` from line ``start`` on, without line endings or the file's leading byte-order mark."""
     for position, raw in enumerate(lines, start):
         line = _strip_eol(raw)
-        if position == 0 and line.startswith(_BOM):
-            line = line[len(_BOM) :]
+        if position == 0 and line.startswith(BOM):
+            line = line[len(BOM) :]
         yield position, line
 
 
-class _Builder:
+class RecordBuilder:
     """Checks a record's fields and turns it into a Record or a dead letter."""
 
     def __init__(self, source: str, spec: FieldSpec):
@@ -188,7 +165,7 @@ def _skip_blank() -> None:
 
 
 def parse_text(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[Item]:
-    build = _Builder(source, spec)
+    build = RecordBuilder(source, spec)
     for position, line in _numbered_lines(lines):
         try:
             text = line.decode("utf-8")
@@ -200,7 +177,7 @@ def parse_text(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator
 
 def parse_jsonl(lines: Iterable[bytes], source: str, spec: FieldSpec, start: int = 0) -> Iterator[Item]:
     """Records of JSONL ``lines``, the first being line ``start`` of the file."""
-    build = _Builder(source, spec)
+    build = RecordBuilder(source, spec)
     for position, line in _numbered_lines(lines, start):
         if not line.strip():
             _skip_blank()
@@ -237,8 +214,8 @@ class _LineTracker:
 
     def __next__(self) -> str:
         raw = next(self._lines)
-        if self._next == 0 and raw.startswith(_BOM):
-            raw = raw[len(_BOM) :]
+        if self._next == 0 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
         self._next += 1
         line = raw.decode("utf-8", "surrogateescape")
         self._taken.append(line)
@@ -253,7 +230,7 @@ class _LineTracker:
 
 
 def parse_csv(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[Item]:
-    build = _Builder(source, spec)
+    build = RecordBuilder(source, spec)
     tracker = _LineTracker(lines)
     # A process-wide setting in the csv module; every CSV parse here wants the same cap.
     csv.field_size_limit(CSV_FIELD_LIMIT)
@@ -292,14 +269,14 @@ def parse_csv(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[
 
 
 def parse_parquet(file: BinaryIO, source: str, spec: FieldSpec) -> Iterator[Item]:
-    build = _Builder(source, spec)
+    build = RecordBuilder(source, spec)
     position = 0
-    for table in _parquet_tables(file, spec, _PARQUET_BATCH_ROWS):
-        yield from _parquet_rows(build, table, position)
+    for table in parquet_tables(file, spec, _PARQUET_BATCH_ROWS):
+        yield from parquet_rows(build, table, position)
         position += table.num_rows
 
 
-def _parquet_tables(file: BinaryIO, spec: FieldSpec, rows: int) -> Iterator[pa.Table]:
+def parquet_tables(file: BinaryIO, spec: FieldSpec, rows: int) -> Iterator[pa.Table]:
     """The file's text, id and kept columns (those it has), ``rows`` rows at a time."""
     import pyarrow.parquet as pq
 
@@ -310,7 +287,7 @@ def _parquet_tables(file: BinaryIO, spec: FieldSpec, rows: int) -> Iterator[pa.T
         yield pa.Table.from_batches([batch])
 
 
-def _parquet_rows(build: _Builder, table: pa.Table, start: int) -> Iterator[Item]:
+def parquet_rows(build: RecordBuilder, table: pa.Table, start: int) -> Iterator[Item]:
     """Each row of ``table`` (rows ``start``... of the file) checked on its own."""
     for i, row in enumerate(table.to_pylist()):
         yield build.from_mapping(row, start + i, lambda row=row: json.dumps(row, default=str).encode())
@@ -323,128 +300,3 @@ def parse(fmt: str, file: BinaryIO, source: str, spec: FieldSpec) -> Iterator[It
     lines = iter(file.readline, b"")
     parsers = {TEXT: parse_text, JSONL: parse_jsonl, CSV: parse_csv}
     return parsers[fmt](lines, source, spec)
-
-
-def parse_blocks(
-    fmt: str, file: BinaryIO, source: str, spec: FieldSpec, block_records: int = BLOCK_RECORDS
-) -> Iterator[Element]:
-    """The records of :func:`parse` in blocks of at most ``block_records``, and its dead letters one by one."""
-    if fmt == JSONL:
-        return _jsonl_blocks(file, source, spec, block_records)
-    if fmt == PARQUET:
-        return _parquet_blocks(file, source, spec, block_records)
-    return _pack(parse(fmt, file, source, spec), spec, block_records)
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    """Lists of ``size`` consecutive items (the last one shorter); if reading fails, what was read
-    before the failure comes out first, then the error is raised, so a broken file loses no record
-    that the per-line parsers would have yielded."""
-    chunk: list = []
-    try:
-        for item in items:
-            chunk.append(item)
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-    except Exception:
-        if chunk:
-            yield chunk
-        raise
-    if chunk:
-        yield chunk
-
-
-def _pack(items: Iterable[Item], spec: FieldSpec, block_records: int) -> Iterator[Element]:
-    for chunk in _chunks(items, block_records):
-        records = [item for item in chunk if isinstance(item, R.Record)]
-        yield from (item for item in chunk if isinstance(item, R.DeadLetter))
-        if records:
-            yield R.RecordBlock.from_records(records, spec.keep_fields)
-
-
-def _string_column(table: pa.Table, name: str) -> pa.ChunkedArray | None:
-    """Column ``name`` if it holds valid UTF-8 strings only (nulls allowed), else None."""
-    if name not in table.column_names:
-        return None
-    column = table.column(name)
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        return None
-    try:
-        column.validate(full=True)
-    except pa.ArrowInvalid:
-        return None
-    return column
-
-
-def _arrow_block(table: pa.Table, source: str, start: int, spec: FieldSpec) -> R.RecordBlock | None:
-    """``table``'s rows (rows/lines ``start``...) as a block, or None if a row needs the per-row checks."""
-    n = table.num_rows
-    text = _string_column(table, spec.text_field)
-    if text is None or text.null_count or pc.any(pc.match_substring_regex(text, _BLANK_TEXT)).as_py():
-        return None
-    if spec.id_field is None:
-        ids = [default_id(source, p) for p in range(start, start + n)]
-    else:
-        column = _string_column(table, spec.id_field)
-        if column is None or column.null_count or pc.any(pc.equal(column, "")).as_py():
-            return None
-        ids = column.to_pylist()
-    fields = {}
-    for name in spec.keep_fields:
-        if name not in table.column_names or pa.types.is_null(table.column(name).type):
-            fields[name] = [None] * n
-            continue
-        column = _string_column(table, name)
-        if column is None:
-            return None
-        fields[name] = column.to_pylist()
-    return R.RecordBlock(source, np.arange(start, start + n, dtype=np.int64), ids, text.to_pylist(), fields)
-
-
-def _jsonl_table(lines: list[bytes], start: int, schema: pa.Schema) -> pa.Table | None:
-    """The lines as a table of ``schema``'s string columns if each is one JSON object of valid UTF-8, else None."""
-    chunk = b"".join(lines)
-    if start == 0 and chunk.startswith(_BOM):
-        return None
-    try:
-        chunk.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if _NOT_ONE_OBJECT.search(chunk, 0, len(chunk) - chunk.endswith(b"\n")):
-        return None
-    try:
-        table = pa_json.read_json(
-            io.BytesIO(chunk),
-            read_options=pa_json.ReadOptions(block_size=len(chunk) + 1),
-            parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
-        )
-    except pa.ArrowInvalid:
-        return None
-    return table if table.num_rows == len(lines) else None
-
-
-def _jsonl_blocks(file: BinaryIO, source: str, spec: FieldSpec, block_records: int) -> Iterator[Element]:
-    names = dict.fromkeys(name for name in (spec.text_field, spec.id_field, *spec.keep_fields) if name)
-    schema = pa.schema([(name, pa.string()) for name in names])
-    start = 0
-    for lines in _chunks(iter(file.readline, b""), block_records):
-        table = _jsonl_table(lines, start, schema)
-        block = _arrow_block(table, source, start, spec) if table is not None else None
-        if block is not None:
-            yield block
-        else:
-            yield from _pack(parse_jsonl(lines, source, spec, start), spec, block_records)
-        start += len(lines)
-
-
-def _parquet_blocks(file: BinaryIO, source: str, spec: FieldSpec, block_records: int) -> Iterator[Element]:
-    build = _Builder(source, spec)
-    start = 0
-    for table in _parquet_tables(file, spec, block_records):
-        block = _arrow_block(table, source, start, spec)
-        if block is not None:
-            yield block
-        else:
-            yield from _pack(_parquet_rows(build, table, start), spec, block_records)
-        start += table.num_rows

@@ -2,7 +2,7 @@
 
 A :class:`Record` is one text read from an input shard, with a stable id; a
 :class:`RecordBlock` holds thousands of them from one shard as columns, the
-element the pipelines pass from reading to writing (see :mod:`pipelines.classify`).  A
+element the pipelines pass from reading to writing (see :mod:`pipelines.model.classify`).  A
 :class:`DeadLetter` is anything that could not become a labeled row: it keeps
 the source file, the position of the record in it, a reason code (see
 :data:`REASONS`), the raw payload capped in size, and a human-readable detail.
@@ -16,7 +16,7 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipelines.metrics import NAMESPACE
+from pipelines.names import NAMESPACE
 
 INVALID_UTF8 = "invalid_utf8"
 INVALID_JSON = "invalid_json"

@@ -10,8 +10,8 @@ import apache_beam as beam
 import pytest
 
 from pipelines import evaluate, moderate
-from pipelines.io import GuardDeadLetters
-from pipelines.metrics import Summary
+from pipelines.sinks import GuardDeadLetters
+from pipelines.sinks import Summary
 from pipelines.options import ClassifySettings, ModerationOptions
 
 POSTS = ("You are great!", "what a lovely day", "I will see you tomorrow")

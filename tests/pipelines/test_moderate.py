@@ -10,7 +10,7 @@ import pytest
 
 from flaxmodel.inference.predictor import Classifier, load_classifier
 from pipelines import moderate
-from pipelines.outputs import DEAD_LETTER_SCHEMA, labels_schema
+from pipelines.sinks import DEAD_LETTER_SCHEMA, labels_schema
 from tests.pipelines.conftest import LABELS, MAX_LENGTH, MAX_WINDOWS, STRIDE, Shards
 
 THRESHOLD = 0.4

@@ -10,7 +10,7 @@ import pytest
 
 from flaxmodel import load_classifier
 from pipelines import moderate
-from pipelines.metrics import Summary
+from pipelines.sinks import Summary
 from pipelines.options import ClassifySettings, ModerationOptions
 
 POSTS = ("You are great!", "what a lovely day", "go away, you are not welcome here")
@@ -26,9 +26,10 @@ def test_precision_flag_reaches_the_model_the_model_column_and_the_summary(tmp_p
     assert moderate.main(argv) == 0
     rows = pq.read_table(sorted(out.glob("labels-*.parquet"))).to_pylist()
     weights_hash = load_classifier(folder, precision="float32").weights_hash
-    assert {r["model"] for r in rows} == {f"{pathlib.Path(folder).name}@{weights_hash}:int8"}
+    identity = f"{pathlib.Path(folder).name}@{weights_hash}:int8"
+    assert {r["model"] for r in rows} == {identity}
     assert len(rows) == len(POSTS)
-    assert "precision: int8 (" in capsys.readouterr().out
+    assert f"model: {identity} ({len(POSTS)} records)" in capsys.readouterr().out
 
 
 def test_precision_is_one_classify_setting_and_an_unknown_one_is_refused():
@@ -40,7 +41,9 @@ def test_precision_is_one_classify_setting_and_an_unknown_one_is_refused():
         ModerationOptions(["--precision", "float16"]).view_as(ModerationOptions)
 
 
-def test_summary_lists_the_batches_of_each_precision():
-    counters = {"records_read": 2, "labeled": 2, "precision_float32": 3, "precision_int8": 1, "precision_bfloat16": 0}
-    text = Summary(counters, 0, 1.0, ("a",)).render()
-    assert "precision: float32 (3 batches), int8 (1 batches)" in text
+def test_summary_lists_the_records_of_each_model_identity_the_workers_ran():
+    counters = {"records_read": 4, "labeled": 4, "model:m@0:float32": 3, "model:m@0:int8": 1, "model:m@0:bfloat16": 0}
+    text = Summary(counters, 0, 1.0, ("a",), devices={"cpu": 2}).render()
+    assert "model: m@0:float32 (3 records)\nmodel: m@0:int8 (1 records)" in text
+    assert "bfloat16" not in text
+    assert "devices: 2 (cpu)" in text

@@ -1,7 +1,7 @@
 """Re-runs into the same ``--output``: a killed run leaves nothing behind, a complete one is kept or overwritten.
 
 Each run writes into its own attempt folder inside ``--output`` and a last
-pipeline step moves the finished outputs into ``--output`` (``pipelines.io``).
+pipeline step moves the finished outputs into ``--output`` (``pipelines.sinks.commit``).
 The end-to-end test kills ``python -m pipelines.moderate`` with SIGKILL, as an
 OOM killer or a preempted VM would, and re-runs it; the others drive the
 refusal, ``--overwrite`` and the commit step itself.
@@ -26,8 +26,8 @@ from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import evaluate, moderate
-from pipelines.io import OutputAttempt, commit_outputs, remove_stale_attempts, stale_attempts
-from pipelines.outputs import ATTEMPT_PREFIX
+from pipelines.sinks import OutputAttempt, commit_outputs, remove_stale_attempts, stale_attempts
+from pipelines.names import ATTEMPT_PREFIX
 from tests.fixtures import SHORT_TEXTS
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 
 from flaxmodel import ShapeGrid
 from flaxmodel.inference.tokenizer import TokenWindows
-from pipelines import batching
+from pipelines.model import batching
 from tests.fixtures import minilm_shaped_config
 
 CONFIG = minilm_shaped_config()
@@ -24,7 +24,7 @@ GRID = _grid()
 
 
 def plan_record_batches(records: list[list[int]], grid: ShapeGrid) -> list[tuple[list[int], int, int]]:
-    """:func:`pipelines.batching.plan_record_batches` for texts given as their window lengths."""
+    """:func:`pipelines.model.batching.plan_record_batches` for texts given as their window lengths."""
     longest = np.array([max(windows) for windows in records])
     sizes = np.array([len(windows) for windows in records])
     return [(m.tolist(), rows, length) for m, rows, length in batching.plan_record_batches(longest, sizes, grid)]

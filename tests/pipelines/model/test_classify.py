@@ -9,21 +9,20 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that
 
-from flaxmodel import load_classifier
-from pipelines.classify import ClassifyRecords, ClassifySettings, aggregate_windows
-from pipelines.handler import ModelSpec
-from pipelines.metrics import NAMESPACE
-from pipelines.options import OptionError
-from pipelines.records import RecordBlock
+from flaxmodel import ModelRef, OptionError, load_classifier
+from pipelines.model import ClassifyRecords, aggregate_windows
+from pipelines.names import NAMESPACE
+from pipelines.options import ClassifySettings
+from pipelines.sources import RecordBlock
 from tests.fixtures import LONG_TEXTS, TEXTS, minilm_shaped_config
 
-SPEC = ModelSpec(
+SPEC = ModelRef(
+    path="m",
     name="m",
-    labels=("a", "b"),
+    config=minilm_shaped_config(("a", "b")),
     max_length=128,
     content_length=126,
     weights_hash="0" * 16,
-    config=minilm_shaped_config(("a", "b")),
 )
 
 
@@ -49,7 +48,7 @@ def test_window_scores_aggregate_per_text_by_max_or_mean():
 )
 def test_settings_that_cannot_work_fail_at_construction(settings, message):
     with pytest.raises(OptionError, match=message):
-        ClassifyRecords(settings, spec=SPEC)
+        ClassifyRecords(settings, model=SPEC)
 
 
 def test_a_bad_model_folder_fails_at_construction(tmp_path):

@@ -7,10 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from pipelines import handler as H
-from pipelines.handler import BlockRunner, FlaxModelHandler, batch_rows, model_id
-from pipelines.records import RecordBlock
-from pipelines.tokenizing import TokenizedBlock
+from flaxmodel import OptionError, resolve_model
+from pipelines.model import handler as H
+from pipelines.model.handler import BlockRunner, FlaxModelHandler, RunSettings
+from pipelines.model.tokenizing import TokenizedBlock
+from pipelines.sources import RecordBlock
 from tests.fixtures import LONG_TEXTS, TEXTS
 from tests.pipelines.conftest import LABELS
 
@@ -28,7 +29,8 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(model_dir, cache_dir):
-    handler = FlaxModelHandler(model_dir, max_length=MAX_LENGTH, batch_size=16, compilation_cache_dir=cache_dir)
+    model = resolve_model(model_dir, max_length=MAX_LENGTH)
+    handler = FlaxModelHandler(model, RunSettings(batch_size=16, compilation_cache_dir=cache_dir))
     return handler, handler.load_model()
 
 
@@ -45,7 +47,7 @@ def _window_ids(runner: BlockRunner, texts: list[str]) -> list[list[int]]:
 TEXTS_AND_LONG = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(24)] + list(LONG_TEXTS)
 
 
-def test_a_block_runs_in_grid_batches_and_gives_the_classifiers_probabilities(loaded, cache_dir):
+def test_a_block_runs_in_grid_batches_and_gives_the_classifiers_probabilities(loaded, cache_dir, model_dir):
     handler, runner = loaded
     assert jax.config.jax_compilation_cache_dir == cache_dir
     assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 1}
@@ -60,7 +62,8 @@ def test_a_block_runs_in_grid_batches_and_gives_the_classifiers_probabilities(lo
     assert scores.tokens == sum(map(len, windows)) <= scores.padded_tokens
     np.testing.assert_allclose(scores.probabilities, runner._classifier.predict_ids(windows), atol=1e-5)
     classifier = runner._classifier
-    assert result.model_id == model_id(classifier.name, classifier.weights_hash, classifier.precision)
+    # The worker's own identity: the launcher's reference, with the precision this worker chose.
+    assert result.model_id == classifier.identity == resolve_model(model_dir).identity(classifier.precision)
 
 
 class _Recorded:
@@ -126,13 +129,16 @@ def test_run_inference_needs_only_the_models_methods_as_a_shared_model_proxy_off
 
 
 def test_model_copies_turn_on_sharing_across_processes(model_dir):
-    own = FlaxModelHandler(model_dir, max_length=MAX_LENGTH, batch_size=16)
-    shared = FlaxModelHandler(model_dir, max_length=MAX_LENGTH, batch_size=16, model_copies=2)
+    model = resolve_model(model_dir, max_length=MAX_LENGTH)
+    own = FlaxModelHandler(model, RunSettings(batch_size=16))
+    shared = FlaxModelHandler(model, RunSettings(batch_size=16, model_copies=2))
     assert (own.share_model_across_processes(), own.model_copies()) == (False, 1)
     assert (shared.share_model_across_processes(), shared.model_copies()) == (True, 2)
 
 
-def test_automatic_batch_rows_follow_the_platform():
-    assert batch_rows(0, "cpu") == H.CPU_BATCH_ROWS
-    assert batch_rows(0, "gpu") == batch_rows(0, "tpu") == H.ACCELERATOR_BATCH_ROWS > H.CPU_BATCH_ROWS
-    assert batch_rows(32, "gpu") == 32
+def test_a_model_update_takes_a_checkpoint_of_the_same_labels_and_refuses_others(model_dir, tiny_checkpoint):
+    handler = FlaxModelHandler(resolve_model(tiny_checkpoint("bert"), max_length=MAX_LENGTH))
+    handler.update_model_path(tiny_checkpoint("roberta"))
+    assert handler.load_model().model_id().startswith(resolve_model(tiny_checkpoint("roberta")).name + "@")
+    with pytest.raises(OptionError, match="labels"):
+        FlaxModelHandler(resolve_model(model_dir)).update_model_path(tiny_checkpoint("bert", labels=("x", "y")))

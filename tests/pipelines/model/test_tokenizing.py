@@ -9,10 +9,10 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that
 
-from flaxmodel.inference.tokenizer import TextEncoder
-from pipelines.metrics import NAMESPACE
-from pipelines.records import RecordBlock
-from pipelines.tokenizing import TokenizeBlocks, distinct_texts
+from flaxmodel import TextEncoder, resolve_model
+from pipelines.names import NAMESPACE
+from pipelines.sources import RecordBlock
+from pipelines.model.tokenizing import TokenizeBlocks, distinct_texts
 from tests.fixtures import SHORT_TEXTS
 
 MAX_LENGTH, STRIDE, MAX_WINDOWS = 32, 8, 4
@@ -63,7 +63,7 @@ def test_a_huge_record_gets_the_first_windows_of_its_whole_text(tiny_checkpoint,
     tokenized = (
         pipeline
         | beam.Create([_block(texts)], reshuffle=False)
-        | beam.ParDo(TokenizeBlocks(folder, MAX_LENGTH, STRIDE, MAX_WINDOWS))
+        | beam.ParDo(TokenizeBlocks(resolve_model(folder, max_length=MAX_LENGTH), STRIDE, MAX_WINDOWS))
     )
     assert_that(tokenized, check)
     result = pipeline.run()
@@ -95,7 +95,7 @@ def test_every_block_of_a_bundle_comes_out_once_and_is_counted(tiny_checkpoint):
     tokenized = (
         pipeline
         | beam.Create(blocks, reshuffle=False)
-        | beam.ParDo(TokenizeBlocks(folder, MAX_LENGTH, STRIDE, MAX_WINDOWS))
+        | beam.ParDo(TokenizeBlocks(resolve_model(folder, max_length=MAX_LENGTH), STRIDE, MAX_WINDOWS))
     )
     assert_that(tokenized, check)
     result = pipeline.run()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flaxmodel import CheckpointError, recommended_thresholds
-from flaxmodel.ckpts.thresholds import write_thresholds
-from pipelines.options import OptionError
-from pipelines.thresholds import flagged_column, parse_thresholds, resolve_thresholds
+from flaxmodel import CheckpointError, ModelRef, OptionError, recommended_thresholds, write_thresholds
+from pipelines.sinks.flagging import flagged_column, parse_thresholds, resolve_thresholds
+from tests.fixtures import minilm_shaped_config
 
 LABELS = ("hate", "offensive", "neither")
 
@@ -41,20 +40,26 @@ def test_a_row_is_flagged_when_any_class_reaches_its_threshold():
     assert flagged_column(scores[:1], LABELS, {}).to_pylist() == [None]
 
 
+def _model(thresholds: dict[str, float]) -> ModelRef:
+    config = minilm_shaped_config(LABELS)
+    return ModelRef("m", "m", config, 32, 30, "0" * 16, thresholds=tuple(thresholds.items()))
+
+
 def test_a_model_folders_recommended_thresholds_apply_unless_overridden(tmp_path):
     write_thresholds(str(tmp_path), {"hate": 0.6}, {"target_precision": 0.8})
     assert recommended_thresholds(str(tmp_path)) == {"hate": 0.6}
-    assert resolve_thresholds("", LABELS, str(tmp_path)) == {"hate": 0.6}
-    assert resolve_thresholds("offensive=0.9", LABELS, str(tmp_path)) == {"offensive": 0.9}
-    assert resolve_thresholds("none", LABELS, str(tmp_path)) == {}
+    model = _model({"hate": 0.6})
+    assert resolve_thresholds("", model) == {"hate": 0.6}
+    assert resolve_thresholds("offensive=0.9", model) == {"offensive": 0.9}
+    assert resolve_thresholds("none", model) == {}
     # A folder without thresholds.json recommends none: flagged stays null.
-    assert resolve_thresholds("", LABELS, str(tmp_path / "missing")) == {}
+    assert recommended_thresholds(str(tmp_path / "missing")) == {}
+    assert resolve_thresholds("", _model({})) == {}
 
 
 def test_recommended_thresholds_must_fit_the_model(tmp_path):
-    write_thresholds(str(tmp_path), {"toxic": 0.6}, {})
     with pytest.raises(OptionError, match="names \\['toxic'\\], not labels of the model"):
-        resolve_thresholds("", LABELS, str(tmp_path))
+        resolve_thresholds("", _model({"toxic": 0.6}))
     (tmp_path / "thresholds.json").write_text('{"thresholds": {"hate": 2}}')
     with pytest.raises(CheckpointError, match="not probabilities"):
         recommended_thresholds(str(tmp_path))

@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipelines.classify import ScoredBlock
+from pipelines.model import ScoredBlock
 from pipelines.options import OptionError
-from pipelines.outputs import label_table, labels_schema
-from pipelines.records import RecordBlock
+from pipelines.sinks import label_table, labels_schema
+from pipelines.sources import RecordBlock
 
 LABELS = ("hate", "offensive", "neither")
 

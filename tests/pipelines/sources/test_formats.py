@@ -8,8 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import formats
-from pipelines.records import DeadLetter, Record
+from pipelines.sources import formats
+from pipelines.sources.blocks import parse_blocks
+from pipelines.sources import DeadLetter, Record
 
 SPEC = formats.FieldSpec(text_field="text", id_field="id", keep_fields=("lang", "n"), max_payload_bytes=8)
 
@@ -139,7 +140,7 @@ _SPOILERS = [
 def test_jsonl_blocks_hold_exactly_what_the_per_line_parser_gives(spoiler, block_records):
     data = b"\n".join(_GOOD[:4] + [spoiler] + _GOOD[4:]) + b"\n"
     expected = list(formats.parse_jsonl(_lines(data), "f.jsonl", SPEC))
-    blocks = list(formats.parse_blocks("jsonl", io.BytesIO(data), "f.jsonl", SPEC, block_records))
+    blocks = list(parse_blocks("jsonl", io.BytesIO(data), "f.jsonl", SPEC, block_records))
     assert _flatten(blocks) == (
         [e for e in expected if isinstance(e, Record)],
         [e for e in expected if isinstance(e, DeadLetter)],
@@ -160,7 +161,7 @@ def test_parquet_blocks_hold_exactly_what_the_per_row_parser_gives():
     pq.write_table(table, sink)
     parsed = list(formats.parse(formats.PARQUET, io.BytesIO(sink.getvalue()), "f.parquet", SPEC))
     for block_records in (2, 4096):
-        blocks = formats.parse_blocks(formats.PARQUET, io.BytesIO(sink.getvalue()), "f.parquet", SPEC, block_records)
+        blocks = parse_blocks(formats.PARQUET, io.BytesIO(sink.getvalue()), "f.parquet", SPEC, block_records)
         assert _flatten(blocks) == (
             [e for e in parsed if isinstance(e, Record)],
             [e for e in parsed if isinstance(e, DeadLetter)],
@@ -168,7 +169,7 @@ def test_parquet_blocks_hold_exactly_what_the_per_row_parser_gives():
     clean = pa.table({"id": ["a", "b"], "text": ["one", "two"], "lang": ["en", None]})
     sink = io.BytesIO()
     pq.write_table(clean, sink)
-    (block,) = formats.parse_blocks(formats.PARQUET, io.BytesIO(sink.getvalue()), "f.parquet", SPEC)
+    (block,) = parse_blocks(formats.PARQUET, io.BytesIO(sink.getvalue()), "f.parquet", SPEC)
     assert (block.ids, block.texts, dict(block.fields), block.positions.tolist()) == (
         ["a", "b"], ["one", "two"], {"lang": ["en", None], "n": [None, None]}, [0, 1],
     )  # fmt: skip
@@ -183,7 +184,7 @@ def test_a_file_failing_part_way_keeps_the_records_read_before_the_failure():
             return line
 
     data = b"\n".join(_GOOD) + b"\n"
-    elements = formats.parse_blocks("jsonl", Truncated(data), "f.jsonl", SPEC, 4096)
+    elements = parse_blocks("jsonl", Truncated(data), "f.jsonl", SPEC, 4096)
     (block,) = [next(elements)]
     assert block.ids == ["g0", "g1", "g2"]
     with pytest.raises(EOFError):
@@ -196,6 +197,6 @@ def test_clean_jsonl_is_decoded_by_pyarrow_without_the_per_line_parser(monkeypat
 
     monkeypatch.setattr(formats, "parse_jsonl", per_line)
     data = b"\n".join(_GOOD) + b"\n"
-    (block,) = formats.parse_blocks("jsonl", io.BytesIO(data), "f.jsonl", SPEC)
+    (block,) = parse_blocks("jsonl", io.BytesIO(data), "f.jsonl", SPEC)
     assert block.ids == [f"g{i}" for i in range(7)] and block.texts[3] == "post 3"
     assert dict(block.fields) == {"lang": ["en"] * 7, "n": [None] * 7}

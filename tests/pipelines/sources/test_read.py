@@ -8,8 +8,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import formats
-from pipelines.io import ReadRecords, split_patterns
+from pipelines.sources import formats
+from pipelines.sources import ReadRecords, split_patterns
 from pipelines.options import OptionError
 
 

@@ -1,0 +1,55 @@
+"""Sinks: label tables and dead letters written as Parquet, committed once complete, the run's summary.
+
+The jobs end here: :func:`label_table` fills the fixed labels schema from the
+model step's scored blocks (with the flag thresholds of :mod:`.flagging`),
+:class:`WriteParquet` writes into the run's attempt folder, :class:`FinishRun`
+commits the outputs and guards the dead-letter share, :func:`summarize` reads
+the run's metrics back, and :mod:`.evaluation` builds the evaluation report.
+"""
+
+from pipelines.sinks.commit import (
+    CommitOutputs,
+    OutputAttempt,
+    WriteParquet,
+    check_output,
+    commit_outputs,
+    remove_stale_attempts,
+    stale_attempts,
+    start_attempt,
+)
+from pipelines.sinks.evaluation import CollectScores, build_report, report_files, true_and_scores, write_outputs
+from pipelines.sinks.flagging import NO_THRESHOLDS, flagged_column, parse_thresholds, resolve_thresholds
+from pipelines.sinks.guard import DeadLetterLimitExceeded, FinishRun, GuardDeadLetters, dead_letter_excess
+from pipelines.sinks.outputs import DEAD_LETTER_SCHEMA, FIXED_COLUMNS, dead_letter_row, label_table, labels_schema
+from pipelines.sinks.summary import Summary, summarize
+
+__all__ = [
+    "DEAD_LETTER_SCHEMA",
+    "FIXED_COLUMNS",
+    "NO_THRESHOLDS",
+    "CollectScores",
+    "CommitOutputs",
+    "DeadLetterLimitExceeded",
+    "FinishRun",
+    "GuardDeadLetters",
+    "OutputAttempt",
+    "Summary",
+    "WriteParquet",
+    "build_report",
+    "check_output",
+    "commit_outputs",
+    "dead_letter_excess",
+    "dead_letter_row",
+    "flagged_column",
+    "label_table",
+    "labels_schema",
+    "parse_thresholds",
+    "remove_stale_attempts",
+    "report_files",
+    "resolve_thresholds",
+    "stale_attempts",
+    "start_attempt",
+    "summarize",
+    "true_and_scores",
+    "write_outputs",
+]
