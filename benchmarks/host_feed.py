@@ -53,13 +53,13 @@ from benchmarks import harness
 
 # Stage of a sampled frame, by the file it runs in (first match from the innermost frame outwards).
 STAGES = (
-    ("tokenize", ("flaxmodel/inference/tokenizer.py", "pipelines/tokenizing.py")),
-    ("plan_and_pad", ("pipelines/batching.py", "flaxmodel/inference/shapes.py")),
-    ("model_call", ("flaxmodel/inference/predictor.py", "pipelines/handler.py", "jax/")),
-    ("aggregate", ("pipelines/classify.py",)),
-    ("label_rows", ("pipelines/outputs.py", "pipelines/thresholds.py")),
+    ("tokenize", ("flaxmodel/inference/tokenizer.py", "pipelines/model/tokenizing.py")),
+    ("plan_and_pad", ("pipelines/model/batching.py", "flaxmodel/inference/shapes.py")),
+    ("model_call", ("flaxmodel/inference/predictor.py", "pipelines/model/handler.py", "jax/")),
+    ("aggregate", ("pipelines/model/classify.py",)),
+    ("label_rows", ("pipelines/sinks/outputs.py", "pipelines/sinks/flagging.py")),
     ("write_parquet", ("apache_beam/io/parquetio.py", "pyarrow/parquet")),
-    ("read_and_parse", ("pipelines/formats.py", "pipelines/io.py", "pyarrow/json", "apache_beam/io/fileio.py")),
+    ("read_and_parse", ("pipelines/sources/", "pyarrow/json", "apache_beam/io/fileio.py")),
     ("metrics", ("apache_beam/metrics/",)),
 )
 
@@ -166,7 +166,7 @@ def tokenizer_rates(texts: Sequence[str], model: str | None, max_length: int, ch
 def run_pipeline(inputs: Path, output: Path, args: argparse.Namespace) -> tuple[Any, dict[str, float], float]:
     """The moderation pipeline over ``inputs`` in this process; returns its summary, the stage shares
     and the CPU seconds the process used (model loading and graph construction included)."""
-    from pipelines.cli import run_pipeline as run
+    from pipelines.cli import run_job
     from pipelines.moderate import build
 
     argv = ["--input", str(inputs / "*.jsonl"), "--output", str(output), "--id_field", "id"]
@@ -177,10 +177,8 @@ def run_pipeline(inputs: Path, output: Path, args: argparse.Namespace) -> tuple[
     argv += args.pipeline_args.split()
     cpu = time.process_time()
     with StackSampler(threading.get_ident(), args.sample_ms / 1000) as sampler:
-        outcome = run("host_feed", build, argv)
-    if outcome is None:
-        raise SystemExit("the pipeline refused its flags (see above)")
-    return outcome[0], sampler.shares(), time.process_time() - cpu
+        summary, _ = run_job("host_feed", build, argv)
+    return summary, sampler.shares(), time.process_time() - cpu
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -440,7 +440,7 @@ def _label_agreement(probs: Any, reference: Any) -> float:
 
 
 def _summarise(passes: list[dict], lengths: list[int], config: Any, n_texts: int, ours: bool) -> dict[str, Any]:
-    from flaxmodel.core.model import forward_flops
+    from flaxmodel import forward_flops
 
     best = min(passes, key=lambda p: p["seconds"])
     seconds = best["seconds"]
@@ -542,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             entry[side]["share_of_matmul_peak"] = entry[side]["effective_gflops"] / matmul_peak
         per_order[o] = entry
 
-    from flaxmodel.core.model import forward_flops
+    from flaxmodel import forward_flops
 
     head = "sorted" if "sorted" in per_order else orders[0]
     ours_head = per_order[head]["ours"]

@@ -38,7 +38,7 @@ def compare(probs: Any, reference: Any, true_ids: Sequence[int], labels: Sequenc
     """One path's figures: agreement with ``reference`` (float32) and its scores against ``true_ids``."""
     import numpy as np
 
-    from flaxmodel.inference.metrics import evaluate
+    from flaxmodel import evaluate
 
     diff = np.abs(probs - reference).max(axis=1)
     scores = evaluate(true_ids, probs, labels)
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     harness.pin_threads(args.threads)
     load_before = harness.machine()["load_avg_1m"]
     from flaxmodel import load_classifier
-    from flaxmodel.inference.metrics import parse_label
+    from flaxmodel import parse_label
 
     texts, raw_labels = read_labelled(args.texts, args.text_field, args.label_field)
     probs, seconds = {}, {}
