@@ -9,10 +9,9 @@ its probabilities are checked against float32's within
 rounds; the fastest within its bound wins only if it beats float32 by
 :data:`MIN_SPEEDUP`, so noise never trades float32 for a path that is not
 clearly faster.  Candidates are the paths the CPU has instructions for
-(:func:`cpu_candidates`): without them XLA gains nothing from either (measured on
-an AVX2-only EPYC: probe batch float32 91 ms, bfloat16 157 ms, int8 104 ms; whole
-model int8 x1.04 of float32, within noise), so timing them would only add load
-time (6 s for both there, 2 loaded cores).  The choice
+(:func:`cpu_candidates`): without them XLA gains nothing from either
+(``benchmarks/README.md``, "Precision"), so timing them would only add load
+time.  The choice
 is made once, at load: every batch the classifier runs afterwards takes the
 same path.  Workers of one run decide separately; on CPUs without those
 instructions they all run float32 without timing anything, and elsewhere the

@@ -19,9 +19,8 @@ The tokenizer call of a block runs on a thread of its own while the rest of
 the pipeline (planning, padding, dispatch, aggregation, writing: Python on the
 main thread) handles the block before it: the tokenizer releases the GIL, so
 the two overlap.  One block is held back this way and emitted with the next
-one, or at the end of the bundle.  Without the overlap the tokenizer's cores
-sat idle while the main thread worked, and the pipeline fed 0.64 of the
-tokenizer's own rate (``benchmarks/README.md``, host feed).
+one, or at the end of the bundle (``benchmarks/README.md``, host feed, has what
+the overlap gained).
 """
 
 from __future__ import annotations
