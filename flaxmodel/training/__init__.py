@@ -9,7 +9,9 @@ class weights.  ``python -m flaxmodel.training --help`` lists the settings.
 Modules, each importing only those before it:
 
 - ``data``: labeled-data readers (CSV, JSONL, Parquet, TweetEval);
-- ``functional`` and ``mixture``: our functional suite; data mixtures (sources, label mappings onto
+- ``functional_hate``, ``functional_contrasts`` and ``functional``: our functional suite's templates
+  (attacks; what must not read as hate) and the cases made from them;
+- ``mixture``: data mixtures (sources, label mappings onto
   our classes, partial labels, weights; ``mixtures/default.toml`` is the default model's);
 - ``config``: :class:`TrainConfig`, the settings, declared once as flags;
 - ``batches``: the data order of each epoch, class weights, padded batches;
