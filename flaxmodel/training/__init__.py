@@ -11,8 +11,8 @@ Modules, each importing only those before it:
 - ``data``: labeled-data readers (CSV, JSONL, Parquet, TweetEval);
 - ``functional_hate``, ``functional_contrasts`` and ``functional``: our functional suite's templates
   (attacks; what must not read as hate) and the cases made from them;
-- ``mixture``: data mixtures (sources, label mappings onto
-  our classes, partial labels, weights; ``mixtures/default.toml`` is the default model's);
+- ``mixture_file`` and ``mixture``: data mixtures: the file (sources, label mappings onto our classes,
+  weights; ``mixtures/default.toml`` is the default model's), and its rows (partial labels, each epoch's sample);
 - ``config``: :class:`TrainConfig`, the settings, declared once as flags;
 - ``batches``: the data order of each epoch, class weights, padded batches;
 - ``state``: :class:`TrainState` and the pure jitted train and predict steps;
