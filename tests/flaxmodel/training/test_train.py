@@ -106,6 +106,17 @@ def test_an_interrupted_run_checkpoints_the_step_it_reached(make_config, tmp_pat
     assert train(config, stop_after_steps=3, progress=False).step == 3
 
 
+def test_the_train_records_carry_the_steps_metrics(make_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "LOG_EVERY_STEPS", 2)
+    train(make_config(), stop_after_steps=4, progress=False)
+    records = [r for r in map(json.loads, open(tmp_path / "run" / "metrics.jsonl")) if r["event"] == "train"]
+    assert [r["step"] for r in records] == [2, 4]
+    for record in records:
+        assert record["loss"] > 0 and record["grad_norm"] > 0
+    # The standard run warms up for the first of its 16 steps, then decays linearly from 1e-2 to 0.
+    assert [r["learning_rate"] for r in records] == pytest.approx([1e-2, 1e-2 * 13 / 15])
+
+
 def test_restart_with_other_settings_is_refused(make_config):
     config = make_config()
     train(config, stop_after_steps=1, progress=False)
