@@ -2,7 +2,10 @@
 
 Every setting's flag, type, default and help text come from its field, so the
 parser cannot drift from the settings; only ``--stop_after_steps``, which says
-when this invocation stops rather than what the run is, is added by hand.
+when this invocation stops rather than what the run is, is added by hand.  The
+body runs through :func:`flaxmodel.commands.run_command`: bad settings end the
+command with one ``flaxmodel-train: error: ...`` line and exit status 2, before
+any data is read.
 """
 
 from __future__ import annotations
@@ -10,14 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from typing import Sequence
 
-from flaxmodel.errors import ModerationError
+from flaxmodel.commands import run_command
 from flaxmodel.flags import add_flags, from_namespace
 from flaxmodel.training.config import TrainConfig
 from flaxmodel.training.loop import train
 
+PROG = "flaxmodel-train"
 DESCRIPTION = (
     "Fine-tunes a text classifier (fully or with LoRA) on labeled data. "
     "Run the same command again to resume an interrupted run."
@@ -26,7 +29,7 @@ DESCRIPTION = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every :class:`TrainConfig` flag plus ``--stop_after_steps``."""
-    parser = argparse.ArgumentParser(prog="flaxmodel-train", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
     add_flags(parser, TrainConfig)
     parser.add_argument(
         "--stop_after_steps",
@@ -37,21 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parses ``argv`` (default: ``sys.argv[1:]``), trains and prints a JSON summary.
-
-    Exits with ``flaxmodel-train: <message>`` on any :class:`~flaxmodel.errors.ModerationError`.
-    """
+def _train(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
+    # An empty --labels means none given, as leaving the flag out does.
+    config = from_namespace(TrainConfig, args, labels=args.labels or None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # orbax reports every save step by step through absl at INFO.
     logging.getLogger("absl").setLevel(logging.WARNING)
-    # An empty --labels means none given, as leaving the flag out does.
-    config = from_namespace(TrainConfig, args, labels=args.labels or None)
-    try:
-        result = train(config, stop_after_steps=args.stop_after_steps)
-    except ModerationError as err:
-        sys.exit(f"flaxmodel-train: {err}")
+    result = train(config, stop_after_steps=args.stop_after_steps)
     summary = {
         "step": result.step,
         "total_steps": result.total_steps,
@@ -60,3 +56,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "best_val_macro_f1": result.best_macro_f1,
     }
     print(json.dumps(summary, indent=2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parses ``argv`` (default: ``sys.argv[1:]``), trains and prints a JSON summary.
+
+    Args:
+      argv: the command line's arguments.
+
+    Returns:
+      The exit status: 0, or 2 after ``flaxmodel-train: error: MESSAGE`` on stderr for a
+      :class:`~flaxmodel.errors.ModerationError` (settings, data or checkpoints at fault).
+    """
+    return run_command(PROG, lambda: _train(argv))

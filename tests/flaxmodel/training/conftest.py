@@ -23,6 +23,13 @@ LABELS = ("friendly", "hostile")
 STANDARD = dict(labels=LABELS, epochs=4, batch_size=16, max_length=16, learning_rate=1e-2, warmup_ratio=0.1, seed=0)
 
 
+def assert_one_error_line(err: str, prog: str, message: str) -> None:
+    """A command's stderr ends in one ``PROG: error: ...`` line naming ``message``, with no traceback."""
+    *_, last = err.rstrip("\n").split("\n")
+    assert last.startswith(f"{prog}: error: ") and message in last, err
+    assert "Traceback" not in err, err
+
+
 def _write(path, count: int, seed: int) -> None:
     rng = random.Random(seed)
     with open(path, "w") as f:
