@@ -14,6 +14,7 @@ Modules, each importing only those before it:
 - ``mixture_file`` and ``mixture``: data mixtures: the file (sources, label mappings onto our classes,
   weights; ``mixtures/default.toml`` is the default model's), and its rows (partial labels, each epoch's sample);
 - ``config``: :class:`TrainConfig`, the settings, declared once as flags;
+- ``recipe``: named recipes, TOML files of those settings (``recipes/default.toml`` is the default model's);
 - ``batches``: the data order of each epoch, class weights, padded batches;
 - ``state``: :class:`TrainState` and the pure jitted train and predict steps;
 - ``run_dir``: a run directory's settings file, orbax checkpoints, metrics log;
@@ -21,7 +22,7 @@ Modules, each importing only those before it:
 - ``prepare``: data, tokens, model and initial state of a run;
 - ``export`` and ``evaluation``: model folders, and the end-of-epoch scores and ``best/`` export;
 - ``loop``: :func:`train`, the driver;
-- ``cli`` / ``__main__``: the ``flaxmodel-train`` command line;
+- ``cli`` / ``__main__``: the ``flaxmodel-train`` command line (``--recipe`` plus every setting's flag);
 - ``thresholds``, ``export_data`` and ``soup``: stand-alone commands (recommended thresholds into a
   model folder; a mixture's validation rows for the evaluation job; the weight average of several
   runs as one model folder), imported by nothing here.
