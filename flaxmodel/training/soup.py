@@ -6,13 +6,11 @@
 Runs fine-tuned from the same base with the same seed (so the same fresh head
 and adapter initialisation) and different data (mixture weights, templates)
 end close enough in weight space that their average is a model of its own,
-often better than each (Wortsman et al. 2022, "Model soups"), and it costs what
-one model costs at inference.  Here, soups of the default's mixture runs raised
-Davidson's macro F1 above both ingredients but lowered the mean over sources
-(flaxmodel/default/README.md, "Choosing this model").  Whether a soup is better
-is for the validation data to say: score it like any model folder (``pipelines.evaluate``), and choose its
-thresholds anew (:mod:`flaxmodel.training.thresholds`); an ingredient's
-thresholds are not carried over.
+often better than each (Wortsman et al. 2022, "Model soups"), and it costs
+what one model costs at inference.  Whether a soup is better is for the
+validation data to say: score it like any model folder (``pipelines.evaluate``),
+and choose its thresholds anew (:mod:`flaxmodel.training.thresholds`); an
+ingredient's thresholds are not carried over.
 
 Adapter folders average exactly and stay small: the averaged update of each
 adapted kernel is one adapter of the summed rank

@@ -83,9 +83,8 @@ def threshold_sources(mixture: Mixture, names: Sequence[str] | None = None) -> M
 
     By default every source of posts: the functional suite is left out because its
     share of the pool is set by how many templates we wrote, 14 near-identical cases
-    each, not by how often such posts occur.  Pooled with its validation cases, one
-    round of new templates (168 cases a half) moved the default model's threshold
-    from 0.734 to 0.818, for every real post; on the posts alone it is 0.785 either way.
+    each, not by how often such posts occur (the default model's card shows how far
+    new templates moved a threshold chosen with the suite in the pool).
 
     Args:
       mixture: the mixture whose sources are chosen from.
