@@ -114,7 +114,14 @@ def assemble(frozen: Params, trainable: Params, lora: LoraConfig | None) -> Para
 
 
 def learning_rate_schedule(spec: StepSpec) -> optax.Schedule:
-    """Linear warm-up from zero to the peak learning rate, then linear decay to zero at the last step."""
+    """The learning rate of each step: linear warm-up from zero to the peak, then linear decay to zero.
+
+    Args:
+      spec: the peak rate, the warm-up steps and the run's total steps.
+
+    Returns:
+      Step number (from 0) -> learning rate.
+    """
     return optax.join_schedules(
         [
             optax.linear_schedule(0.0, spec.learning_rate, max(spec.warmup_steps, 1)),
