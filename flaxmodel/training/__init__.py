@@ -9,9 +9,12 @@ class weights.  ``python -m flaxmodel.training --help`` lists the settings.
 Modules, each importing only those before it:
 
 - ``data``: labeled-data readers (CSV, JSONL, Parquet, TweetEval);
-- ``functional`` and ``mixture``: our functional suite; data mixtures (sources, label mappings onto
-  our classes, partial labels, weights; ``mixtures/default.toml`` is the default model's);
+- ``functional_hate``, ``functional_contrasts`` and ``functional``: our functional suite's templates
+  (attacks; what must not read as hate) and the cases made from them;
+- ``mixture_file`` and ``mixture``: data mixtures: the file (sources, label mappings onto our classes,
+  weights; ``mixtures/default.toml`` is the default model's), and its rows (partial labels, each epoch's sample);
 - ``config``: :class:`TrainConfig`, the settings, declared once as flags;
+- ``recipe``: named recipes, TOML files of those settings (``recipes/default.toml`` is the default model's);
 - ``batches``: the data order of each epoch, class weights, padded batches;
 - ``state``: :class:`TrainState` and the pure jitted train and predict steps;
 - ``run_dir``: a run directory's settings file, orbax checkpoints, metrics log;
@@ -19,7 +22,7 @@ Modules, each importing only those before it:
 - ``prepare``: data, tokens, model and initial state of a run;
 - ``export`` and ``evaluation``: model folders, and the end-of-epoch scores and ``best/`` export;
 - ``loop``: :func:`train`, the driver;
-- ``cli`` / ``__main__``: the ``flaxmodel-train`` command line;
+- ``cli`` / ``__main__``: the ``flaxmodel-train`` command line (``--recipe`` plus every setting's flag);
 - ``thresholds``, ``export_data`` and ``soup``: stand-alone commands (recommended thresholds into a
   model folder; a mixture's validation rows for the evaluation job; the weight average of several
   runs as one model folder), imported by nothing here.

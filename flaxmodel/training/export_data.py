@@ -13,33 +13,60 @@ production.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import sys
 from typing import Sequence
 
+from flaxmodel.commands import run_command
 from flaxmodel.errors import ConfigError
+from flaxmodel.flags import add_flags, flag, from_namespace
 from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture, read_mixture, validation_rows
 
+PROG = "flaxmodel.training.export_data"
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parses ``argv``, reads the mixture and writes the chosen sources' validation rows."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mixture", default=DEFAULT_MIXTURE, help="Mixture file (default: the default model's).")
-    parser.add_argument("--data_root", required=True, help="Folder the mixture's paths are relative to.")
-    parser.add_argument("--output", required=True, help="JSONL file to write.")
-    parser.add_argument("--sources", default="", help="Comma-separated sources to export (default: all).")
-    args = parser.parse_args(argv)
-    mixture = load_mixture(args.mixture)
-    wanted = {s.strip() for s in args.sources.split(",") if s.strip()}
-    unknown = sorted(wanted - {s.name for s in mixture.sources})
+
+@dataclasses.dataclass(frozen=True)
+class ExportDataSettings:
+    """The export_data command's flags."""
+
+    data_root: str = flag(help="Folder the mixture's paths are relative to.")
+    output: str = flag(help="JSONL file to write (its folder is created).")
+    mixture: str | None = flag(None, "Mixture file; default: the default model's (training/mixtures/default.toml).")
+    sources: tuple[str, ...] = flag((), "Comma-separated sources to export; default: all.")
+
+
+def _export(settings: ExportDataSettings) -> None:
+    path = settings.mixture or DEFAULT_MIXTURE
+    mixture = load_mixture(path)
+    unknown = sorted(set(settings.sources) - {s.name for s in mixture.sources})
     if unknown:
-        raise SystemExit(f"export_data: {ConfigError(f'--sources {unknown} are not in {args.mixture}')}")
-    _, val = read_mixture(mixture, args.data_root)
-    val = [v for v in val if not wanted or v.name in wanted]
-    with open(args.output, "w", encoding="utf-8") as f:
+        raise ConfigError(f"--sources {unknown} are not in {path}; its sources: {[s.name for s in mixture.sources]}")
+    _, val = read_mixture(mixture, settings.data_root)
+    val = [v for v in val if not settings.sources or v.name in settings.sources]
+    os.makedirs(os.path.dirname(os.path.abspath(settings.output)), exist_ok=True)
+    with open(settings.output, "w", encoding="utf-8") as f:
         for row in validation_rows(val, mixture.classes):
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"{sum(len(v) for v in val)} validation rows of {', '.join(v.name for v in val)} -> {args.output}")
+    print(f"{sum(len(v) for v in val)} validation rows of {', '.join(v.name for v in val)} -> {settings.output}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parses ``argv`` (default: ``sys.argv[1:]``), reads the mixture and writes the chosen sources' validation rows.
+
+    Args:
+      argv: the command line's arguments.
+
+    Returns:
+      The exit status: 0, or 2 after ``PROG: error: MESSAGE`` on stderr for a mixture, data root or
+      source that cannot work (checked before the data is read).
+    """
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    add_flags(parser, ExportDataSettings)
+    settings = from_namespace(ExportDataSettings, parser.parse_args(argv))
+    return run_command(PROG, lambda: _export(settings))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,9 @@
 """The training driver: :func:`train` runs one run, or resumes it, to its end or a given step.
 
 Each step takes the next batch of the epoch's fixed order, pads it and feeds it
-through the jitted :func:`~flaxmodel.training.state.train_step`; epoch ends
+through the jitted :func:`~flaxmodel.training.state.train_step`, whose metrics
+(loss, gradient norm, learning rate) go to the progress bar and, every
+:data:`LOG_EVERY_STEPS` steps, to ``metrics.jsonl``; epoch ends
 evaluate and export (:mod:`~flaxmodel.training.evaluation`), and the state is
 checkpointed every ``save_every`` steps, at each epoch's end, at the end and on
 Ctrl-C.  Data order depends only on the seed and the epoch and dropout keys on
@@ -18,6 +20,7 @@ import os
 import sys
 import time
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from tqdm import tqdm
@@ -131,19 +134,30 @@ def _run_steps(
         disable=not progress,
         mininterval=interval,
     )
-    started, losses = time.time(), []
+    started, losses, grad_norms = time.time(), [], []
     try:
         for step in range(int(state.step), stop):
             epoch, position = divmod(step, run.steps_per_epoch)
-            state, loss = train_step(state, _batch(run, batches_of(epoch)[position]), run.frozen, spec=run.spec)
-            losses.append(float(loss))
+            state, metrics = train_step(state, _batch(run, batches_of(epoch)[position]), run.frozen, spec=run.spec)
+            # One transfer for the step's metrics, as the loss alone cost before.
+            metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
+            losses.append(metrics["loss"])
+            grad_norms.append(metrics["grad_norm"])
             recent = float(np.mean(losses[-LOG_EVERY_STEPS:]))
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{recent:.4f}", refresh=False)
+            rate = f"{metrics['learning_rate']:.2e}"
+            bar.set_postfix(epoch=epoch + 1, loss=f"{recent:.4f}", learning_rate=rate, refresh=False)
             done = step + 1
             if done % LOG_EVERY_STEPS == 0:
-                elapsed = round(time.time() - started, 1)
-                record = {"event": "train", "epoch": epoch + 1, "step": done, "loss": recent, "elapsed_s": elapsed}
+                record = {
+                    "event": "train",
+                    "epoch": epoch + 1,
+                    "step": done,
+                    "loss": recent,
+                    "grad_norm": float(np.mean(grad_norms[-LOG_EVERY_STEPS:])),
+                    "learning_rate": metrics["learning_rate"],
+                    "elapsed_s": round(time.time() - started, 1),
+                }
                 log_metrics(run.run_dir, record)
             if done % run.steps_per_epoch == 0:
                 state = end_epoch(run, state, epoch + 1, float(np.mean(losses[-run.steps_per_epoch :])))

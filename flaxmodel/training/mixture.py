@@ -1,17 +1,16 @@
-"""A declared data mixture: several labeled sources, each mapped onto our classes, sampled by weight.
+"""A declared data mixture's rows: each source's training and validation sets, and each epoch's sample.
 
-A mixture file (TOML; the default model's is ``mixtures/default.toml``, whose
-header documents the keys) names the classes and, per source, where its rows
-are, how its splits are made, how much of it an epoch samples and which of
-our classes each of its labels allows.  A label that allows one class is an
-ordinary label; one that allows several is a *partial* label (a source that
-only says "not hate" does not say whether a text is offensive), trained with
-minus the log of the summed probability of the allowed classes
+A mixture (:mod:`flaxmodel.training.mixture_file` reads its file) names
+several labeled sources, each mapped onto our classes.  A label that allows
+one class is an ordinary label; one that allows several is a *partial* label
+(a source that only says "not hate" does not say whether a text is offensive),
+trained with minus the log of the summed probability of the allowed classes
 (:func:`flaxmodel.training.state.partial_label_loss`).
 
 :func:`read_mixture` turns it into one training set (a row per text with its
 allowed-class mask and source) and one validation set per source, each scored
-on the source's own labels (:mod:`flaxmodel.training.evaluation`).
+on the source's own labels (:mod:`flaxmodel.training.evaluation`);
+:func:`epoch_rows` draws the rows of each epoch by the sources' weights.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import dataclasses
 import io
 import os
 import statistics
-import tomllib
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -37,44 +35,26 @@ from flaxmodel.training.data import (
     rows_parquet,
 )
 from flaxmodel.training.functional import cases
+from flaxmodel.training.mixture_file import DEFAULT_MIXTURE, READERS, Mixture, Source, load_mixture
 
-READERS = ("table", "tweeteval", "convabuse", "functional")
-DEFAULT_MIXTURE = os.path.join(os.path.dirname(__file__), "mixtures", "default.toml")
-_SOURCE_KEYS = {
-    "reader", "train", "val", "text_field", "label_field", "split_field", "train_split", "val_split",
-    "val_fraction", "weight", "labels",
-}
+__all__ = [
+    "DEFAULT_MIXTURE",
+    "READERS",
+    "Mixture",
+    "Source",
+    "SourceSet",
+    "epoch_rows",
+    "load_mixture",
+    "read_mixture",
+    "read_source",
+    "single_source",
+    "validation_rows",
+]
+
 # ConvAbuse's per-annotator columns: is_abuse.<score> one-hot (1 not abusive ... -3 very strongly) and tags.
 _CONVABUSE_SCORES = (1, 0, -1, -2, -3)
 _CONVABUSE_IDENTITY = ("racist", "sexist", "homophobic", "transphobic", "ableist")
 _CONVABUSE_ANNOTATORS = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """One source of a mixture (the keys of a ``[sources.<name>]`` table)."""
-
-    name: str
-    reader: str
-    train: str
-    val: str | None = None
-    text_field: str = "text"
-    label_field: str = "label"
-    split_field: str | None = None
-    train_split: str = "train"
-    val_split: str = "val"
-    val_fraction: float = 0.0
-    weight: float = 1.0
-    labels: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class Mixture:
-    """The classes, the seed of the seeded splits, and the sources."""
-
-    classes: tuple[str, ...]
-    seed: int
-    sources: tuple[Source, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,84 +84,6 @@ class SourceSet:
     def masks(self) -> np.ndarray:
         """float32 ``[n, num_classes]``: the classes each row allows."""
         return self.allowed[self.label_ids].astype(np.float32)
-
-
-def _source(name: str, table: Mapping[str, Any], classes: tuple[str, ...]) -> Source:
-    unknown = sorted(set(table) - _SOURCE_KEYS)
-    if unknown:
-        raise ConfigError(f"mixture source {name!r}: unknown keys {unknown}; known: {sorted(_SOURCE_KEYS)}")
-    if table.get("reader") not in READERS:
-        raise ConfigError(f"mixture source {name!r}: reader must be one of {READERS}, got {table.get('reader')!r}")
-    if "train" not in table:
-        raise ConfigError(f"mixture source {name!r}: no 'train' file")
-    labels = {str(k): tuple(v) for k, v in table.get("labels", {}).items()}
-    for label, allowed in labels.items():
-        bad = [c for c in allowed if c not in classes]
-        if bad:
-            raise ConfigError(f"mixture source {name!r}: label {label!r} maps to {bad}, not among classes {list(classes)}")
-    if table["reader"] != "functional" and not labels:
-        raise ConfigError(f"mixture source {name!r}: no [sources.{name}.labels] mapping onto {list(classes)}")
-    source = Source(name=name, **{k: v for k, v in table.items() if k != "labels"}, labels=labels)
-    if not source.weight > 0:
-        raise ConfigError(f"mixture source {name!r}: weight must be positive, got {source.weight}")
-    if sum((source.val is not None, source.split_field is not None, source.val_fraction > 0)) > 1:
-        raise ConfigError(f"mixture source {name!r}: give one of val, split_field or val_fraction")
-    if not 0 <= source.val_fraction < 1:
-        raise ConfigError(f"mixture source {name!r}: val_fraction must be in [0, 1)")
-    return source
-
-
-def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` on top; tables merge key by key, except a source's label mapping,
-    which an override replaces whole (half of one mapping and half of another would be neither)."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "labels":
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _read_table(path: str, seen: tuple[str, ...]) -> dict[str, Any]:
-    """The TOML table of a mixture file, with the file its ``extends`` names (relative to it) underneath."""
-    try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"--mixture {path}: no such file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"--mixture {path}: not valid TOML ({err})") from None
-    parent = table.pop("extends", None)
-    if parent is None:
-        return table
-    parent = os.path.join(os.path.dirname(path), str(parent))
-    if os.path.abspath(parent) in seen:
-        raise ConfigError(f"--mixture {path}: 'extends' loops back to {parent}")
-    return _merged(_read_table(parent, (*seen, os.path.abspath(path))), table)
-
-
-def load_mixture(path: str) -> Mixture:
-    """Reads and checks a mixture file.
-
-    Args:
-      path: a TOML file (see ``mixtures/default.toml``); one with ``extends = "other.toml"`` (a
-        path relative to it) is that file with its own keys on top, source by source.
-
-    Returns:
-      The :class:`Mixture`.
-
-    Raises:
-      ConfigError: naming the source and key at fault.
-    """
-    table = _read_table(path, ())
-    classes = tuple(table.get("classes", ()))
-    if len(classes) < 2 or len(set(classes)) != len(classes):
-        raise ConfigError(f"--mixture {path}: 'classes' must list at least two distinct class names")
-    sources = tuple(_source(name, t, classes) for name, t in table.get("sources", {}).items())
-    if not sources:
-        raise ConfigError(f"--mixture {path}: no [sources.<name>] tables")
-    return Mixture(classes=classes, seed=int(table.get("seed", 0)), sources=sources)
 
 
 def _table_rows(path: str, fields: Sequence[str]) -> Iterable[dict[str, Any]]:

@@ -6,13 +6,11 @@
 Runs fine-tuned from the same base with the same seed (so the same fresh head
 and adapter initialisation) and different data (mixture weights, templates)
 end close enough in weight space that their average is a model of its own,
-often better than each (Wortsman et al. 2022, "Model soups"), and it costs what
-one model costs at inference.  Here, soups of the default's mixture runs raised
-Davidson's macro F1 above both ingredients but lowered the mean over sources
-(flaxmodel/default/README.md, "Choosing this model").  Whether a soup is better
-is for the validation data to say: score it like any model folder (``pipelines.evaluate``), and choose its
-thresholds anew (:mod:`flaxmodel.training.thresholds`); an ingredient's
-thresholds are not carried over.
+often better than each (Wortsman et al. 2022, "Model soups"), and it costs
+what one model costs at inference.  Whether a soup is better is for the
+validation data to say: score it like any model folder (``pipelines.evaluate``),
+and choose its thresholds anew (:mod:`flaxmodel.training.thresholds`); an
+ingredient's thresholds are not carried over.
 
 Adapter folders average exactly and stay small: the averaged update of each
 adapted kernel is one adapter of the summed rank
@@ -28,8 +26,10 @@ the tokenizer.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
+import sys
 from typing import Sequence
 
 import jax
@@ -39,11 +39,27 @@ from flaxmodel.ckpts import files
 from flaxmodel.ckpts.adapters import adapter_state_dict, is_adapter_folder, read_adapter, write_adapter
 from flaxmodel.ckpts.checkpoint import save_checkpoint
 from flaxmodel.ckpts.loader import load_checkpoint
+from flaxmodel.commands import run_command
 from flaxmodel.core.lora import LoraConfig, combine, truncate
-from flaxmodel.errors import ConfigError, ModerationError
+from flaxmodel.errors import ConfigError
+from flaxmodel.flags import add_flags, flag, from_namespace
 from flaxmodel.inference.tokenizer import TOKENIZER_FILE
 
 logger = logging.getLogger(__name__)
+
+PROG = "flaxmodel.training.soup"
+
+
+@dataclasses.dataclass(frozen=True)
+class SoupSettings:
+    """The soup command's flags."""
+
+    models: tuple[str, ...] = flag(help="Comma-separated model folders (runs' best/ folders).")
+    output: str = flag(help="Folder to write the soup to.")
+    weights: tuple[str, ...] = flag((), "Comma-separated weight per model; default: uniform.")
+    max_rank: int | None = flag(
+        None, "Adapters only: truncate the soup to this rank (default: the ingredients' summed rank)."
+    )
 
 
 def _weights(count: int, weights: Sequence[float] | None) -> list[float]:
@@ -151,29 +167,32 @@ def make_soup(
     return output
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parses ``argv`` and writes the soup."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", required=True, help="Comma-separated model folders (runs' best/ folders).")
-    parser.add_argument("--output", required=True, help="Folder to write the soup to.")
-    parser.add_argument("--weights", default="", help="Comma-separated weight per model; default: uniform.")
-    parser.add_argument(
-        "--max_rank", type=int, default=None,
-        help="Adapters only: truncate the soup to this rank (default: the ingredients' summed rank).",
-    )
-    args = parser.parse_args(argv)
+def _soup(settings: SoupSettings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
-        weights = [float(w) for w in args.weights.split(",")] if args.weights.strip() else None
+        weights = [float(w) for w in settings.weights] if settings.weights else None
     except ValueError:
-        parser.error(f"--weights must be numbers, got {args.weights!r}")
-    try:
-        make_soup(models, args.output, weights, args.max_rank)
-    except ModerationError as err:
-        raise SystemExit(f"soup: {err}") from None
-    print(f"soup of {len(models)} models -> {args.output}; choose its thresholds on validation before use")
+        raise ConfigError(f"--weights must be numbers, got {','.join(settings.weights)!r}") from None
+    make_soup(settings.models, settings.output, weights, settings.max_rank)
+    count = len(settings.models)
+    print(f"soup of {count} models -> {settings.output}; choose its thresholds on validation before use")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parses ``argv`` (default: ``sys.argv[1:]``) and writes the soup.
+
+    Args:
+      argv: the command line's arguments.
+
+    Returns:
+      The exit status: 0, or 2 after ``PROG: error: MESSAGE`` on stderr when the folders are not
+      runs of one model or a flag cannot work.
+    """
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    add_flags(parser, SoupSettings)
+    settings = from_namespace(SoupSettings, parser.parse_args(argv))
+    return run_command(PROG, lambda: _soup(settings))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,7 +5,8 @@ that a checkpoint saves): the step, the trainable parameters (LoRA adapters
 included), the optimizer state, the dropout key and the best validation score
 so far.  The frozen base parameters are passed to the steps separately: they
 never change, so checkpoints leave them out.  :func:`train_step` is a pure
-function of ``(state, batch, frozen)``; dropout keys on the step, so replaying
+function of ``(state, batch, frozen)`` returning the next state and the step's
+metrics (loss, gradient norm, learning rate); dropout keys on the step, so replaying
 the same batches from a restored state gives the same parameters bit for bit.
 """
 
@@ -112,9 +113,16 @@ def assemble(frozen: Params, trainable: Params, lora: LoraConfig | None) -> Para
     return merge(traverse_util.unflatten_dict(flat), trainable["lora"], lora.scale)
 
 
-def make_optimizer(spec: StepSpec) -> optax.GradientTransformation:
-    """Global-norm clipping, then AdamW under linear warm-up and linear decay to zero."""
-    schedule = optax.join_schedules(
+def learning_rate_schedule(spec: StepSpec) -> optax.Schedule:
+    """The learning rate of each step: linear warm-up from zero to the peak, then linear decay to zero.
+
+    Args:
+      spec: the peak rate, the warm-up steps and the run's total steps.
+
+    Returns:
+      Step number (from 0) -> learning rate.
+    """
+    return optax.join_schedules(
         [
             optax.linear_schedule(0.0, spec.learning_rate, max(spec.warmup_steps, 1)),
             optax.linear_schedule(spec.learning_rate, 0.0, max(spec.total_steps - spec.warmup_steps, 1)),
@@ -122,12 +130,16 @@ def make_optimizer(spec: StepSpec) -> optax.GradientTransformation:
         [spec.warmup_steps],
     )
 
+
+def make_optimizer(spec: StepSpec) -> optax.GradientTransformation:
+    """Global-norm clipping, then AdamW under :func:`learning_rate_schedule`."""
+
     def decay_mask(tree: Params) -> Params:
         return traverse_util.path_aware_map(lambda path, _: path[-1] in DECAYED_LEAVES, tree)
 
     return optax.chain(
         optax.clip_by_global_norm(spec.clip_norm),
-        optax.adamw(schedule, weight_decay=spec.weight_decay, mask=decay_mask),
+        optax.adamw(learning_rate_schedule(spec), weight_decay=spec.weight_decay, mask=decay_mask),
     )
 
 
@@ -194,7 +206,9 @@ def _loss(trainable: Params, frozen: Params, batch: Batch, key: jax.Array, spec:
 
 
 @functools.partial(jax.jit, static_argnames="spec")
-def train_step(state: TrainState, batch: Batch, frozen: Params, *, spec: StepSpec) -> tuple[TrainState, jax.Array]:
+def train_step(
+    state: TrainState, batch: Batch, frozen: Params, *, spec: StepSpec
+) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on a padded batch.
 
     Args:
@@ -205,13 +219,21 @@ def train_step(state: TrainState, batch: Batch, frozen: Params, *, spec: StepSpe
       spec: the model and the optimizer's hyper-parameters (static).
 
     Returns:
-      ``(state after the step, float32 [] weighted mean loss of the batch)``.
+      ``(state after the step, metrics)``; metrics are float32 ``[]`` arrays: ``loss`` (the batch's
+      weighted mean loss), ``grad_norm`` (the gradient's global norm before clipping) and
+      ``learning_rate`` (the rate this step applied).
     """
     key = jax.random.fold_in(state.dropout_key, state.step)
     loss, grads = jax.value_and_grad(_loss)(state.trainable, frozen, batch, key, spec)
     updates, opt_state = make_optimizer(spec).update(grads, state.opt_state, state.trainable)
     trainable = optax.apply_updates(state.trainable, updates)
-    return state.replace(step=state.step + 1, trainable=trainable, opt_state=opt_state), loss
+    metrics = {
+        "loss": loss,
+        "grad_norm": optax.global_norm(grads),
+        # The optimizer's own count is the step number: both start at 0 and advance together.
+        "learning_rate": jnp.asarray(learning_rate_schedule(spec)(state.step), jnp.float32),
+    }
+    return state.replace(step=state.step + 1, trainable=trainable, opt_state=opt_state), metrics
 
 
 @functools.partial(jax.jit, static_argnames="spec")

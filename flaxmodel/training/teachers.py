@@ -1,15 +1,12 @@
 """Distillation targets: the mean class probabilities of teacher models on a run's training texts.
 
-Several runs of one recipe, averaged, label better than any of them alone: on the
-default mixture's validation splits the mean probabilities of two runs score 0.775
-(the mean over sources) against 0.771 and 0.769 for each, but every member costs a
-forward pass per text.  A student trained towards the ensemble's probabilities
-(``--teachers``, weighted by ``--distill_weight`` against the label loss) keeps the
-cost of one model.  The teachers' probabilities also split what partial labels leave
-open ("not hate": offensive or neither) the way the ensemble reads each text.
-Measured there: students of three runs scored 0.774 and 0.770 (two seeds) at
-``--distill_weight 1`` and 0.770 at 0.5, within chance of the runs themselves (the
-default model's card).
+Several runs of one recipe, averaged, tend to label better than any one of them,
+but every member costs a forward pass per text.  A student trained towards the
+ensemble's probabilities (``--teachers``, weighted by ``--distill_weight``
+against the label loss) keeps the cost of one model.  The teachers'
+probabilities also split what partial labels leave open ("not hate": offensive
+or neither) the way the ensemble reads each text.  How the students measured is
+the default model's card's ("Choosing this model").
 """
 
 from __future__ import annotations

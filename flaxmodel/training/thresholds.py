@@ -18,15 +18,37 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from typing import Any, Sequence
 
 import numpy as np
 
 from flaxmodel.ckpts.thresholds import write_thresholds
+from flaxmodel.commands import run_command
 from flaxmodel.errors import ConfigError
+from flaxmodel.flags import add_flags, flag, from_namespace
 from flaxmodel.inference.metrics import threshold_for_precision
 from flaxmodel.inference.predictor import load_classifier
 from flaxmodel.training.mixture import Mixture, SourceSet, load_mixture, read_mixture
+
+PROG = "flaxmodel.training.thresholds"
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdSettings:
+    """The thresholds command's flags."""
+
+    model: str = flag(help="Model folder to score and write thresholds.json into.")
+    mixture: str = flag(help="Mixture file whose validation splits choose the thresholds.")
+    data_root: str = flag(help="Folder the mixture's paths are relative to.")
+    precision: float = flag(0.8, "Target precision of each class's flags.")
+    # Only hate by default: `flagged` then means "likely hate at the stated precision", the question the
+    # model card answers; a platform that also acts on offensive language adds its own offensive threshold.
+    classes: tuple[str, ...] = flag(("hate",), "Comma-separated classes that get a threshold.")
+    max_length: int = flag(128, "Tokens per text, as the pipeline's windows.")
+    sources: tuple[str, ...] | None = flag(
+        None, "Comma-separated sources whose validation rows are pooled; default: all but the functional suite."
+    )
 
 
 def choose_thresholds(
@@ -56,18 +78,17 @@ def choose_thresholds(
     return out
 
 
-def threshold_sources(mixture: Mixture, names: str | None = None) -> Mixture:
+def threshold_sources(mixture: Mixture, names: Sequence[str] | None = None) -> Mixture:
     """``mixture`` with only the sources whose validation rows choose the thresholds.
 
     By default every source of posts: the functional suite is left out because its
     share of the pool is set by how many templates we wrote, 14 near-identical cases
-    each, not by how often such posts occur.  Pooled with its validation cases, one
-    round of new templates (168 cases a half) moved the default model's threshold
-    from 0.734 to 0.818, for every real post; on the posts alone it is 0.785 either way.
+    each, not by how often such posts occur (the default model's card shows how far
+    new templates moved a threshold chosen with the suite in the pool).
 
     Args:
       mixture: the mixture whose sources are chosen from.
-      names: comma-separated source names, or None for every source that is not the functional suite.
+      names: source names, or None for every source that is not the functional suite.
 
     Returns:
       The mixture with the chosen sources, in its own order.
@@ -79,7 +100,7 @@ def threshold_sources(mixture: Mixture, names: str | None = None) -> Mixture:
     if names is None:
         chosen = tuple(s for s in mixture.sources if s.reader != "functional")
     else:
-        wanted = [n.strip() for n in names.split(",") if n.strip()]
+        wanted = [n.strip() for n in names if n.strip()]
         unknown = sorted(set(wanted) - set(known))
         if unknown:
             raise ConfigError(f"--sources: {unknown} not in the mixture; its sources: {known}")
@@ -95,36 +116,50 @@ def _pooled(classifier, sets: Sequence[SourceSet]) -> tuple[np.ndarray, np.ndarr
     return probabilities, allowed
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parses ``argv``, chooses the thresholds, writes ``thresholds.json`` and prints it."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="Model folder to score and write thresholds.json into.")
-    parser.add_argument("--mixture", required=True, help="Mixture file whose validation splits choose the thresholds.")
-    parser.add_argument("--data_root", required=True, help="Folder the mixture's paths are relative to.")
-    parser.add_argument("--precision", type=float, default=0.8, help="Target precision of each class's flags.")
-    # Only hate by default: `flagged` then means "likely hate at the stated precision", the question the
-    # model card answers; a platform that also acts on offensive language adds its own offensive threshold.
-    parser.add_argument("--classes", default="hate", help="Classes that get a threshold.")
-    parser.add_argument("--max_length", type=int, default=128, help="Tokens per text, as the pipeline's windows.")
-    parser.add_argument(
-        "--sources", default=None,
-        help="Comma-separated sources whose validation rows are pooled; default: all but the functional suite.",
-    )
-    args = parser.parse_args(argv)
-    mixture = load_mixture(args.mixture)
-    _, val_sets = read_mixture(threshold_sources(mixture, args.sources), args.data_root)
-    classifier = load_classifier(args.model, max_length=args.max_length, precision="float32")
-    flagged = [c.strip() for c in args.classes.split(",") if c.strip()]
-    chosen = choose_thresholds(*_pooled(classifier, val_sets), classifier.labels, flagged, args.precision)
+def _check(settings: ThresholdSettings) -> None:
+    if not 0 < settings.precision <= 1:
+        raise ConfigError(f"--precision must be in (0, 1], got {settings.precision}")
+    if settings.max_length < 3:
+        raise ConfigError(f"--max_length must leave room for special tokens and text, got {settings.max_length}")
+    if not settings.classes:
+        raise ConfigError("--classes: name at least one class to choose a threshold for")
+
+
+def _choose(settings: ThresholdSettings) -> None:
+    _check(settings)
+    mixture = threshold_sources(load_mixture(settings.mixture), settings.sources)
+    classifier = load_classifier(settings.model, max_length=settings.max_length, precision="float32")
+    unknown = [c for c in settings.classes if c not in classifier.labels]
+    if unknown:
+        raise ConfigError(f"--classes {unknown}: {settings.model} predicts {list(classifier.labels)}")
+    _, val_sets = read_mixture(mixture, settings.data_root)
+    probabilities, allowed = _pooled(classifier, val_sets)
+    chosen = choose_thresholds(probabilities, allowed, classifier.labels, settings.classes, settings.precision)
     thresholds = {name: c["threshold"] for name, c in chosen.items() if c["threshold"] is not None}
     how = {
-        "target_precision": args.precision,
+        "target_precision": settings.precision,
         "per_class": chosen,
-        "chosen_on": f"validation splits of {', '.join(s.name for s in val_sets)} ({args.mixture}), pooled",
+        "chosen_on": f"validation splits of {', '.join(s.name for s in val_sets)} ({settings.mixture}), pooled",
     }
-    write_thresholds(args.model, thresholds, how)
+    write_thresholds(settings.model, thresholds, how)
     print(json.dumps({"thresholds": thresholds, **how}, indent=2))
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parses ``argv`` (default: ``sys.argv[1:]``), chooses the thresholds, writes ``thresholds.json`` and prints it.
+
+    Args:
+      argv: the command line's arguments.
+
+    Returns:
+      The exit status: 0, or 2 after ``PROG: error: MESSAGE`` on stderr for a flag, mixture or model
+      folder that cannot work (checked before the validation data is read).
+    """
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    add_flags(parser, ThresholdSettings)
+    settings = from_namespace(ThresholdSettings, parser.parse_args(argv))
+    return run_command(PROG, lambda: _choose(settings))
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

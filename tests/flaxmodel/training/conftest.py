@@ -9,6 +9,7 @@ only what they check: each other setting costs a compilation.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from typing import Any, Callable
 
@@ -21,6 +22,23 @@ HOSTILE = ("hate", "stupid", "idea", "away", "welcome", "nobody", "opinion", "no
 LABELS = ("friendly", "hostile")
 # The standard run: 64 texts in batches of 16 make 4 steps per epoch.
 STANDARD = dict(labels=LABELS, epochs=4, batch_size=16, max_length=16, learning_rate=1e-2, warmup_ratio=0.1, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A command's main() configures the root logger; its handler must not outlive the test's captured stderr."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def assert_one_error_line(err: str, prog: str, message: str) -> None:
+    """A command's stderr ends in one ``PROG: error: ...`` line naming ``message``, with no traceback."""
+    *_, last = err.rstrip("\n").split("\n")
+    assert last.startswith(f"{prog}: error: ") and message in last, err
+    assert "Traceback" not in err, err
 
 
 def _write(path, count: int, seed: int) -> None:

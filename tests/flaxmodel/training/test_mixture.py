@@ -11,10 +11,10 @@ import optax
 import pytest
 
 from flaxmodel.errors import ConfigError, DataError
-from flaxmodel.training import TrainConfig, functional, train
+from flaxmodel.training import TrainConfig, export_data, functional, train
 from flaxmodel.training.mixture import DEFAULT_MIXTURE, epoch_rows, load_mixture, read_mixture, validation_rows
 from flaxmodel.training.state import partial_label_loss
-from tests.flaxmodel.training.conftest import FRIENDLY, HOSTILE, LABELS, STANDARD
+from tests.flaxmodel.training.conftest import FRIENDLY, HOSTILE, LABELS, STANDARD, assert_one_error_line
 
 MIXTURE = """
 classes = ["friendly", "hostile"]
@@ -86,6 +86,32 @@ def test_sources_map_their_labels_onto_our_classes(mixture_root):
     assert again.texts == val_sets[1].texts
     rows = list(validation_rows(val_sets, mixture.classes))
     assert {r["label"] for r in rows if r["source"] == "coarse"} <= {"hostile", "friendly|hostile"}
+
+
+def test_export_data_writes_the_chosen_sources_validation_rows(mixture_root, tmp_path, capsys):
+    out = tmp_path / "new" / "val.jsonl"
+    args = ["--mixture", str(mixture_root / "mixture.toml"), "--data_root", str(mixture_root), "--output", str(out)]
+    assert export_data.main(args + ["--sources", "exact"]) == 0
+    rows = [json.loads(line) for line in open(out)]
+    assert len(rows) == 32 and {r["source"] for r in rows} == {"exact"}
+    assert "32 validation rows of exact" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--sources", "exact,twitter"], "--sources ['twitter'] are not in"),
+        (["--data_root", "/no/such/root"], "--data_root /no/such/root: no such folder"),
+        (["--mixture", "/no/such.toml"], "--mixture /no/such.toml: no such file"),
+    ],
+)
+def test_export_data_fails_on_bad_flags_with_one_error_line(mixture_root, tmp_path, capsys, flags, message):
+    args = ["--mixture", str(mixture_root / "mixture.toml"), "--data_root", str(mixture_root)]
+    out = tmp_path / "val.jsonl"
+    # Later flags win: each case replaces one of the good ones.
+    assert export_data.main(args + ["--output", str(out)] + flags) == 2
+    assert_one_error_line(capsys.readouterr().err, "flaxmodel.training.export_data", message)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from flaxmodel.ckpts.checkpoint import save_checkpoint
 from flaxmodel.core.lora import LoraConfig, init_adapters
 from flaxmodel.training import soup
 from tests.fixtures import LABELS, SHORT_TEXTS
+from tests.flaxmodel.training.conftest import assert_one_error_line
 
 
 @pytest.fixture()
@@ -142,8 +143,16 @@ def test_command_line_writes_a_loadable_soup_and_reports_bad_input(base, tmp_pat
     b = _adapter_folder(tmp_path / "b", base_folder, checkpoint, lora, 2)
     out = str(tmp_path / "soup")
 
-    soup.main(["--models", f"{a},{b}", "--output", out])
+    assert soup.main(["--models", f"{a},{b}", "--output", out]) == 0
     assert "choose its thresholds on validation" in capsys.readouterr().out
     _assert_average(out, [a, b], [0.5, 0.5])
-    with pytest.raises(SystemExit, match="no such model folder"):
-        soup.main(["--models", f"{a},{tmp_path / 'missing'}", "--output", str(tmp_path / "x")])
+    bad = {
+        "no such model folder": ["--models", f"{a},{tmp_path / 'missing'}"],
+        "--weights must be numbers, got '1,x'": ["--models", f"{a},{b}", "--weights", "1,x"],
+        "one positive weight per model (2)": ["--models", f"{a},{b}", "--weights", "1"],
+        "at least two models": ["--models", a],
+    }
+    for message, flags in bad.items():
+        assert soup.main(flags + ["--output", str(tmp_path / "x")]) == 2
+        assert_one_error_line(capsys.readouterr().err, "flaxmodel.training.soup", message)
+    assert not (tmp_path / "x").exists()

@@ -6,6 +6,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 
 from flaxmodel.flags import from_namespace
 from flaxmodel.training import TrainConfig, TrainState, build_parser, train_step
@@ -32,16 +33,22 @@ def test_the_state_is_a_pytree_the_jitted_step_advances(make_config):
     assert all(isinstance(leaf, jax.Array) for leaf in leaves)
 
     compiled = train_step._cache_size()
-    once, loss = train_step(state, batch, run.frozen, spec=run.spec)
-    twice, _ = train_step(once, batch, run.frozen, spec=run.spec)
+    once, metrics = train_step(state, batch, run.frozen, spec=run.spec)
+    twice, later = train_step(once, batch, run.frozen, spec=run.spec)
     # The state comes out of the step placed as it went in: one program serves every step.
     assert train_step._cache_size() - compiled <= 1
     assert (int(state.step), int(once.step), int(twice.step)) == (0, 1, 2)
     assert jax.tree_util.tree_structure(twice) == treedef
-    assert np.isfinite(float(loss))
+    # The metrics are a pytree of scalars: the loss, the unclipped gradient norm and the rate applied.
+    assert set(metrics) == {"loss", "grad_norm", "learning_rate"}
+    assert all(np.shape(value) == () for value in jax.tree_util.tree_leaves(metrics))
+    assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
+    # Warm-up starts at 0; 16 steps with 10% warm-up reach the peak at step 1.
+    assert float(metrics["learning_rate"]) == 0.0
+    assert float(later["learning_rate"]) == pytest.approx(run.config.learning_rate)
     # Pure: the same state and batch give the same step, and the input state is untouched.
-    again, loss_again = train_step(state, batch, run.frozen, spec=run.spec)
-    assert float(loss_again) == float(loss) and int(state.step) == 0
+    again, metrics_again = train_step(state, batch, run.frozen, spec=run.spec)
+    assert jax.device_get(metrics_again) == jax.device_get(metrics) and int(state.step) == 0
     for x, y in zip(jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(once)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     # The zero-initialised B factors move once warm-up (its first step has learning rate 0) is over;

@@ -12,7 +12,7 @@ from flaxmodel.errors import ConfigError
 from flaxmodel.training import main, train
 from flaxmodel.training.teachers import load_teachers, mean_probabilities
 from tests.fixtures import SHORT_TEXTS
-from tests.flaxmodel.training.conftest import LABELS
+from tests.flaxmodel.training.conftest import LABELS, assert_one_error_line
 
 
 def test_the_targets_are_the_teachers_mean_probabilities(tiny_checkpoint):
@@ -23,13 +23,15 @@ def test_the_targets_are_the_teachers_mean_probabilities(tiny_checkpoint):
     np.testing.assert_allclose(mean_probabilities(teachers, SHORT_TEXTS), (each[0] + each[1]) / 2, atol=1e-6)
 
 
-def test_a_teacher_of_other_classes_is_refused_before_training(tiny_checkpoint, fixture_data, base_folder, tmp_path):
+def test_a_teacher_of_other_classes_is_refused_before_training(
+    tiny_checkpoint, fixture_data, base_folder, tmp_path, capsys
+):
     teacher = str(tiny_checkpoint("bert", labels=("a", "b", "c")))
     with pytest.raises(ConfigError, match="predicts \\['a', 'b', 'c'\\], the run trains \\['friendly', 'hostile'\\]"):
         load_teachers([teacher], LABELS, max_length=16)
     args = ["--train", str(fixture_data / "train.jsonl"), "--output", str(tmp_path / "run"), "--model", base_folder]
-    with pytest.raises(SystemExit, match="--teachers"):
-        main(args + ["--labels", ",".join(LABELS), "--teachers", teacher])
+    assert main(args + ["--labels", ",".join(LABELS), "--teachers", teacher]) == 2
+    assert_one_error_line(capsys.readouterr().err, "flaxmodel-train", f"--teachers {teacher} predicts")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

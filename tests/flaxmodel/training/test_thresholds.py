@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from flaxmodel.errors import ConfigError
-from flaxmodel.training.mixture import Mixture, Source
+from flaxmodel.training import thresholds
+from flaxmodel.training.mixture import DEFAULT_MIXTURE, Mixture, Source
 from flaxmodel.training.thresholds import choose_thresholds, threshold_sources
+from tests.flaxmodel.training.conftest import assert_one_error_line
 
 CLASSES = ("hate", "offensive", "neither")
 
@@ -50,12 +52,29 @@ def test_thresholds_are_chosen_on_posts_not_on_the_functional_suite_by_default()
 
     assert names(threshold_sources(_mixture())) == ["tweets", "forum"]
     # Named sources come back in the mixture's order; the suite can be pooled on request.
-    chosen = threshold_sources(_mixture(), "forum, functional")
+    chosen = threshold_sources(_mixture(), ["forum", "functional"])
     assert names(chosen) == ["functional", "forum"] and (chosen.classes, chosen.seed) == (CLASSES, 0)
 
 
 def test_unknown_or_empty_source_choice_fails_naming_the_mixtures_sources():
     with pytest.raises(ConfigError, match=r"\['twitter'\] not in the mixture.*'tweets', 'functional', 'forum'"):
-        threshold_sources(_mixture(), "tweets,twitter")
+        threshold_sources(_mixture(), ["tweets", "twitter"])
     with pytest.raises(ConfigError, match="no source left"):
-        threshold_sources(_mixture(), " , ")
+        threshold_sources(_mixture(), [])
+
+
+def test_the_command_fails_on_bad_flags_with_one_error_line_before_reading_data(tiny_checkpoint, tmp_path, capsys):
+    model = str(tiny_checkpoint("bert", labels=("friendly", "hostile")))
+    capsys.readouterr()
+    # No such data root: every case must fail on its own fault, before the validation rows are read.
+    args = ["--model", model, "--mixture", DEFAULT_MIXTURE, "--data_root", str(tmp_path / "no_data")]
+    bad = {
+        "--precision must be in (0, 1], got 1.5": ["--precision", "1.5"],
+        "--mixture /no/such.toml: no such file": ["--mixture", "/no/such.toml"],
+        "--sources: ['twitter'] not in the mixture": ["--sources", "twitter"],
+        f"--classes ['hate']: {model} predicts ['friendly', 'hostile']": [],
+    }
+    for message, flags in bad.items():
+        assert thresholds.main(args + flags) == 2
+        assert_one_error_line(capsys.readouterr().err, "flaxmodel.training.thresholds", message)
+    assert not (tmp_path / "no_data").exists()

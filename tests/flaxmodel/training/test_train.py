@@ -19,6 +19,7 @@ from flaxmodel.training import loop, main, train
 from flaxmodel.training.batches import class_weights, epoch_batches
 from flaxmodel.training.evaluation import evaluate_state
 from flaxmodel.training.prepare import prepare
+from tests.flaxmodel.training.conftest import assert_one_error_line
 
 
 # The two runs every test trains: full fine-tuning, and LoRA with the norms trained (so
@@ -106,6 +107,17 @@ def test_an_interrupted_run_checkpoints_the_step_it_reached(make_config, tmp_pat
     assert train(config, stop_after_steps=3, progress=False).step == 3
 
 
+def test_the_train_records_carry_the_steps_metrics(make_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "LOG_EVERY_STEPS", 2)
+    train(make_config(), stop_after_steps=4, progress=False)
+    records = [r for r in map(json.loads, open(tmp_path / "run" / "metrics.jsonl")) if r["event"] == "train"]
+    assert [r["step"] for r in records] == [2, 4]
+    for record in records:
+        assert record["loss"] > 0 and record["grad_norm"] > 0
+    # The standard run warms up for the first of its 16 steps, then decays linearly from 1e-2 to 0.
+    assert [r["learning_rate"] for r in records] == pytest.approx([1e-2, 1e-2 * 13 / 15])
+
+
 def test_restart_with_other_settings_is_refused(make_config):
     config = make_config()
     train(config, stop_after_steps=1, progress=False)
@@ -125,13 +137,11 @@ def test_restart_with_other_settings_is_refused(make_config):
         (["--distill_weight", "1.5"], "--distill_weight must be in [0, 1]"),
     ],
 )
-def test_bad_settings_fail_before_training(fixture_data, base_folder, tmp_path, flag, message):
+def test_bad_settings_fail_before_training(fixture_data, base_folder, tmp_path, capsys, flag, message):
     args = ["--train", str(fixture_data / "train.jsonl"), "--output", str(tmp_path / "run"), "--model", base_folder]
-    with pytest.raises(SystemExit) as exit_info:
-        main(args + flag)
-    assert str(exit_info.value).startswith("flaxmodel-train: ")
-    assert message in str(exit_info.value)
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert main(args + flag) == 2
+    assert_one_error_line(capsys.readouterr().err, "flaxmodel-train", message)
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_command_line_trains_and_prints_a_summary(make_config, capsys):
@@ -139,7 +149,7 @@ def test_the_command_line_trains_and_prints_a_summary(make_config, capsys):
     config = make_config()
     args = ["--train", config.train, "--val", config.val, "--output", config.output, "--model", config.model]
     args += ["--labels", ",".join(config.labels), "--epochs", "4", "--batch_size", "16", "--max_length", "16"]
-    main(args + ["--learning_rate", "1e-2", "--warmup_ratio", "0.1", "--stop_after_steps", "2"])
+    assert main(args + ["--learning_rate", "1e-2", "--warmup_ratio", "0.1", "--stop_after_steps", "2"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary == {"step": 2, "total_steps": 16, "best_folder": None, "best_epoch": None, "best_val_macro_f1": None}
     with open(f"{config.output}/train_config.json") as f:
