@@ -54,7 +54,7 @@ from benchmarks import harness
 # Stage of a sampled frame, by the file it runs in (first match from the innermost frame outwards).
 STAGES = (
     ("tokenize", ("flaxmodel/inference/tokenizer.py", "pipelines/model/tokenizing.py")),
-    ("plan_and_pad", ("pipelines/model/batching.py", "flaxmodel/inference/shapes.py")),
+    ("plan_and_pad", ("pipelines/model/batching.py", "flaxmodel/inference/planner.py")),
     ("model_call", ("flaxmodel/inference/predictor.py", "pipelines/model/handler.py", "jax/")),
     ("aggregate", ("pipelines/model/classify.py",)),
     ("label_rows", ("pipelines/sinks/outputs.py", "pipelines/sinks/flagging.py")),
@@ -148,9 +148,9 @@ def null_forward() -> None:
 def tokenizer_rates(texts: Sequence[str], model: str | None, max_length: int, chunk: int) -> dict[str, float]:
     """Texts per second of the model's tokenizer alone over chunks of ``chunk`` texts:
     ``encode_batch`` and ``encode_batch_fast``."""
-    from flaxmodel import TextEncoder, default_model_path
+    from flaxmodel import Tokenizer, default_model_path
 
-    tokenizer = TextEncoder.from_folder(model or default_model_path(), max_length).tokenizer
+    tokenizer = Tokenizer.from_folder(model or default_model_path(), max_length).tokenizer
     rates = {}
     for method in ("encode_batch", "encode_batch_fast"):
         encode = getattr(tokenizer, method)

@@ -86,7 +86,7 @@ class Spec:
 
 
 class OursRunner:
-    """Our Classifier: texts -> ``text_encoder.encode`` -> ``predict_ids`` per chunk."""
+    """Our Classifier: texts -> ``tokenizer.encode`` -> ``predict_ids`` per chunk."""
 
     def __init__(self, spec: Spec):
         import jax
@@ -139,7 +139,7 @@ class OursRunner:
         }
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in self.clf.text_encoder.encode(texts)]
+        return [len(ids) for ids in self.clf.tokenizer.encode(texts)]
 
     def run(self, chunks: Sequence[Sequence[str]]) -> dict[str, Any]:
         clf = self.clf
@@ -148,7 +148,7 @@ class OursRunner:
         start = time.perf_counter()
         for texts in chunks:
             t = time.perf_counter()
-            seqs = clf.text_encoder.encode(texts)
+            seqs = clf.tokenizer.encode(texts)
             tokenize_s += time.perf_counter() - t
             outputs.append(clf.predict_ids(seqs))
         seconds = time.perf_counter() - start

@@ -15,15 +15,15 @@ from flaxmodel.inference.metrics import (
 )
 from flaxmodel.inference.predictor import Classifier, load_classifier
 from flaxmodel.inference.reference import ModelRef, resolve_model
-from flaxmodel.inference.shapes import ShapeGrid, grid_for, pad_batch, pad_windows
-from flaxmodel.inference.tokenizer import TextEncoder, TokenWindows
+from flaxmodel.inference.planner import ShapeGrid, grid_for, pad_batch, pad_windows
+from flaxmodel.inference.tokenizer import Tokenizer, TokenWindows
 
 __all__ = [
     "AUTO_PRECISION",
     "Classifier",
     "ModelRef",
     "ShapeGrid",
-    "TextEncoder",
+    "Tokenizer",
     "TokenWindows",
     "evaluate",
     "grid_for",

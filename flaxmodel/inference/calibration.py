@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from flaxmodel.core.precision import PRECISIONS
-from flaxmodel.inference.shapes import ShapeGrid, pad_batch
+from flaxmodel.inference.planner import ShapeGrid, pad_batch
 
 AUTO_PRECISION = "auto"
 # Largest |probability - float32 probability| a path may show on the probe batch at load (and in

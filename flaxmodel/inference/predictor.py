@@ -1,7 +1,7 @@
 """Jitted inference over the model's shape grid, and ``load_classifier``.
 
 A :class:`Classifier` pads every batch to a shape of its
-:class:`~flaxmodel.inference.shapes.ShapeGrid`, so it compiles at most once per
+:class:`~flaxmodel.inference.planner.ShapeGrid`, so it compiles at most once per
 bucket however many texts it sees; ``predict_ids`` sorts texts by length and
 runs them in the cuts the grid's planner finds cheapest.  The softmax (or
 sigmoid) is fused into the jitted function, and the same :class:`Classifier` is
@@ -45,8 +45,8 @@ from flaxmodel.inference.calibration import (
     time_call,
 )
 from flaxmodel.inference.reference import ModelRef, resolve_model
-from flaxmodel.inference.shapes import grid_for, predict_in_batches
-from flaxmodel.inference.tokenizer import TextEncoder
+from flaxmodel.inference.planner import grid_for, predict_in_batches
+from flaxmodel.inference.tokenizer import Tokenizer
 
 # The precisions training computes in (the differentiable ones); inference adds int8.
 DTYPES = {name: COMPUTE_DTYPES[name] for name in ("float32", "bfloat16")}
@@ -64,7 +64,7 @@ class Classifier:
     ``precision``: ``"auto"`` or one of :data:`~flaxmodel.core.precision.PRECISIONS`; :attr:`precision` is
     the path that runs, :attr:`calibration` what ``auto`` measured on a CPU (None if nothing).
     ``batch_size`` and ``max_batch_tokens`` shape its grid (0: automatic for the devices' platform,
-    :func:`~flaxmodel.inference.shapes.grid_for`).  ``weights_hash`` names the weights in :attr:`identity`
+    :func:`~flaxmodel.inference.planner.grid_for`).  ``weights_hash`` names the weights in :attr:`identity`
     (default: a hash of ``params``, for models without files).  ``candidates`` and ``measure`` override
     the paths a CPU calibration tries (default: those with CPU instructions) and its timer.
     """
@@ -73,7 +73,7 @@ class Classifier:
         self,
         config: EncoderConfig,
         params: Params,
-        text_encoder: TextEncoder,
+        tokenizer: Tokenizer,
         *,
         name: str = "model",
         weights_hash: str | None = None,
@@ -91,8 +91,8 @@ class Classifier:
         self.labels = config.labels
         self.name = name
         self._weights_hash = weights_hash
-        self.text_encoder = text_encoder
-        self.max_length = text_encoder.max_length
+        self.tokenizer = tokenizer
+        self.max_length = tokenizer.max_length
         rows, tokens = batch_size, max_batch_tokens
         self.grid = grid_for(config, self.max_length, self.platform, batch_size=rows, max_batch_tokens=tokens)
         self.pad_id = config.pad_token_id
@@ -124,7 +124,7 @@ class Classifier:
         """``auto`` on a CPU: :func:`calibrate`'s pick on the probe batch and its built path (None: float32 alone)."""
         if candidates == ("float32",):
             return "float32", None
-        ids, mask = probe_batch(self.text_encoder.encode, self.grid, self.pad_id)
+        ids, mask = probe_batch(self.tokenizer.encode, self.grid, self.pad_id)
         built = {name: self._build(name) for name in dict.fromkeys(("float32", *candidates))}
         runners = {name: functools.partial(self._run, *built[name], ids, mask) for name in built}
         self.calibration = calibrate(runners, measure=measure)
@@ -201,7 +201,7 @@ class Classifier:
             raise TypeError("predict_proba takes a sequence of texts, not one string")
         if not len(texts):
             return np.zeros((0, self.config.num_labels), dtype=np.float32)
-        return self.predict_ids(self.text_encoder.encode(texts))
+        return self.predict_ids(self.tokenizer.encode(texts))
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """The most probable label name of each text."""

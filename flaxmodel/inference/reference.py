@@ -21,7 +21,7 @@ from flaxmodel.ckpts.default_model import default_model_path
 from flaxmodel.ckpts.loader import read_model_config, weights_hash
 from flaxmodel.ckpts.thresholds import recommended_thresholds
 from flaxmodel.core.config import EncoderConfig
-from flaxmodel.inference.tokenizer import TextEncoder, tokenizer_for
+from flaxmodel.inference.tokenizer import Tokenizer, tokenizer_for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,7 @@ class ModelRef:
         """The ``model`` column of rows this model labels in ``precision``: ``name@hash:precision``."""
         return f"{self.name}@{self.weights_hash}:{precision}"
 
-    def tokenizer(self) -> TextEncoder:
+    def tokenizer(self) -> Tokenizer:
         """This process's shared tokenizer of the model (built on first use)."""
         return tokenizer_for(self.path, self.max_length)
 
@@ -86,13 +86,14 @@ def resolve_model(
     path = str(model) if model is not None else default_model_path()
     config = read_model_config(path, labels=labels)
     limit = config.max_length if max_length is None else min(max_length, config.max_length)
+    digest = weights_hash(path, labels=labels)  # a folder without weights fails here, before its tokenizer
     return ModelRef(
         path=path,
         name=path.rstrip("/").rsplit("/", 1)[-1],
         config=config,
         max_length=limit,
         content_length=tokenizer_for(path, limit).content_length,
-        weights_hash=weights_hash(path, labels=labels),
+        weights_hash=digest,
         thresholds=tuple(recommended_thresholds(path).items()),
         head_labels=tuple(labels) if labels is not None else None,
     )

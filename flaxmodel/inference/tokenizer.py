@@ -29,7 +29,7 @@ import threading
 from typing import Sequence
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer
+import tokenizers
 from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
 from tokenizers.processors import RobertaProcessing
 
@@ -93,8 +93,8 @@ class TokenWindows:
         return np.diff(self.window_offsets)
 
 
-class TextEncoder:
-    def __init__(self, tokenizer: Tokenizer, max_length: int):
+class Tokenizer:
+    def __init__(self, tokenizer: tokenizers.Tokenizer, max_length: int):
         tokenizer.no_padding()
         tokenizer.no_truncation()
         self.tokenizer = tokenizer
@@ -110,7 +110,7 @@ class TextEncoder:
             raise TokenizerError(f"max_length {max_length} leaves no room besides special tokens")
 
     @classmethod
-    def from_folder(cls, folder: str, max_length: int) -> "TextEncoder":
+    def from_folder(cls, folder: str, max_length: int) -> "Tokenizer":
         return cls(load_tokenizer(folder), max_length)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
@@ -222,7 +222,7 @@ def _cut(text: str, limit: int) -> int:
     return match.end() if match else limit
 
 
-def _settled_ids(encoding: Encoding) -> list[int]:
+def _settled_ids(encoding: tokenizers.Encoding) -> list[int]:
     """The ids of a prefix's encoding without those of its last words."""
     words = encoding.word_ids
     end = len(words)
@@ -235,8 +235,8 @@ def _settled_ids(encoding: Encoding) -> list[int]:
 _CACHE_LOCK = threading.Lock()
 
 
-def tokenizer_for(folder: str, max_length: int) -> TextEncoder:
-    """The process's one :class:`TextEncoder` of a model folder's tokenizer, built on first use.
+def tokenizer_for(folder: str, max_length: int) -> Tokenizer:
+    """The process's one :class:`Tokenizer` of a model folder's tokenizer, built on first use.
 
     The launcher (checking window settings), the tokenizing step and the
     classifier of one process share it, so a worker reads and builds each
@@ -248,15 +248,15 @@ def tokenizer_for(folder: str, max_length: int) -> TextEncoder:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_encoder(folder: str, max_length: int) -> TextEncoder:
-    return TextEncoder.from_folder(folder, max_length)
+def _cached_encoder(folder: str, max_length: int) -> Tokenizer:
+    return Tokenizer.from_folder(folder, max_length)
 
 
-def load_tokenizer(folder: str) -> Tokenizer:
+def load_tokenizer(folder: str) -> tokenizers.Tokenizer:
     path = files.join(folder, TOKENIZER_FILE)
     if files.exists(path):
         try:
-            return Tokenizer.from_str(files.read_bytes(path).decode("utf-8"))
+            return tokenizers.Tokenizer.from_str(files.read_bytes(path).decode("utf-8"))
         except Exception as err:  # tokenizers raises bare Exception on malformed JSON
             raise TokenizerError(f"{path}: cannot read tokenizer ({err})") from None
     vocab_txt = files.join(folder, "vocab.txt")
@@ -275,14 +275,14 @@ def _tokenizer_config(folder: str) -> dict:
     return json.loads(files.read_bytes(path)) if files.exists(path) else {}
 
 
-def _wordpiece(folder: str, vocab_txt: str) -> Tokenizer:
+def _wordpiece(folder: str, vocab_txt: str) -> tokenizers.Tokenizer:
     lines = files.read_bytes(vocab_txt).decode("utf-8").split("\n")
     vocab = {token: i for i, token in enumerate(t.rstrip("\r") for t in lines if t.rstrip("\r"))}
     lowercase = bool(_tokenizer_config(folder).get("do_lower_case", True))
     return BertWordPieceTokenizer(vocab, lowercase=lowercase)._tokenizer
 
 
-def _byte_level_bpe(vocab_json: str, merges_txt: str) -> Tokenizer:
+def _byte_level_bpe(vocab_json: str, merges_txt: str) -> tokenizers.Tokenizer:
     vocab = json.loads(files.read_bytes(vocab_json))
     merges = [
         tuple(line.split(" "))

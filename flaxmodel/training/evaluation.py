@@ -80,7 +80,7 @@ def export_state(run: Prepared, state: TrainState, folder: str) -> str:
         folder,
         config=run.model,
         params=assemble(run.frozen, state.trainable, lora),
-        text_encoder=run.text_encoder,
+        tokenizer=run.tokenizer,
         adapters=state.trainable.get("lora"),
         trained=state.trainable["params"] if lora else None,
         lora=lora,

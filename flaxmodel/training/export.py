@@ -22,7 +22,7 @@ from flaxmodel.ckpts.checkpoint import save_checkpoint
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.lora import Adapters, LoraConfig
 from flaxmodel.core.model import Params
-from flaxmodel.inference.tokenizer import TextEncoder
+from flaxmodel.inference.tokenizer import Tokenizer
 
 
 def _write(
@@ -30,7 +30,7 @@ def _write(
     *,
     config: EncoderConfig,
     params: Params,
-    text_encoder: TextEncoder,
+    tokenizer: Tokenizer,
     adapters: Adapters | None,
     trained: Params | None,
     lora: LoraConfig | None,
@@ -40,7 +40,7 @@ def _write(
         save_checkpoint(folder, params, config)
     else:
         save_adapter(folder, adapters=adapters or {}, trained=trained or {}, config=config, lora=lora, base=base or {})
-    text_encoder.save(folder)
+    tokenizer.save(folder)
 
 
 def export_model(
@@ -48,7 +48,7 @@ def export_model(
     *,
     config: EncoderConfig,
     params: Params,
-    text_encoder: TextEncoder,
+    tokenizer: Tokenizer,
     adapters: Adapters | None = None,
     trained: Params | None = None,
     lora: LoraConfig | None = None,
@@ -60,7 +60,7 @@ def export_model(
       folder: the target, local or on a Beam filesystem.
       config: the model's config (``id2label`` included).
       params: the full parameter tree, adapters merged in; saved whole without ``lora``.
-      text_encoder: its tokenizer is saved beside the weights.
+      tokenizer: its tokenizer is saved beside the weights.
       adapters: with ``lora``, the LoRA factors (``lora_a [in, rank]``, ``lora_b [rank, out]``).
       trained: with ``lora``, the other trained tensors (head, optionally norms).
       lora: the LoRA settings; None exports a full checkpoint.
@@ -71,7 +71,7 @@ def export_model(
       ``folder``.
     """
     folder = str(folder)
-    parts = dict(config=config, params=params, text_encoder=text_encoder)
+    parts = dict(config=config, params=params, tokenizer=tokenizer)
     parts.update(adapters=adapters, trained=trained, lora=lora, base=base)
     if files.is_remote(folder):
         _write(folder, **parts)

@@ -23,8 +23,8 @@ from flaxmodel.ckpts.loader import load_checkpoint
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.model import Params
 from flaxmodel.errors import ConfigError
-from flaxmodel.inference.shapes import ShapeGrid
-from flaxmodel.inference.tokenizer import TextEncoder
+from flaxmodel.inference.planner import ShapeGrid, grid_for
+from flaxmodel.inference.tokenizer import Tokenizer
 from flaxmodel.training.batches import class_weights, epoch_batches
 from flaxmodel.training.config import TrainConfig
 from flaxmodel.training.data import read_labeled
@@ -42,7 +42,7 @@ class Prepared:
       config: the run's settings.
       run_dir: absolute path of ``--output``.
       model: the model's config (labels included).
-      text_encoder: the tokenizer, truncating at the run's ``max_length``.
+      tokenizer: the tokenizer, truncating at the run's ``max_length``.
       train_ids: token ids of each training text (a mixture's sources one after another).
       lengths: int ``[n_train]`` their token counts.
       train_targets: float32 ``[n_train, num_labels]`` the classes each row's label allows.
@@ -65,7 +65,7 @@ class Prepared:
     config: TrainConfig
     run_dir: str
     model: EncoderConfig
-    text_encoder: TextEncoder
+    tokenizer: Tokenizer
     train_ids: list[list[int]]
     lengths: np.ndarray
     train_targets: np.ndarray
@@ -153,10 +153,10 @@ def prepare(config: TrainConfig) -> Prepared:
     model = checkpoint.config
     if model.multi_label:
         raise ConfigError(f"{folder} is a multi-label model; training supports single-label classification")
-    text_encoder = TextEncoder.from_folder(folder, min(config.max_length, model.max_length))
-    teachers = load_teachers(config.teachers, classes, text_encoder.max_length) if config.teachers else None
+    tokenizer = Tokenizer.from_folder(folder, min(config.max_length, model.max_length))
+    teachers = load_teachers(config.teachers, classes, tokenizer.max_length) if config.teachers else None
     train_texts = [t for s in train_sets for t in s.texts]
-    train_ids = text_encoder.encode(train_texts)
+    train_ids = tokenizer.encode(train_texts)
     lengths = np.array([len(s) for s in train_ids])
     targets = np.concatenate([s.masks for s in train_sets])
     sizes = tuple(len(s) for s in train_sets)
@@ -170,7 +170,7 @@ def prepare(config: TrainConfig) -> Prepared:
         config=config,
         run_dir=run_dir,
         model=model,
-        text_encoder=text_encoder,
+        tokenizer=tokenizer,
         train_ids=train_ids,
         lengths=lengths,
         train_targets=targets,
@@ -179,11 +179,11 @@ def prepare(config: TrainConfig) -> Prepared:
         source_weights=tuple(source_weights),
         # Class counts for the weighting schemes: rows whose label allows one class only.
         weights=class_weights(config.class_weights, classes, targets[targets.sum(axis=1) == 1].sum(axis=0)),
-        val_sets=tuple((v, text_encoder.encode(v.texts)) for v in val_sets),
+        val_sets=tuple((v, tokenizer.encode(v.texts)) for v in val_sets),
         frozen=jax.tree_util.tree_map(jnp.asarray, frozen),
         spec=spec,
-        grid=ShapeGrid.for_model(model, text_encoder.max_length, config.batch_size),
-        eval_grid=ShapeGrid.for_model(model, text_encoder.max_length, config.eval_batch_size),
+        grid=grid_for(model, tokenizer.max_length, jax.default_backend(), batch_size=config.batch_size),
+        eval_grid=grid_for(model, tokenizer.max_length, jax.default_backend(), batch_size=config.eval_batch_size),
         steps_per_epoch=steps_per_epoch,
         base=base,
         initial=initial_state(trainable, dropout_key, spec),

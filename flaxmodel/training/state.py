@@ -27,7 +27,7 @@ from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.lora import LoraConfig, init_adapters, merge
 from flaxmodel.core.model import ARCHITECTURES, Params, SequenceClassifier, apply, probabilities
 from flaxmodel.inference.predictor import DTYPES
-from flaxmodel.inference.shapes import ShapeGrid, predict_in_batches
+from flaxmodel.inference.planner import ShapeGrid, predict_in_batches
 from flaxmodel.training.batches import Batch
 
 # Parameter leaves that weight decay applies to; biases and norm scales are exempt.

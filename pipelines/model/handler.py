@@ -107,7 +107,7 @@ class BlockRunner:
     def __init__(self, classifier: Classifier, *, sort_buffer: int):
         self._classifier = classifier
         self._grid = classifier.grid
-        encoder = classifier.text_encoder
+        encoder = classifier.tokenizer
         self._prefix, self._suffix = tuple(encoder.prefix), tuple(encoder.suffix)
         self._sort_buffer = sort_buffer
 

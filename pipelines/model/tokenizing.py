@@ -9,7 +9,7 @@ block (retweets, copy-pasted spam, bot floods) are tokenized, and later scored,
 once; every record still gets its own row, filled from that one result, and
 the ``reused_texts`` metric counts the records that reused another's.  Only the
 prefix of a text that its windows can use is tokenized (see
-:meth:`~flaxmodel.inference.tokenizer.TextEncoder.encode_block`), so one huge
+:meth:`~flaxmodel.inference.tokenizer.Tokenizer.encode_block`), so one huge
 record costs about what a record of ``max_windows`` windows does.  The tokenizer
 is the model's (:meth:`flaxmodel.ModelRef.tokenizer`): built once per worker
 process and shared by its threads and by the process's classifier, and each

@@ -80,7 +80,7 @@ def test_labels_and_scores_are_the_models_own(in_process, shards, model_dir):
     rows = _read(in_process, "labels").to_pylist()
     assert {r["model"] for r in rows} == {f"{pathlib.Path(model_dir).name}@{classifier.weights_hash}:float32"}
     texts = [r["text"] for r in rows]
-    windows = classifier.text_encoder.encode_windows(texts, STRIDE, MAX_WINDOWS)
+    windows = classifier.tokenizer.encode_windows(texts, STRIDE, MAX_WINDOWS)
     direct = classifier.predict_proba(texts)
     for row, w, proba in zip(rows, windows, direct):
         scores = np.array([row[name] for name in LABELS])

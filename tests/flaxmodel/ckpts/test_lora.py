@@ -11,7 +11,7 @@ import pytest
 from flax import traverse_util
 
 from flaxmodel import load_classifier
-from flaxmodel import CheckpointError, Classifier, ConfigError, TextEncoder, load_checkpoint
+from flaxmodel import CheckpointError, Classifier, ConfigError, Tokenizer, load_checkpoint
 from flaxmodel.ckpts.adapters import ADAPTER_CONFIG, base_reference, save_adapter
 from flaxmodel.core.lora import LoraConfig, init_adapters, merge, target_paths
 from tests.fixtures import LABELS, SHORT_TEXTS
@@ -68,7 +68,7 @@ def _save(folder, base_folder, checkpoint, lora, adapters, trained):
         lora=lora,
         base=base_reference(base_folder),
     )
-    TextEncoder.from_folder(base_folder, 48).save(str(folder))
+    Tokenizer.from_folder(base_folder, 48).save(str(folder))
 
 
 def test_adapter_folder_loads_as_the_merged_model(base, tmp_path):
@@ -84,7 +84,7 @@ def test_adapter_folder_loads_as_the_merged_model(base, tmp_path):
         {**checkpoint.params, "head": trained["head"]}, adapters, lora.scale
     )
     expected_params["encoder"]["layer_0"]["ffn_norm"]["scale"] = trained_norm["encoder"]["layer_0"]["ffn_norm"]["scale"]
-    expected = Classifier(checkpoint.config, expected_params, TextEncoder.from_folder(base_folder, 48))
+    expected = Classifier(checkpoint.config, expected_params, Tokenizer.from_folder(base_folder, 48))
     loaded = load_classifier(str(tmp_path / "adapter"))
     assert loaded.labels == LABELS
     np.testing.assert_allclose(loaded.predict_proba(SHORT_TEXTS), expected.predict_proba(SHORT_TEXTS), atol=1e-6)

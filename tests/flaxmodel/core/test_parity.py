@@ -22,7 +22,7 @@ import transformers
 
 from flaxmodel import apply, hidden_states, load_checkpoint, load_classifier
 from flaxmodel.inference.calibration import PROBABILITY_BOUNDS
-from flaxmodel.inference.tokenizer import TextEncoder, load_tokenizer
+from flaxmodel.inference.tokenizer import Tokenizer, load_tokenizer
 from tests.fixtures import ARCHITECTURES, TEXTS, hf_tokenizer
 
 FLOAT32_BOUND = 1e-4
@@ -75,7 +75,7 @@ def minilm_checkpoint(minilm_folder):
 
 def test_minilm_tokens_match_transformers(minilm_folder, minilm_reference):
     ids, mask, _ = minilm_reference
-    encoder = TextEncoder(load_tokenizer(minilm_folder), MINILM_TRUNCATE_AT)
+    encoder = Tokenizer(load_tokenizer(minilm_folder), MINILM_TRUNCATE_AT)
     assert encoder.encode(TEXTS) == unpadded(ids, mask)
 
 
@@ -119,7 +119,7 @@ def test_classifier_probabilities_match_transformers(tiny_checkpoint, architectu
     ids, mask = hf_batch(hf_tokenizer(folder, architecture), TRUNCATE_AT)
     expected = softmax(torch_logits(folder, ids, mask))
     classifier = load_classifier(folder, precision=precision, max_length=TRUNCATE_AT)
-    assert classifier.text_encoder.encode(TEXTS) == unpadded(ids, mask)
+    assert classifier.tokenizer.encode(TEXTS) == unpadded(ids, mask)
     probabilities = classifier.predict_proba(TEXTS)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     diff = np.abs(probabilities - expected).max()

@@ -23,8 +23,8 @@ from flaxmodel.inference.calibration import (
     cpu_flags,
 )
 from flaxmodel.inference.predictor import Classifier
-from flaxmodel.inference.shapes import pad_batch
-from flaxmodel.inference.tokenizer import TextEncoder
+from flaxmodel.inference.planner import pad_batch
+from flaxmodel.inference.tokenizer import Tokenizer
 from tests.fixtures import TEXTS
 
 ALL = ("float32", "bfloat16", "int8")
@@ -35,7 +35,7 @@ MAX_LENGTH = 32
 def default_paths():
     """The default model's probabilities in each precision, for the probe texts in one batch (one compile each)."""
     checkpoint = load_checkpoint(default_model_path())
-    encoder = TextEncoder.from_folder(default_model_path(), MAX_LENGTH)
+    encoder = Tokenizer.from_folder(default_model_path(), MAX_LENGTH)
     probs = {}
     for precision in ALL:
         classifier = Classifier(checkpoint.config, checkpoint.params, encoder, precision=precision, batch_size=16)
@@ -55,7 +55,7 @@ def _classifier(folder, timings: dict[str, float]) -> Classifier:
     return Classifier(
         checkpoint.config,
         checkpoint.params,
-        TextEncoder.from_folder(folder, 24),
+        Tokenizer.from_folder(folder, 24),
         precision="auto",
         batch_size=16,
         candidates=tuple(timings),
@@ -71,7 +71,7 @@ def test_auto_keeps_float32_when_nothing_beats_it_by_the_margin(tiny_checkpoint)
     assert "precision float32" in classifier.calibration.describe()
     # The probe shape compiled while calibrating is the chosen path's: counted, not compiled again.
     assert classifier.num_compiles == 1 == classifier._jitted._cache_size()
-    probe = classifier.text_encoder.encode(PROBE_TEXTS)
+    probe = classifier.tokenizer.encode(PROBE_TEXTS)
     classifier.predict_padded(*pad_batch(probe, 16, classifier.grid.bucket_length(max(map(len, probe))), classifier.pad_id))
     assert classifier.num_compiles == 1 == classifier._jitted._cache_size()
 

@@ -29,7 +29,7 @@ def texts_of_varied_length(count: int) -> list[str]:
 
 def test_predict_proba_preserves_input_order(classifier):
     texts = texts_of_varied_length(40)
-    lengths = [len(ids) for ids in classifier.text_encoder.encode(texts)]
+    lengths = [len(ids) for ids in classifier.tokenizer.encode(texts)]
     assert lengths != sorted(lengths)
     together = classifier.predict_proba(texts)
     one_by_one = np.concatenate([classifier.predict_proba([t]) for t in texts])

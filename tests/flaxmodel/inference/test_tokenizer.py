@@ -1,4 +1,4 @@
-"""TextEncoder: no hidden padding, truncation that keeps the special tokens, windows
+"""Tokenizer: no hidden padding, truncation that keeps the special tokens, windows
 that cover long texts, long texts tokenized only as far as the output needs yet
 exactly as if whole, and the legacy vocabulary files tokenizing like tokenizer.json.
 """
@@ -11,7 +11,7 @@ import shutil
 import pytest
 import transformers
 
-from flaxmodel.inference.tokenizer import TextEncoder, TokenizerError, load_tokenizer
+from flaxmodel.inference.tokenizer import Tokenizer, TokenizerError, load_tokenizer
 from tests.fixtures import hf_tokenizer
 
 # Casing, accents, punctuation, digits, emoji, CJK and repeated spaces.
@@ -28,8 +28,8 @@ LONG_TEXT = " ".join(f"word{i}" for i in range(200))
 
 
 @pytest.fixture(scope="module")
-def minilm_encoder(minilm_folder) -> TextEncoder:
-    return TextEncoder(load_tokenizer(minilm_folder), 16)
+def minilm_encoder(minilm_folder) -> Tokenizer:
+    return Tokenizer(load_tokenizer(minilm_folder), 16)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_truncation_keeps_cls_and_sep(minilm_encoder, minilm_hf):
 
 def test_roberta_truncation_keeps_bos_and_eos(tiny_checkpoint):
     folder = tiny_checkpoint("roberta")
-    encoder = TextEncoder.from_folder(str(folder), 10)
+    encoder = Tokenizer.from_folder(str(folder), 10)
     vocab = load_tokenizer(str(folder)).get_vocab()
     long_ids, short_ids = encoder.encode([LONG_TEXT, "ok"])
     assert len(long_ids) == 10 and len(short_ids) < 10
@@ -100,27 +100,27 @@ def test_window_arguments_are_checked(minilm_encoder):
 
 def test_max_length_without_room_for_text_is_refused(minilm_folder):
     with pytest.raises(TokenizerError, match="max_length 2"):
-        TextEncoder(load_tokenizer(minilm_folder), 2)
+        Tokenizer(load_tokenizer(minilm_folder), 2)
 
 
 def test_vocab_txt_fallback_matches_tokenizer_json(minilm_folder, tmp_path):
     for name in ("vocab.txt", "tokenizer_config.json"):
         shutil.copy(f"{minilm_folder}/{name}", tmp_path / name)
-    expected = TextEncoder(load_tokenizer(minilm_folder), 64).encode(AWKWARD_TEXTS + [LONG_TEXT])
-    assert TextEncoder(load_tokenizer(str(tmp_path)), 64).encode(AWKWARD_TEXTS + [LONG_TEXT]) == expected
+    expected = Tokenizer(load_tokenizer(minilm_folder), 64).encode(AWKWARD_TEXTS + [LONG_TEXT])
+    assert Tokenizer(load_tokenizer(str(tmp_path)), 64).encode(AWKWARD_TEXTS + [LONG_TEXT]) == expected
 
 
 def test_vocab_json_and_merges_fallback_matches_tokenizer_json(tiny_checkpoint, tmp_path):
     folder = tiny_checkpoint("roberta")
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(folder / name, tmp_path / name)
-    expected = TextEncoder.from_folder(str(folder), 64).encode(AWKWARD_TEXTS + [LONG_TEXT])
-    assert TextEncoder.from_folder(str(tmp_path), 64).encode(AWKWARD_TEXTS + [LONG_TEXT]) == expected
+    expected = Tokenizer.from_folder(str(folder), 64).encode(AWKWARD_TEXTS + [LONG_TEXT])
+    assert Tokenizer.from_folder(str(tmp_path), 64).encode(AWKWARD_TEXTS + [LONG_TEXT]) == expected
 
 
 def test_saved_tokenizer_reloads_without_padding(minilm_encoder, tmp_path):
     minilm_encoder.save(str(tmp_path))
-    reloaded = TextEncoder.from_folder(str(tmp_path), minilm_encoder.max_length)
+    reloaded = Tokenizer.from_folder(str(tmp_path), minilm_encoder.max_length)
     assert reloaded.encode(AWKWARD_TEXTS) == minilm_encoder.encode(AWKWARD_TEXTS)
     assert len(reloaded.encode(["hi"])[0]) == 3
 
@@ -149,9 +149,9 @@ WINDOW_SETTINGS = [(0, 1), (4, 2), (4, 5), (0, 9)]  # (stride, max_windows)
 @pytest.fixture(scope="module", params=["wordpiece", "bpe"])
 def encoder_and_hf(request, minilm_folder, minilm_hf, tiny_checkpoint):
     if request.param == "wordpiece":
-        return TextEncoder(load_tokenizer(minilm_folder), 16), minilm_hf
+        return Tokenizer(load_tokenizer(minilm_folder), 16), minilm_hf
     folder = tiny_checkpoint("roberta")
-    return TextEncoder.from_folder(str(folder), 16), hf_tokenizer(folder, "roberta")
+    return Tokenizer.from_folder(str(folder), 16), hf_tokenizer(folder, "roberta")
 
 
 class _RecordingTokenizer:

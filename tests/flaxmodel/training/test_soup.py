@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from flaxmodel import ConfigError, TextEncoder, load_checkpoint, load_classifier
+from flaxmodel import ConfigError, Tokenizer, load_checkpoint, load_classifier
 from flaxmodel.ckpts.adapters import ADAPTER_CONFIG, base_reference, save_adapter
 from flaxmodel.ckpts.checkpoint import save_checkpoint
 from flaxmodel.core.lora import LoraConfig, init_adapters
@@ -39,7 +39,7 @@ def _adapter_folder(folder, base_folder, checkpoint, lora: LoraConfig, seed: int
         str(folder), adapters=adapters, trained=trained, config=checkpoint.config, lora=lora,
         base=base_reference(base_folder),
     )
-    TextEncoder.from_folder(base_folder, 48).save(str(folder))
+    Tokenizer.from_folder(base_folder, 48).save(str(folder))
     return str(folder)
 
 

@@ -14,7 +14,7 @@ from flaxmodel import load_classifier
 from flaxmodel.ckpts.loader import load_checkpoint
 from flaxmodel.errors import ConfigError
 from flaxmodel.inference.predictor import Classifier
-from flaxmodel.inference.tokenizer import TextEncoder
+from flaxmodel.inference.tokenizer import Tokenizer
 from flaxmodel.training import loop, main, train
 from flaxmodel.training.batches import class_weights, epoch_batches
 from flaxmodel.training.evaluation import evaluate_state
@@ -79,8 +79,8 @@ def test_exported_model_predicts_like_the_in_memory_one(make_config, base_folder
     result = train(config, progress=False)
     assert result.best_epoch == 4 and result.best_macro_f1 is None
     texts = ["great lovely", "stupid idea", "nice", "hate hate not welcome"]
-    text_encoder = TextEncoder.from_folder(base_folder, config.max_length)
-    in_memory = Classifier(load_checkpoint(result.best_folder).config, result.params, text_encoder)
+    tokenizer = Tokenizer.from_folder(base_folder, config.max_length)
+    in_memory = Classifier(load_checkpoint(result.best_folder).config, result.params, tokenizer)
     exported = load_classifier(result.best_folder, max_length=config.max_length)
     np.testing.assert_allclose(exported.predict_proba(texts), in_memory.predict_proba(texts), atol=1e-6)
     names = sorted(p.name for p in (tmp_path / "run" / "best").iterdir())

@@ -60,7 +60,7 @@ def test_identical_texts_in_a_block_are_scored_once_into_the_rows_of_computing_e
     texts = [f"{TEXTS[i % 4]}" for i in range(10)] + list(LONG_TEXTS[:1]) * 2  # 6 + 1 texts reused
     ids = [f"f:{i}" for i in range(len(texts))]
     classifier = load_classifier(model_dir, max_length=32)
-    each = classifier.text_encoder.encode_windows(texts, 8, 4)
+    each = classifier.tokenizer.encode_windows(texts, 8, 4)
     # Each record computed on its own; only plain data, since Beam pickles the check.
     expected = {i: (classifier.predict_ids(w.ids).max(axis=0).tolist(), len(w.ids)) for i, w in zip(ids, each)}
     twin = {record_id: ids[texts.index(text)] for record_id, text in zip(ids, texts)}

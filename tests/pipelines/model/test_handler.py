@@ -36,12 +36,12 @@ def loaded(model_dir, cache_dir):
 
 def _tokenized(runner: BlockRunner, texts: list[str]) -> TokenizedBlock:
     records = RecordBlock("f", np.arange(len(texts)), [f"f:{i}" for i in range(len(texts))], texts, {})
-    windows = runner._classifier.text_encoder.encode_block(texts, STRIDE, MAX_WINDOWS)
+    windows = runner._classifier.tokenizer.encode_block(texts, STRIDE, MAX_WINDOWS)
     return TokenizedBlock(records, np.arange(len(texts)), windows)
 
 
 def _window_ids(runner: BlockRunner, texts: list[str]) -> list[list[int]]:
-    return [ids for w in runner._classifier.text_encoder.encode_windows(texts, STRIDE, MAX_WINDOWS) for ids in w.ids]
+    return [ids for w in runner._classifier.tokenizer.encode_windows(texts, STRIDE, MAX_WINDOWS) for ids in w.ids]
 
 
 TEXTS_AND_LONG = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(24)] + list(LONG_TEXTS)

@@ -9,7 +9,7 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that
 
-from flaxmodel import TextEncoder, resolve_model
+from flaxmodel import Tokenizer, resolve_model
 from pipelines.names import NAMESPACE
 from pipelines.sources import RecordBlock
 from pipelines.model.tokenizing import TokenizeBlocks, distinct_texts
@@ -32,7 +32,7 @@ def _counters(result) -> dict[str, int]:
 def test_a_huge_record_gets_the_first_windows_of_its_whole_text(tiny_checkpoint, architecture):
     folder = str(tiny_checkpoint(architecture))
     texts = [SHORT_TEXTS[1], HUGE_TEXT, " ".join(SHORT_TEXTS), SHORT_TEXTS[1]]
-    encoder = TextEncoder.from_folder(folder, MAX_LENGTH)
+    encoder = Tokenizer.from_folder(folder, MAX_LENGTH)
     whole = encoder.encode_windows(texts, STRIDE, max_windows=10**6)
     # Only what the check needs, since Beam pickles it.
     expected = [(w.ids[:MAX_WINDOWS], w.num_tokens) for w in whole]

@@ -8,8 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from flaxmodel import ShapeGrid
-from flaxmodel.inference.shapes import (
+from flaxmodel import ShapeGrid, grid_for
+from flaxmodel.inference import planner
+from flaxmodel.inference.planner import (
     batch_buckets,
     batch_costs,
     length_buckets,
@@ -113,3 +114,13 @@ def test_pad_windows_frames_slices_of_a_flat_array_like_pad_batch_of_the_framed_
     np.testing.assert_array_equal(ids, expected_ids)
     np.testing.assert_array_equal(mask, expected_mask)
     assert ids[1, :3].tolist() == [101, 102, 1] and mask[3].sum() == 0
+
+
+def test_the_grid_of_a_platform_takes_its_automatic_rows_and_token_cap():
+    config = minilm_shaped_config()
+    cpu, gpu, tpu = (grid_for(config, 128, platform) for platform in ("cpu", "gpu", "tpu"))
+    assert cpu.max_rows == planner.CPU_BATCH_ROWS and cpu.max_tokens == planner.CPU_BATCH_TOKENS
+    assert gpu.max_rows == tpu.max_rows == planner.ACCELERATOR_BATCH_ROWS > planner.CPU_BATCH_ROWS
+    assert gpu.max_tokens == 0  # no cap: accelerators want many rows per call
+    given = grid_for(config, 128, "gpu", batch_size=32, max_batch_tokens=4096)
+    assert (given.max_rows, given.max_tokens) == (32, 4096)
