@@ -59,7 +59,7 @@ STAGES = (
     ("aggregate", ("pipelines/model/classify.py",)),
     ("label_rows", ("pipelines/sinks/outputs.py", "pipelines/sinks/flagging.py")),
     ("write_parquet", ("apache_beam/io/parquetio.py", "pyarrow/parquet")),
-    ("read_and_parse", ("pipelines/sources/", "pyarrow/json", "apache_beam/io/fileio.py")),
+    ("read_and_parse", ("pipelines/sources/", "flaxmodel/records/", "pyarrow/json", "apache_beam/io/fileio.py")),
     ("metrics", ("apache_beam/metrics/",)),
 )
 

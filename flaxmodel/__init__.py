@@ -11,8 +11,9 @@ The package is four one-way layers; each imports only the layers before it:
 - ``flaxmodel.training``: fine-tuning, labeled-data readers, export (its
   libraries are the ``[train]`` extra).
 
-``flaxmodel.errors``, ``flaxmodel.flags`` and ``flaxmodel.commands`` (how every
-command ends) sit below them all.  The names below are the public API: what the
+``flaxmodel.errors``, ``flaxmodel.flags``, ``flaxmodel.commands`` (how every
+command ends) and ``flaxmodel.records`` (the one format layer: text files into
+records or dead letters, for the jobs and for training) sit below them all.  The names below are the public API: what the
 pipelines, the benchmarks and users import; every other module is private to the
 package.  Importing it never imports training.
 """

@@ -38,9 +38,9 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+import flaxmodel.records as R
 from flaxmodel import ModelRef, OptionError, parse_label_set
 from flaxmodel.commands import EXIT_FAILED, EXIT_OK, run_command
-from pipelines import sources as R
 from pipelines.cli import run_job
 from pipelines.model import ClassifyRecords
 from pipelines.names import CONFUSION_PNG, DEAD_LETTER_NAME, DEAD_LETTER_TAG, REPORT_FILE, shard_pattern
@@ -48,14 +48,15 @@ from pipelines.options import ModerationOptions
 from pipelines.sinks import (
     DEAD_LETTER_SCHEMA,
     CollectScores,
+    DeadLetterRows,
     FinishRun,
     WriteParquet,
-    dead_letter_row,
     report_files,
     start_attempt,
     true_and_scores,
     write_outputs,
 )
+from pipelines.sources import ReadRecords, split_patterns
 
 
 class EvaluateOptions(PipelineOptions):
@@ -150,8 +151,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
         keep_fields=(label_field, *group_fields),
         max_payload_bytes=opts.max_payload_bytes,
     )
-    patterns = R.split_patterns(opts.input)
-    read = R.ReadRecords(patterns, format=opts.format, spec=spec, validate=validate)
+    patterns = split_patterns(opts.input)
+    read = ReadRecords(patterns, format=opts.format, spec=spec, validate=validate)
     classify = ClassifyRecords.from_options(opts)
     labels = classify.labels
     owned = (shard_pattern(DEAD_LETTER_NAME), REPORT_FILE, CONFUSION_PNG)
@@ -166,7 +167,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     dead_letters = (read_failures, checked[DEAD_LETTER_TAG], inference_failures) | "DeadLetters" >> beam.Flatten()
     dead_letter_files = (
         dead_letters
-        | "DeadLetterRows" >> beam.Map(dead_letter_row)
+        | "DeadLetterRows" >> beam.ParDo(DeadLetterRows())
         | "WriteDeadLetters" >> WriteParquet(attempt.folder, DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA)
     )
     reasons = dead_letters | "Reasons" >> beam.Map(lambda d: d.reason) | "CountReasons" >> beam.combiners.Count.PerElement()

@@ -38,9 +38,9 @@ from pipelines.names import DEAD_LETTER_NAME, LABELS_NAME, shard_pattern
 from pipelines.options import ModerationOptions
 from pipelines.sinks import (
     DEAD_LETTER_SCHEMA,
+    DeadLetterRows,
     FinishRun,
     WriteParquet,
-    dead_letter_row,
     label_table,
     labels_schema,
     resolve_thresholds,
@@ -91,7 +91,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     label_files = label_rows | "WriteLabels" >> WriteParquet(attempt.folder, LABELS_NAME, schema, tables=True)
     dead_letter_files = (
         dead_letters
-        | "DeadLetterRows" >> beam.Map(dead_letter_row)
+        | "DeadLetterRows" >> beam.ParDo(DeadLetterRows())
         | "WriteDeadLetters" >> WriteParquet(attempt.folder, DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA)
     )
     finish = FinishRun(attempt, (records, read_failures), dead_letters, opts.max_dead_letter_fraction)

@@ -22,6 +22,9 @@ DEAD_LETTER_TAG = "dead_letter"
 
 # Every counter, gauge and distribution of the jobs lives in this Beam metrics namespace.
 NAMESPACE = "moderation"
+# Dead letters written, in all and per reason ("dead_letter_invalid_json").
+DEAD_LETTERED = "dead_lettered"
+DEAD_LETTER_COUNTER_PREFIX = "dead_letter_"
 # Records labeled by each model identity (name@hash:precision), as the worker that ran it names it.
 MODEL_COUNTER_PREFIX = "model:"
 # Local devices of the workers' models, per platform (a gauge: "devices:cpu" = 4).

@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from flaxmodel import AUTO_PRECISION, PRECISIONS
 from flaxmodel import OptionError
 from flaxmodel.flags import add_bool_flag, add_flags, flag, from_namespace
-from pipelines.sources import FORMATS as INPUT_FORMATS
+from flaxmodel.records import FORMATS as INPUT_FORMATS
 
 FORMATS = ("auto", *INPUT_FORMATS)
 AGGREGATIONS = ("max", "mean")

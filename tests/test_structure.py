@@ -17,6 +17,7 @@ LAYERS = {
     "flaxmodel.errors": 0,
     "flaxmodel.flags": 0,
     "flaxmodel.commands": 0,
+    "flaxmodel.records": 0,
     "flaxmodel.core": 1,
     "flaxmodel.ckpts": 2,
     "flaxmodel.inference": 3,
@@ -30,9 +31,10 @@ LAYERS = {
     "pipelines.sinks": 9,
     "pipelines": 10,
 }
-# What the pipelines may import of flaxmodel: its curated public API (flaxmodel/__init__.py) and the
-# shared command-line layer (flags generated from dataclasses, the exit-status wrapper).
-PUBLIC_API = ("flaxmodel", "flaxmodel.flags", "flaxmodel.commands")
+# What the pipelines may import of flaxmodel: its curated public API (flaxmodel/__init__.py), the one
+# format layer (flaxmodel/records/__init__.py) and the shared command-line layer (flags generated from
+# dataclasses, the exit-status wrapper).
+PUBLIC_API = ("flaxmodel", "flaxmodel.records", "flaxmodel.flags", "flaxmodel.commands")
 TRAINING_ONLY = ("optax", "orbax", "tqdm")
 MAX_UNIT_LINES = 150
 MAX_MODULE_LINES = 350
@@ -109,8 +111,9 @@ def test_pipelines_import_only_the_public_api_of_flaxmodel():
 def test_the_public_api_lists_every_name_it_exports():
     import flaxmodel
     import flaxmodel.inference
+    import flaxmodel.records
 
-    for package in (flaxmodel, flaxmodel.inference):
+    for package in (flaxmodel, flaxmodel.inference, flaxmodel.records):
         assert sorted(package.__all__) == sorted(
             name for name in vars(package) if not name.startswith("_") and not _is_module(getattr(package, name))
         ), package.__name__

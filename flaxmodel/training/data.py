@@ -1,45 +1,47 @@
-"""Labeled text for training and evaluation: CSV, JSONL, Parquet and TweetEval files.
+"""Labeled text for training and evaluation: CSV, TSV, JSONL, Parquet and TweetEval files.
 
 :func:`read_labeled` reads every file a pattern matches into one
 :class:`LabeledData` (texts, integer label ids, label names).  Tabular formats
-take the text and label from ``text_field`` / ``label_field``; TweetEval keeps
-texts and labels in parallel ``<split>_text.txt`` / ``<split>_labels.txt`` files
-with the names in ``mapping.txt``.  Labels may be given as ids or as names: with
-known label names both map onto them; otherwise numeric labels name themselves
-``LABEL_<id>`` and textual ones are sorted.  Training data is curated, so a bad
-row (missing text, unknown label) stops the read with its file and row named
-rather than being skipped.
+are read with the project's one format layer (:mod:`flaxmodel.records`, the
+parsers the moderation and evaluation jobs read with), taking the text and the
+label from ``text_field`` / ``label_field``; TweetEval keeps texts and labels in
+parallel ``<split>_text.txt`` / ``<split>_labels.txt`` files with the names in
+``mapping.txt``.  Labels may be given as ids or as names: with known label names
+both map onto them; otherwise numeric labels name themselves ``LABEL_<id>`` and
+textual ones are sorted.  Training data is curated, so a row the jobs would
+dead-letter (missing text, bad JSON, ...) or an unknown label stops the read
+with its file and line named rather than being skipped.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import glob
 import gzip
 import io
-import json
+import logging
 import os
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+import flaxmodel.records as R
 from flaxmodel.ckpts import files
 from flaxmodel.errors import DataError
 from flaxmodel.inference.metrics import is_label_id, parse_label
 
-# Formats of labeled training and validation data.  The pipelines read their
-# own, unlabeled input formats (plain text lines among them, TweetEval not), so
-# this tuple is named for what it covers rather than shared with them.
-LABELED_FORMATS = ("auto", "csv", "jsonl", "parquet", "tweeteval")
+TABLE_FORMATS = (R.CSV, R.TSV, R.JSONL, R.PARQUET)
+LABELED_FORMATS = ("auto", *TABLE_FORMATS, "tweeteval")
 TWEETEVAL_TEXT = "_text.txt"
 TWEETEVAL_LABELS = "_labels.txt"
 TWEETEVAL_MAPPING = "mapping.txt"
-_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+# Dead-letter reasons of a row without a usable text: a mixture source skips such rows (its files hold
+# a few, e.g. deleted posts); data read with read_labeled must have none.
+NO_TEXT = (R.MISSING_TEXT, R.NULL_TEXT, R.NON_STRING_TEXT, R.EMPTY_TEXT)
 # How many offending rows an error message quotes.
 _SHOWN_PROBLEMS = 5
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,49 +86,82 @@ def detect_format(path: str) -> str:
     """The labeled format of ``path`` from its name (``.gz`` looked through); raises DataError if unknown."""
     if path.endswith(TWEETEVAL_TEXT):
         return "tweeteval"
-    stem = path[: -len(".gz")] if path.endswith(".gz") else path
-    ext = os.path.splitext(stem)[1].lower()
-    if ext not in _EXTENSIONS:
+    kind = R.detect_format(path)
+    if kind not in TABLE_FORMATS:
         known = ", ".join(LABELED_FORMATS[1:])
         raise DataError(f"{path}: cannot tell the format from the extension; pass --format ({known})")
-    return _EXTENSIONS[ext]
+    return kind
+
+
+def read_bytes(path: str) -> bytes:
+    """A file's bytes, gunzipped for ``.gz``."""
+    data = files.read_bytes(path)
+    return gzip.decompress(data) if path.endswith(".gz") else data
 
 
 def read_text(path: str) -> str:
-    data = files.read_bytes(path)
-    if path.endswith(".gz"):
-        data = gzip.decompress(data)
     try:
-        return data.decode("utf-8-sig")
+        return read_bytes(path).decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text ({err})") from None
 
 
-def _rows_csv(path: str) -> Iterable[tuple[int, dict[str, Any]]]:
-    # Row numbers count records (header is row 0); quoted texts may span lines.
-    return enumerate(csv.DictReader(io.StringIO(read_text(path), newline="")), start=1)
+def _where(item: R.Record | R.DeadLetter) -> str:
+    """``path:line`` (1-based: the line a record starts on; a Parquet file's row)."""
+    return f"{item.source}:{item.position + 1}"
 
 
-def rows_jsonl(path: str) -> Iterable[tuple[int, Any]]:
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{number}: not valid JSON ({err})") from None
+def read_records(path: str, kind: str, text_field: str, fields: Sequence[str]) -> list[R.Record]:
+    """The records of one labeled table, exactly those the jobs would label in it.
+
+    A row without a usable text (:data:`NO_TEXT`: the jobs dead-letter it) holds nothing to learn
+    or score, so it is skipped with a warning; any other row the jobs would dead-letter (bad JSON,
+    a broken CSV row, bytes that are not UTF-8) refuses the file.
+
+    Args:
+      path: the file (local or on a Beam filesystem; ``.gz`` decompressed).
+      kind: one of :data:`TABLE_FORMATS`.
+      text_field: the field or column of the text.
+      fields: the other fields each record keeps (as strings, or None where absent).
+
+    Returns:
+      The records, in file order.
+
+    Raises:
+      DataError: naming the lines that cannot be read, or saying that no row has a text.
+    """
+    keep = tuple(dict.fromkeys(f for f in fields if f and f != text_field))
+    spec = R.FieldSpec(text_field=text_field, keep_fields=keep)
+    records, no_text, problems = [], [], []
+    for item in R.parse(kind, io.BytesIO(read_bytes(path)), path, spec):
+        if isinstance(item, R.Record):
+            records.append(item)
+        elif item.reason in NO_TEXT:
+            no_text.append(f"{_where(item)}: {item.detail}")
+        else:
+            problems.append(f"{_where(item)}: {item.reason} ({item.detail})")
+    if problems:
+        raise DataError(f"{len(problems)} unusable rows: " + "; ".join(problems[:_SHOWN_PROBLEMS]))
+    if no_text and not records:
+        raise DataError(f"{path}: no row has a usable {text_field!r} text (e.g. {no_text[0]}); check the text field")
+    _warn_skipped(path, text_field, no_text)
+    return records
 
 
-def rows_parquet(path: str, fields: Sequence[str]) -> Iterable[tuple[int, dict[str, Any]]]:
-    try:
-        table = pq.read_table(pa.BufferReader(files.read_bytes(path)))
-    except pa.ArrowInvalid as err:
-        raise DataError(f"{path}: not a Parquet file ({err})") from None
-    missing = [f for f in fields if f not in table.column_names]
-    if missing:
-        raise DataError(f"{path}: no column {missing[0]!r}; columns: {table.column_names}")
-    columns = {f: table.column(f).to_pylist() for f in fields}
-    return ((i + 1, {f: columns[f][i] for f in fields}) for i in range(table.num_rows))
+def _warn_skipped(path: str, text_field: str, skipped: Sequence[str]) -> None:
+    if skipped:
+        log.warning(
+            "%s: skipped %d rows without a usable %r text, as the jobs dead-letter them (%s)",
+            path, len(skipped), text_field, "; ".join(skipped[:_SHOWN_PROBLEMS]),
+        )  # fmt: skip
+
+
+def without_blank_texts(path: str, texts: Sequence[str]) -> list[int]:
+    """Indices of a text file's texts that are not blank: the jobs dead-letter blank ones (skipped, warned)."""
+    blank = [i for i, text in enumerate(texts) if not text.strip()]
+    _warn_skipped(path, "text", [f"{path}:{i + 1}: empty or whitespace-only text" for i in blank])
+    skip = set(blank)
+    return [i for i in range(len(texts)) if i not in skip]
 
 
 def read_tweeteval(path: str) -> tuple[list[str], list[str], tuple[str, ...] | None]:
@@ -212,24 +247,19 @@ def read_labeled(
         if kind == "tweeteval":
             file_texts, file_labels, names = read_tweeteval(path)
             found_names = found_names or names
-            texts.extend(file_texts)
-            raw.extend(file_labels)
-            where.extend(f"{path}:{i + 1}" for i in range(len(file_texts)))
+            for i in without_blank_texts(path, file_texts):
+                texts.append(file_texts[i])
+                raw.append(file_labels[i])
+                where.append(f"{path}:{i + 1}")
             continue
-        rows = {
-            "csv": lambda: _rows_csv(path),
-            "jsonl": lambda: rows_jsonl(path),
-            "parquet": lambda: rows_parquet(path, (text_field, label_field)),
-        }[kind]()
-        for number, row in rows:
-            text = row.get(text_field) if isinstance(row, dict) else None
-            label = row.get(label_field) if isinstance(row, dict) else None
-            if not isinstance(text, str) or label is None or label == "":
-                problems.append(f"{path}:{number}: missing {text_field!r} text or {label_field!r} label")
+        for record in read_records(path, kind, text_field, (label_field,)):
+            label = record.fields[label_field]
+            if label is None or label == "":
+                problems.append(f"{_where(record)}: missing {label_field!r} label")
                 continue
-            texts.append(text)
+            texts.append(record.text)
             raw.append(label)
-            where.append(f"{path}:{number}")
+            where.append(_where(record))
     if problems:
         raise DataError(f"{len(problems)} unusable rows: " + "; ".join(problems[:_SHOWN_PROBLEMS]))
     if not texts:

@@ -15,12 +15,10 @@ on the source's own labels (:mod:`flaxmodel.training.evaluation`);
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import os
 import statistics
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -29,10 +27,9 @@ from flaxmodel.training.data import (
     LabeledData,
     detect_format,
     expand,
-    read_text,
+    read_records,
     read_tweeteval,
-    rows_jsonl,
-    rows_parquet,
+    without_blank_texts,
 )
 from flaxmodel.training.functional import cases
 from flaxmodel.training.mixture_file import DEFAULT_MIXTURE, READERS, Mixture, Source, load_mixture
@@ -86,14 +83,13 @@ class SourceSet:
         return self.allowed[self.label_ids].astype(np.float32)
 
 
-def _table_rows(path: str, fields: Sequence[str]) -> Iterable[dict[str, Any]]:
-    kind = "tsv" if path.removesuffix(".gz").endswith(".tsv") else detect_format(path)
-    if kind in ("csv", "tsv"):
-        text = read_text(path)
-        return csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",")
-    if kind == "jsonl":
-        return (row for _, row in rows_jsonl(path))
-    return (row for _, row in rows_parquet(path, fields))
+# ConvAbuse's text is the user's message; its label comes from every annotator's columns.
+_CONVABUSE_TEXT = "user"
+_CONVABUSE_FIELDS = tuple(
+    f"Annotator{a}_{column}"
+    for a in range(1, _CONVABUSE_ANNOTATORS + 1)
+    for column in (*(f"is_abuse.{s}" for s in _CONVABUSE_SCORES), *_CONVABUSE_IDENTITY)
+)
 
 
 def _convabuse_label(row: Mapping[str, str]) -> str:
@@ -125,15 +121,16 @@ def _raw_rows(source: Source, root: str, which: str) -> list[tuple[str, str, str
     for path in expand(os.path.join(root, which)):
         if source.reader == "tweeteval":
             texts, labels, names = read_tweeteval(path)
-            rows.extend((t, names[int(y)] if names else y, None) for t, y in zip(texts, labels))
+            kept = without_blank_texts(path, texts)
+            rows.extend((texts[i], names[int(labels[i])] if names else labels[i], None) for i in kept)
             continue
-        fields = [f for f in (source.text_field, source.label_field, source.split_field) if f]
-        for row in _table_rows(path, fields):
-            text = row.get("user" if source.reader == "convabuse" else source.text_field)
-            label = _convabuse_label(row) if source.reader == "convabuse" else row.get(source.label_field)
-            split = row.get(source.split_field) if source.split_field else None
-            if isinstance(text, str) and text.strip():
-                rows.append((text, str(label), split))
+        convabuse = source.reader == "convabuse"
+        text_field = _CONVABUSE_TEXT if convabuse else source.text_field
+        fields = (*(_CONVABUSE_FIELDS if convabuse else (source.label_field,)), source.split_field)
+        for record in read_records(path, detect_format(path), text_field, fields):
+            label = _convabuse_label(record.fields) if convabuse else record.fields.get(source.label_field)
+            split = record.fields.get(source.split_field) if source.split_field else None
+            rows.append((record.text, str(label), split))
     return rows
 
 

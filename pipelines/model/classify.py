@@ -33,7 +33,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from flaxmodel import ModelRef, OptionError, grid_for, resolve_model
-import pipelines.sources as R
+import flaxmodel.records as R
 from pipelines.model.handler import FlaxModelHandler, RunSettings, WindowScores
 from pipelines.model.tokenizing import TokenizedBlock, TokenizeBlocks
 from pipelines.names import DEAD_LETTER_TAG, MODEL_COUNTER_PREFIX, NAMESPACE

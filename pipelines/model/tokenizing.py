@@ -1,6 +1,6 @@
 """Tokenizing record blocks into model windows: once-per-worker tokenizer, identical texts once.
 
-``TokenizeBlocks`` turns each :class:`~pipelines.sources.records.RecordBlock` into a
+``TokenizeBlocks`` turns each :class:`~flaxmodel.records.RecordBlock` into a
 :class:`TokenizedBlock`: the token windows of the block's distinct texts (a
 text longer than the model's maximum length is split into windows overlapping
 by ``stride``; past ``max_windows`` the rest is dropped and ``truncated`` set),
@@ -35,7 +35,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from flaxmodel import ModelRef, TokenWindows
 from pipelines.names import NAMESPACE
-from pipelines.sources import RecordBlock
+from flaxmodel.records import RecordBlock
 
 
 class TokenizedBlock(NamedTuple):
@@ -60,7 +60,7 @@ def distinct_texts(texts: list[str]) -> tuple[list[str], np.ndarray]:
 
 
 class TokenizeBlocks(beam.DoFn):
-    """:class:`~pipelines.sources.records.RecordBlock` in, :class:`TokenizedBlock` out, one block behind (see the module
+    """:class:`~flaxmodel.records.RecordBlock` in, :class:`TokenizedBlock` out, one block behind (see the module
     docstring)."""
 
     def __init__(self, model: ModelRef, stride: int, max_windows: int):

@@ -20,7 +20,7 @@ from pipelines.sinks.commit import (
 from pipelines.sinks.evaluation import CollectScores, build_report, report_files, true_and_scores, write_outputs
 from pipelines.sinks.flagging import NO_THRESHOLDS, flagged_column, parse_thresholds, resolve_thresholds
 from pipelines.sinks.guard import DeadLetterLimitExceeded, FinishRun, GuardDeadLetters, dead_letter_excess
-from pipelines.sinks.outputs import DEAD_LETTER_SCHEMA, FIXED_COLUMNS, dead_letter_row, label_table, labels_schema
+from pipelines.sinks.outputs import DEAD_LETTER_SCHEMA, FIXED_COLUMNS, DeadLetterRows, label_table, labels_schema
 from pipelines.sinks.summary import Summary, summarize
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "CollectScores",
     "CommitOutputs",
     "DeadLetterLimitExceeded",
+    "DeadLetterRows",
     "FinishRun",
     "GuardDeadLetters",
     "OutputAttempt",
@@ -39,7 +40,6 @@ __all__ = [
     "check_output",
     "commit_outputs",
     "dead_letter_excess",
-    "dead_letter_row",
     "flagged_column",
     "label_table",
     "labels_schema",

@@ -14,7 +14,8 @@ from typing import Sequence
 import apache_beam as beam
 
 from pipelines.sinks.commit import CommitOutputs, OutputAttempt
-from pipelines.sources import RecordBlock, is_direct_runner
+from flaxmodel.records import RecordBlock
+from pipelines.sources import is_direct_runner
 
 
 def dead_letter_fraction(read: int, dead: int) -> float:

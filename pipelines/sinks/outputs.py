@@ -21,21 +21,24 @@ text            string     the text, with ``--keep_text`` only
 
 ``dead_letter-*.parquet`` (:data:`DEAD_LETTER_SCHEMA`), one row per record that
 could not be labeled: ``source`` (file path), ``position`` (line or row),
-``reason`` (a code from :data:`pipelines.sources.records.REASONS`), ``payload`` (raw
+``reason`` (a code from :data:`flaxmodel.records.REASONS`), ``payload`` (raw
 bytes, capped at ``--max_payload_bytes``) and ``detail`` (the error message).
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from apache_beam.metrics import Metrics
 
 from flaxmodel import OptionError
 from pipelines.model import ScoredBlock
+from pipelines.names import DEAD_LETTER_COUNTER_PREFIX, DEAD_LETTERED, NAMESPACE
 from pipelines.sinks.flagging import flagged_column
-from pipelines.sources import DeadLetter
+from flaxmodel.records import DeadLetter
 
 FIXED_COLUMNS = ("id", "label", "score", "flagged", "num_tokens", "num_windows", "truncated", "model", "text")
 
@@ -119,5 +122,20 @@ def label_table(
     return pa.Table.from_arrays([columns[field.name] for field in schema], schema=schema)
 
 
-def dead_letter_row(dead: DeadLetter) -> dict:
-    return dead._asdict()
+class DeadLetterRows(beam.DoFn):
+    """Dead letters -> rows of :data:`DEAD_LETTER_SCHEMA`, each counted (``dead_lettered`` and per reason).
+
+    Every dead letter of a run, whichever step found it, passes here once on its way to
+    ``dead_letter-*.parquet``, so these counters are exactly the rows written.
+    """
+
+    def setup(self) -> None:
+        self._total = Metrics.counter(NAMESPACE, DEAD_LETTERED)
+        self._by_reason: dict[str, Any] = {}
+
+    def process(self, dead: DeadLetter) -> Iterable[dict]:
+        if dead.reason not in self._by_reason:
+            self._by_reason[dead.reason] = Metrics.counter(NAMESPACE, DEAD_LETTER_COUNTER_PREFIX + dead.reason)
+        self._total.inc()
+        self._by_reason[dead.reason].inc()
+        yield dead._asdict()

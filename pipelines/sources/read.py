@@ -5,7 +5,7 @@
 too, except on the DirectRunner), and parses each file with
 :mod:`pipelines.sources.formats` from its raw bytes.  It returns two PCollections: the
 records, as :class:`~pipelines.sources.records.RecordBlock` s of up to
-:data:`~pipelines.sources.formats.BLOCK_RECORDS` records of one file, and the dead
+:data:`~pipelines.sources.R.BLOCK_RECORDS` records of one file, and the dead
 letters found while reading.  Globs are matched once
 at construction too, so a glob matching no file, or a file whose format cannot
 be told, is an error before the pipeline starts.
@@ -35,9 +35,7 @@ from apache_beam.runners.runner import PipelineRunner
 
 from flaxmodel import OptionError
 from pipelines.names import DEAD_LETTER_TAG, NAMESPACE
-import pipelines.sources.blocks as blocks
-import pipelines.sources.formats as formats
-import pipelines.sources.records as R
+import flaxmodel.records as R
 
 _BINARY = "application/octet-stream"
 # Everything a broken file can raise while being decompressed or parsed.
@@ -61,13 +59,13 @@ def match_inputs(patterns: Sequence[str], fmt: str, id_field: str | None) -> lis
             raise OptionError(f"--input {pattern}: matches no file")
         paths.extend(found)
     for path in paths:
-        kind = formats.detect_format(path) if fmt == "auto" else fmt
+        kind = R.detect_format(path) if fmt == "auto" else fmt
         if kind is None:
             raise OptionError(
                 f"{path}: cannot tell the format from the extension "
-                f"(known: {', '.join(sorted(formats.EXTENSIONS))}); pass --format"
+                f"(known: {', '.join(sorted(R.EXTENSIONS))}); pass --format"
             )
-        if kind == formats.TEXT and id_field:
+        if kind == R.TEXT and id_field:
             raise OptionError(f"{path}: plain-text files have no fields, so --id_field {id_field} cannot apply")
     return paths
 
@@ -76,9 +74,9 @@ def match_inputs(patterns: Sequence[str], fmt: str, id_field: str | None) -> lis
 def _open(readable: fileio.ReadableFile, fmt: str) -> Iterator[BinaryIO]:
     """The file's decompressed bytes; the underlying Beam file is closed on exit."""
     compression = CompressionTypes.detect_compression_type(readable.metadata.path)
-    if fmt == formats.PARQUET or compression in (CompressionTypes.UNCOMPRESSED, CompressionTypes.GZIP):
+    if fmt == R.PARQUET or compression in (CompressionTypes.UNCOMPRESSED, CompressionTypes.GZIP):
         with readable.open(mime_type=_BINARY, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-            if fmt != formats.PARQUET and compression == CompressionTypes.GZIP:
+            if fmt != R.PARQUET and compression == CompressionTypes.GZIP:
                 with io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb")) as unzipped:
                     yield unzipped
             else:
@@ -91,17 +89,18 @@ def _open(readable: fileio.ReadableFile, fmt: str) -> Iterator[BinaryIO]:
 class _ParseFile(beam.DoFn):
     """One matched file in, its record blocks out (dead letters on a tagged output)."""
 
-    def __init__(self, fmt: str, spec: formats.FieldSpec):
+    def __init__(self, fmt: str, spec: R.FieldSpec):
         self._format = fmt
         self._spec = spec
 
     def setup(self) -> None:
         self._read = Metrics.counter(NAMESPACE, "records_read")
         self._files = Metrics.counter(NAMESPACE, "files_read")
+        self._blank = Metrics.counter(NAMESPACE, "blank_lines_skipped")
 
     def process(self, readable: fileio.ReadableFile):
         path = readable.metadata.path
-        fmt = formats.detect_format(path) if self._format == "auto" else self._format
+        fmt = R.detect_format(path) if self._format == "auto" else self._format
         self._files.inc()
         if fmt is None:
             self._read.inc()
@@ -113,7 +112,7 @@ class _ParseFile(beam.DoFn):
         next_position = 0
         try:
             with _open(readable, fmt) as file:
-                for item in blocks.parse_blocks(fmt, file, path, self._spec):
+                for item in R.parse_blocks(fmt, file, path, self._spec, on_blank=self._blank.inc):
                     if isinstance(item, R.RecordBlock):
                         self._read.inc(len(item))
                         next_position = max(next_position, int(item.positions[-1]) + 1)
@@ -161,12 +160,12 @@ class ReadRecords(beam.PTransform):
         patterns: Sequence[str],
         *,
         format: str = "auto",
-        spec: formats.FieldSpec = formats.FieldSpec(),
+        spec: R.FieldSpec = R.FieldSpec(),
         validate: bool = True,
         redistribute: bool | None = None,
     ):
         super().__init__()
-        if format not in ("auto", *formats.EXTENSIONS.values()):
+        if format not in ("auto", *R.EXTENSIONS.values()):
             raise OptionError(f"--format {format}: unknown format")
         if spec.max_payload_bytes < 0:
             raise OptionError("--max_payload_bytes must not be negative")
@@ -179,7 +178,7 @@ class ReadRecords(beam.PTransform):
     @classmethod
     def from_options(cls, options, *, validate: bool = True) -> "ReadRecords":
         """From :class:`~pipelines.options.ModerationOptions` (or any options view with the same flags)."""
-        spec = formats.FieldSpec(
+        spec = R.FieldSpec(
             text_field=options.text_field,
             id_field=options.id_field or None,
             keep_fields=tuple(f.strip() for f in options.keep_fields.split(",") if f.strip()),

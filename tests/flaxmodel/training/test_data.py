@@ -70,11 +70,33 @@ def test_unknown_label_names_the_row(tmp_path):
         read_labeled(str(path), labels=LABELS)
 
 
-def test_missing_text_names_the_row(tmp_path):
+def test_rows_the_jobs_would_dead_letter_for_their_text_are_skipped_naming_the_line(tmp_path, caplog):
     path = tmp_path / "d.jsonl"
-    path.write_text(json.dumps({"text": "a", "label": 0}) + "\n" + json.dumps({"label": 1}) + "\n")
-    with pytest.raises(DataError, match=r"d.jsonl:2: missing 'text'"):
+    rows = [{"text": "a", "label": 0}, {"label": 1}, {"text": "  ", "label": 1}, {"text": "b", "label": 2}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    data = read_labeled(str(path), labels=LABELS)
+    assert data.texts == ["a", "b"]
+    assert "skipped 2 rows without a usable 'text' text" in caplog.text and "d.jsonl:2: no field 'text'" in caplog.text
+
+
+def test_a_file_without_the_text_field_or_with_a_broken_line_is_refused_naming_it(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"body": "a", "label": 0}) + "\n")
+    with pytest.raises(DataError, match=r"no row has a usable 'text' text .*check the text field"):
         read_labeled(str(path), labels=LABELS)
+    path.write_text(json.dumps({"text": "a", "label": 0}) + "\n{not json\n")
+    with pytest.raises(DataError, match=r"d.jsonl:2: invalid_json"):
+        read_labeled(str(path), labels=LABELS)
+    path.write_text(json.dumps({"text": "a"}) + "\n")
+    with pytest.raises(DataError, match=r"d.jsonl:1: missing 'label' label"):
+        read_labeled(str(path), labels=LABELS)
+
+
+def test_a_tsv_file_reads_like_a_csv_one(tmp_path):
+    (tmp_path / "d.tsv").write_text('text\tlabel\n"tab\tinside"\thate\nplain one\tneither\n')
+    data = read_labeled(str(tmp_path / "d.tsv"), labels=LABELS)
+    assert data.texts == ["tab\tinside", "plain one"]
+    np.testing.assert_array_equal(data.label_ids, [0, 2])
 
 
 def test_mismatched_tweeteval_files_and_missing_inputs_fail(tmp_path):

@@ -13,7 +13,7 @@ from flaxmodel import ModelRef, OptionError, load_classifier
 from pipelines.model import ClassifyRecords, aggregate_windows
 from pipelines.names import NAMESPACE
 from pipelines.options import ClassifySettings
-from pipelines.sources import RecordBlock
+from flaxmodel.records import RecordBlock
 from tests.fixtures import LONG_TEXTS, TEXTS, minilm_shaped_config
 
 SPEC = ModelRef(

@@ -11,7 +11,7 @@ from flaxmodel import OptionError, resolve_model
 from pipelines.model import handler as H
 from pipelines.model.handler import BlockRunner, FlaxModelHandler, RunSettings
 from pipelines.model.tokenizing import TokenizedBlock
-from pipelines.sources import RecordBlock
+from flaxmodel.records import RecordBlock
 from tests.fixtures import LONG_TEXTS, TEXTS
 from tests.pipelines.conftest import LABELS
 

@@ -11,7 +11,7 @@ from apache_beam.testing.util import assert_that
 
 from flaxmodel import Tokenizer, resolve_model
 from pipelines.names import NAMESPACE
-from pipelines.sources import RecordBlock
+from flaxmodel.records import RecordBlock
 from pipelines.model.tokenizing import TokenizeBlocks, distinct_texts
 from tests.fixtures import SHORT_TEXTS
 

@@ -9,7 +9,7 @@ import pytest
 from pipelines.model import ScoredBlock
 from pipelines.options import OptionError
 from pipelines.sinks import label_table, labels_schema
-from pipelines.sources import RecordBlock
+from flaxmodel.records import RecordBlock
 
 LABELS = ("hate", "offensive", "neither")
 

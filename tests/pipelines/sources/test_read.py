@@ -8,7 +8,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.sources import formats
+import flaxmodel.records as formats
 from pipelines.sources import ReadRecords, split_patterns
 from pipelines.options import OptionError
 
@@ -16,12 +16,13 @@ from pipelines.options import OptionError
 def test_records_take_ids_and_fields_from_the_input(tmp_path):
     (tmp_path / "a.jsonl").write_text(json.dumps({"post": 1, "body": "hello", "lang": "en"}) + "\n")
     (tmp_path / "b.csv").write_text("post,body,lang\n2,bonjour,fr\n3,salut,\n")
+    (tmp_path / "c.tsv").write_text("post\tbody\tlang\n4\thola, amigos\tes\n")
     spec = formats.FieldSpec(text_field="body", id_field="post", keep_fields=("lang",))
     with beam.Pipeline() as pipeline:
         records, dead = pipeline | ReadRecords([str(tmp_path / "*")], spec=spec)
         assert_that(
             records | beam.FlatMap(lambda block: zip(block.ids, block.texts, block.fields["lang"])),
-            equal_to([("1", "hello", "en"), ("2", "bonjour", "fr"), ("3", "salut", "")]),
+            equal_to([("1", "hello", "en"), ("2", "bonjour", "fr"), ("3", "salut", ""), ("4", "hola, amigos", "es")]),
         )
         assert_that(dead, equal_to([]), label="NoDeadLetters")
 

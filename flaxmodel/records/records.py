@@ -1,8 +1,8 @@
-"""The elements that flow through the pipelines: input records and dead-letter rows.
+"""Input records and dead-letter rows: what every reader of text files yields.
 
-A :class:`Record` is one text read from an input shard, with a stable id; a
-:class:`RecordBlock` holds thousands of them from one shard as columns, the
-element the pipelines pass from reading to writing (see :mod:`pipelines.model.classify`).  A
+A :class:`Record` is one text read from an input file, with a stable id; a
+:class:`RecordBlock` holds thousands of them from one file as columns, the
+element the pipelines pass from reading to writing.  A
 :class:`DeadLetter` is anything that could not become a labeled row: it keeps
 the source file, the position of the record in it, a reason code (see
 :data:`REASONS`), the raw payload capped in size, and a human-readable detail.
@@ -14,9 +14,6 @@ from __future__ import annotations
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
-from apache_beam.metrics import Metrics
-
-from pipelines.names import NAMESPACE
 
 INVALID_UTF8 = "invalid_utf8"
 INVALID_JSON = "invalid_json"
@@ -113,9 +110,7 @@ class DeadLetter(NamedTuple):
 
 
 def dead_letter(source: str, position: int, reason: str, payload: bytes, detail: str, max_payload_bytes: int) -> DeadLetter:
-    """A dead-letter row, counted in the metrics by reason, payload capped to ``max_payload_bytes``."""
+    """A dead-letter row, its payload capped to ``max_payload_bytes``."""
     if reason not in REASONS:
         raise ValueError(f"unknown dead-letter reason {reason!r}")
-    Metrics.counter(NAMESPACE, "dead_lettered").inc()
-    Metrics.counter(NAMESPACE, f"dead_letter_{reason}").inc()
     return DeadLetter(source, position, reason, bytes(payload[:max_payload_bytes]), detail)

@@ -2,21 +2,22 @@
 
 Every parser takes the file's raw bytes (lines, or the open file for Parquet)
 and decodes them itself, so a bad byte, line or row becomes a dead-letter row
-and never fails the job.  Each yields :class:`~pipelines.sources.records.Record` or
-:class:`~pipelines.sources.records.DeadLetter` items in file order; ``position`` is the
+and never fails the job.  Each yields :class:`~flaxmodel.records.records.Record` or
+:class:`~flaxmodel.records.records.DeadLetter` items in file order; ``position`` is the
 0-based line where the record starts (text, JSONL, CSV, header included) or the
 0-based row (Parquet).
 
 * text: every line is a record (a blank line is an ``empty_text`` dead letter).
 * JSONL: one JSON object per line; blank lines hold no record and are skipped.
-* CSV: header row, then rows; quoted fields may span lines.  Lines are decoded
+* CSV (and TSV): header row, then rows; quoted fields may span lines.  Lines are decoded
   with ``surrogateescape`` so that invalid UTF-8 in one row dead-letters only
   that row; blank lines are skipped.
 * Parquet: the text, id and kept columns are read in record batches.
 
 The default record id is ``<file path>:<position>``, stable across runs.  The
-pipelines read through :mod:`pipelines.sources.blocks`, which packs these records
-into blocks and decodes clean JSONL and Parquet blocks with pyarrow in one call.
+pipelines read through :mod:`flaxmodel.records.blocks`, which packs these records
+into blocks and decodes clean JSONL and Parquet blocks with pyarrow in one call;
+training reads the same records (:mod:`flaxmodel.training.data`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ import json
 from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import pyarrow as pa
-from apache_beam.metrics import Metrics
 
-from pipelines.names import NAMESPACE
-import pipelines.sources.records as R
+import flaxmodel.records.records as R
 
-TEXT, JSONL, CSV, PARQUET = "text", "jsonl", "csv", "parquet"
-FORMATS = (TEXT, JSONL, CSV, PARQUET)
+TEXT, JSONL, CSV, TSV, PARQUET = "text", "jsonl", "csv", "tsv", "parquet"
+FORMATS = (TEXT, JSONL, CSV, TSV, PARQUET)
 EXTENSIONS = {
     ".txt": TEXT,
     ".text": TEXT,
@@ -41,6 +40,7 @@ EXTENSIONS = {
     ".ndjson": JSONL,
     ".json": JSONL,
     ".csv": CSV,
+    ".tsv": TSV,
     ".parquet": PARQUET,
     ".pq": PARQUET,
 }
@@ -160,11 +160,16 @@ class RecordBuilder:
         return R.Record(record_id, self.source, position, text, fields)
 
 
-def _skip_blank() -> None:
-    Metrics.counter(NAMESPACE, "blank_lines_skipped").inc()
+# Called once per blank line skipped (a JSONL or CSV line holding no record); readers count them.
+OnBlank = Callable[[], None]
 
 
-def parse_text(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[Item]:
+def _ignore() -> None:
+    pass
+
+
+def parse_text(lines: Iterable[bytes], source: str, spec: FieldSpec, on_blank: OnBlank = _ignore) -> Iterator[Item]:
+    del on_blank  # every line of a text file is a record: a blank one is an empty_text dead letter
     build = RecordBuilder(source, spec)
     for position, line in _numbered_lines(lines):
         try:
@@ -175,12 +180,14 @@ def parse_text(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator
         yield build.text_record(text, position, lambda: line)
 
 
-def parse_jsonl(lines: Iterable[bytes], source: str, spec: FieldSpec, start: int = 0) -> Iterator[Item]:
+def parse_jsonl(
+    lines: Iterable[bytes], source: str, spec: FieldSpec, on_blank: OnBlank = _ignore, start: int = 0
+) -> Iterator[Item]:
     """Records of JSONL ``lines``, the first being line ``start`` of the file."""
     build = RecordBuilder(source, spec)
     for position, line in _numbered_lines(lines, start):
         if not line.strip():
-            _skip_blank()
+            on_blank()
             continue
         try:
             value = json.loads(line.decode("utf-8"))
@@ -229,12 +236,15 @@ class _LineTracker:
         return start, raw
 
 
-def parse_csv(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[Item]:
+def parse_csv(
+    lines: Iterable[bytes], source: str, spec: FieldSpec, on_blank: OnBlank = _ignore, delimiter: str = ","
+) -> Iterator[Item]:
+    """Records of CSV ``lines`` (header first), or TSV with ``delimiter="\\t"``."""
     build = RecordBuilder(source, spec)
     tracker = _LineTracker(lines)
     # A process-wide setting in the csv module; every CSV parse here wants the same cap.
     csv.field_size_limit(CSV_FIELD_LIMIT)
-    reader = csv.reader(tracker, strict=True)
+    reader = csv.reader(tracker, strict=True, delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -258,7 +268,7 @@ def parse_csv(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[
             continue
         start, raw = tracker.take()
         if not row:
-            _skip_blank()
+            on_blank()
             continue
         if not all(_encodable(field) for field in row):
             yield build.dead(start, R.INVALID_UTF8, raw, "row holds bytes that are not UTF-8")
@@ -269,6 +279,7 @@ def parse_csv(lines: Iterable[bytes], source: str, spec: FieldSpec) -> Iterator[
 
 
 def parse_parquet(file: BinaryIO, source: str, spec: FieldSpec) -> Iterator[Item]:
+    """Records of a Parquet file, its text, id and kept columns read in record batches."""
     build = RecordBuilder(source, spec)
     position = 0
     for table in parquet_tables(file, spec, _PARQUET_BATCH_ROWS):
@@ -293,10 +304,24 @@ def parquet_rows(build: RecordBuilder, table: pa.Table, start: int) -> Iterator[
         yield build.from_mapping(row, start + i, lambda row=row: json.dumps(row, default=str).encode())
 
 
-def parse(fmt: str, file: BinaryIO, source: str, spec: FieldSpec) -> Iterator[Item]:
-    """Records of one opened (already decompressed) file in format ``fmt``."""
+def parse(fmt: str, file: BinaryIO, source: str, spec: FieldSpec, on_blank: OnBlank = _ignore) -> Iterator[Item]:
+    """Records of one opened (already decompressed) file, in file order.
+
+    Args:
+      fmt: one of :data:`FORMATS`.
+      file: the file's bytes.
+      source: the file's path, for ids and dead letters.
+      spec: which fields hold the text, the id and the values kept.
+      on_blank: called for each blank JSONL or CSV line skipped.
+
+    Returns:
+      :class:`~flaxmodel.records.records.Record` s and
+      :class:`~flaxmodel.records.records.DeadLetter` s.
+    """
     if fmt == PARQUET:
         return parse_parquet(file, source, spec)
     lines = iter(file.readline, b"")
+    if fmt == TSV:
+        return parse_csv(lines, source, spec, on_blank, delimiter="\t")
     parsers = {TEXT: parse_text, JSONL: parse_jsonl, CSV: parse_csv}
-    return parsers[fmt](lines, source, spec)
+    return parsers[fmt](lines, source, spec, on_blank)

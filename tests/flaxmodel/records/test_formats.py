@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.sources import formats
-from pipelines.sources.blocks import parse_blocks
-from pipelines.sources import DeadLetter, Record
+from flaxmodel.records import formats
+from flaxmodel.records import parse_blocks
+from flaxmodel.records import DeadLetter, Record
 
 SPEC = formats.FieldSpec(text_field="text", id_field="id", keep_fields=("lang", "n"), max_payload_bytes=8)
 

@@ -1,7 +1,7 @@
 """Record blocks, what the pipelines read: a file's records packed into columns, fast where the file is clean.
 
-:func:`parse_blocks` gives the same records as :func:`~pipelines.sources.formats.parse`,
-packed into :class:`~pipelines.sources.records.RecordBlock` columns of up to
+:func:`parse_blocks` gives the same records as :func:`~flaxmodel.records.formats.parse`,
+packed into :class:`~flaxmodel.records.records.RecordBlock` columns of up to
 :data:`BLOCK_RECORDS` records, and its dead letters one by one.  JSONL and
 Parquet blocks are decoded by pyarrow in one call, with no Python work per
 line (``benchmarks/README.md``, host feed); a block pyarrow refuses, or whose
@@ -24,13 +24,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-import pipelines.sources.records as R
-from pipelines.sources.formats import (
+import flaxmodel.records.records as R
+from flaxmodel.records.formats import (
     BOM,
     JSONL,
     PARQUET,
     FieldSpec,
     Item,
+    OnBlank,
+    _ignore,
     RecordBuilder,
     default_id,
     parquet_rows,
@@ -51,14 +53,30 @@ Element = R.RecordBlock | R.DeadLetter
 
 
 def parse_blocks(
-    fmt: str, file: BinaryIO, source: str, spec: FieldSpec, block_records: int = BLOCK_RECORDS
+    fmt: str,
+    file: BinaryIO,
+    source: str,
+    spec: FieldSpec,
+    block_records: int = BLOCK_RECORDS,
+    on_blank: OnBlank | None = None,
 ) -> Iterator[Element]:
-    """The records of :func:`parse` in blocks of at most ``block_records``, and its dead letters one by one."""
+    """The records of :func:`~flaxmodel.records.formats.parse` in blocks, and its dead letters one by one.
+
+    Args:
+      fmt, file, source, spec: as for ``parse``.
+      block_records: records per block at most.
+      on_blank: called for each blank JSONL or CSV line skipped.
+
+    Returns:
+      :class:`~flaxmodel.records.records.RecordBlock` s of one file's records, in file order, with its
+      :class:`~flaxmodel.records.records.DeadLetter` s between them.
+    """
+    on_blank = on_blank or _ignore
     if fmt == JSONL:
-        return _jsonl_blocks(file, source, spec, block_records)
+        return _jsonl_blocks(file, source, spec, block_records, on_blank)
     if fmt == PARQUET:
         return _parquet_blocks(file, source, spec, block_records)
-    return _pack(parse(fmt, file, source, spec), spec, block_records)
+    return _pack(parse(fmt, file, source, spec, on_blank), spec, block_records)
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -149,7 +167,9 @@ def _jsonl_table(lines: list[bytes], start: int, schema: pa.Schema) -> pa.Table 
     return table if table.num_rows == len(lines) else None
 
 
-def _jsonl_blocks(file: BinaryIO, source: str, spec: FieldSpec, block_records: int) -> Iterator[Element]:
+def _jsonl_blocks(
+    file: BinaryIO, source: str, spec: FieldSpec, block_records: int, on_blank: OnBlank
+) -> Iterator[Element]:
     names = dict.fromkeys(name for name in (spec.text_field, spec.id_field, *spec.keep_fields) if name)
     schema = pa.schema([(name, pa.string()) for name in names])
     start = 0
@@ -159,7 +179,7 @@ def _jsonl_blocks(file: BinaryIO, source: str, spec: FieldSpec, block_records: i
         if block is not None:
             yield block
         else:
-            yield from _pack(parse_jsonl(lines, source, spec, start), spec, block_records)
+            yield from _pack(parse_jsonl(lines, source, spec, on_blank, start), spec, block_records)
         start += len(lines)
 
 
