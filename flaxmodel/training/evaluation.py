@@ -47,11 +47,11 @@ def evaluate_state(run: Prepared, state: TrainState) -> dict[str, dict[str, Any]
     reports = {}
     for val, ids in run.val_sets:
         probabilities = predict(state, run.frozen, ids, run.eval_grid, run.spec)
-        if val.label_names == run.model.labels and (val.allowed == np.eye(len(val.label_names), dtype=bool)).all():
-            report = evaluate(val.label_ids, probabilities, run.model.labels)
+        if val.label_names == run.model_config.labels and (val.allowed == np.eye(len(val.label_names), dtype=bool)).all():
+            report = evaluate(val.label_ids, probabilities, run.model_config.labels)
             report["score"] = report["macro_f1"]
         else:
-            report = set_label_scores(probabilities, val.allowed[val.label_ids], run.model.labels, val.groups)
+            report = set_label_scores(probabilities, val.allowed[val.label_ids], run.model_config.labels, val.groups)
         reports[val.name] = report
     return reports
 
@@ -78,7 +78,7 @@ def export_state(run: Prepared, state: TrainState, folder: str) -> str:
     lora = run.spec.lora
     return export_model(
         folder,
-        config=run.model,
+        config=run.model_config,
         params=assemble(run.frozen, state.trainable, lora),
         tokenizer=run.tokenizer,
         adapters=state.trainable.get("lora"),

@@ -110,7 +110,7 @@ def _batch(run: Prepared, rows: np.ndarray) -> Batch:
         run.weights,
         rows=run.config.batch_size,
         grid=run.grid,
-        pad_id=run.model.pad_token_id,
+        pad_id=run.model_config.pad_token_id,
         soft=None if run.train_soft is None else run.train_soft[rows],
     )
 

@@ -41,7 +41,7 @@ class Prepared:
     Attributes:
       config: the run's settings.
       run_dir: absolute path of ``--output``.
-      model: the model's config (labels included).
+      model_config: the model's config (labels included).
       tokenizer: the tokenizer, truncating at the run's ``max_length``.
       train_ids: token ids of each training text (a mixture's sources one after another).
       lengths: int ``[n_train]`` their token counts.
@@ -64,7 +64,7 @@ class Prepared:
 
     config: TrainConfig
     run_dir: str
-    model: EncoderConfig
+    model_config: EncoderConfig
     tokenizer: Tokenizer
     train_ids: list[list[int]]
     lengths: np.ndarray
@@ -120,7 +120,7 @@ def _read_data(config: TrainConfig) -> tuple[tuple[str, ...], list[SourceSet], l
 
 def _step_spec(config: TrainConfig, model: EncoderConfig, total_steps: int) -> StepSpec:
     return StepSpec(
-        model=model,
+        model_config=model,
         lora=config.lora,
         dtype=config.dtype,
         learning_rate=config.learning_rate,
@@ -169,7 +169,7 @@ def prepare(config: TrainConfig) -> Prepared:
     return Prepared(
         config=config,
         run_dir=run_dir,
-        model=model,
+        model_config=model,
         tokenizer=tokenizer,
         train_ids=train_ids,
         lengths=lengths,

@@ -42,7 +42,7 @@ class StepSpec:
     a second run in the same process) reuse the compiled programs.
     """
 
-    model: EncoderConfig
+    model_config: EncoderConfig
     lora: LoraConfig | None
     dtype: str
     learning_rate: float
@@ -193,7 +193,7 @@ def partial_label_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 def _loss(trainable: Params, frozen: Params, batch: Batch, key: jax.Array, spec: StepSpec) -> jax.Array:
     params = assemble(frozen, trainable, spec.lora)
-    model = SequenceClassifier(spec.model, DTYPES[spec.dtype])
+    model = SequenceClassifier(spec.model_config, DTYPES[spec.dtype])
     logits = model.apply({"params": params}, batch.ids, batch.mask, deterministic=False, rngs={"dropout": key})
     # Padding rows allow nothing; give them every class so their (zero-weighted) loss stays finite.
     targets = jnp.where(batch.weights[:, None] > 0, batch.targets, 1.0)
@@ -239,7 +239,7 @@ def train_step(
 @functools.partial(jax.jit, static_argnames="spec")
 def _probabilities(trainable: Params, frozen: Params, ids: jax.Array, mask: jax.Array, *, spec: StepSpec) -> jax.Array:
     params = assemble(frozen, trainable, spec.lora)
-    return probabilities(apply(params, ids, mask, config=spec.model, dtype=DTYPES[spec.dtype]), spec.model)
+    return probabilities(apply(params, ids, mask, config=spec.model_config, dtype=DTYPES[spec.dtype]), spec.model_config)
 
 
 def predict(
@@ -258,4 +258,4 @@ def predict(
       float32 ``[len(sequences), num_labels]``, in input order.
     """
     forward = functools.partial(_probabilities, state.trainable, frozen, spec=spec)
-    return predict_in_batches(forward, sequences, grid, spec.model.pad_token_id, spec.model.num_labels)
+    return predict_in_batches(forward, sequences, grid, spec.model_config.pad_token_id, spec.model_config.num_labels)

@@ -24,24 +24,24 @@ from flaxmodel import ModelRef, OptionError
 NO_THRESHOLDS = "none"
 
 
-def resolve_thresholds(spec: str, model: ModelRef) -> dict[str, float]:
+def resolve_thresholds(flag_value: str, model: ModelRef) -> dict[str, float]:
     """The thresholds a run applies: ``--threshold``'s, none, or the model folder's recommended ones.
 
     Args:
-      spec: the ``--threshold`` value: ``""`` (the model's), ``"none"``, or ``name=value`` pairs.
+      flag_value: the ``--threshold`` value: ``""`` (the model's), ``"none"``, or ``name=value`` pairs.
       model: the model, whose labels the names must be and whose recommended thresholds are the default.
 
     Returns:
       Class name -> threshold; empty: ``flagged`` stays null.
 
     Raises:
-      OptionError: for a malformed spec, or recommended thresholds naming classes the model lacks.
+      OptionError: for a malformed value, or recommended thresholds naming classes the model lacks.
     """
     labels = model.labels
-    if spec.strip().lower() == NO_THRESHOLDS:
+    if flag_value.strip().lower() == NO_THRESHOLDS:
         return {}
-    if spec.strip():
-        return parse_thresholds(spec, labels)
+    if flag_value.strip():
+        return parse_thresholds(flag_value, labels)
     recommended = dict(model.thresholds)
     unknown = sorted(set(recommended) - set(labels))
     if unknown:
@@ -52,10 +52,10 @@ def resolve_thresholds(spec: str, model: ModelRef) -> dict[str, float]:
     return recommended
 
 
-def parse_thresholds(spec: str, labels: Sequence[str]) -> dict[str, float]:
+def parse_thresholds(flag_value: str, labels: Sequence[str]) -> dict[str, float]:
     """``"name=value,..."`` -> ``{name: value}``; raises :class:`OptionError` naming the bad part."""
     thresholds: dict[str, float] = {}
-    for part in (p.strip() for p in spec.split(",")):
+    for part in (p.strip() for p in flag_value.split(",")):
         if not part:
             continue
         name, sep, value = part.partition("=")

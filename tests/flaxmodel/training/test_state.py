@@ -24,7 +24,7 @@ def test_the_state_is_a_pytree_the_jitted_step_advances(make_config):
         run.weights,
         rows=run.config.batch_size,
         grid=run.grid,
-        pad_id=run.model.pad_token_id,
+        pad_id=run.model_config.pad_token_id,
     )
     state = run.initial
     assert isinstance(state, TrainState)
