@@ -21,6 +21,8 @@ setup(
         "safetensors==0.8.0",
         "pyarrow==25.0.1",
         "numpy>=2.0",
+        # The emoji_names preprocessing step a model may declare (flaxmodel/inference/preprocessing.py).
+        "emoji==2.16.0",
     ],
     extras_require={
         # Fine-tuning (optimizer, checkpoints, progress) and the evaluation job's confusion-matrix plot:

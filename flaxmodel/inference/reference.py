@@ -15,12 +15,14 @@ the result.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Sequence
 
 from flaxmodel.ckpts.default_model import default_model_path
 from flaxmodel.ckpts.loader import read_model_config, weights_hash
 from flaxmodel.ckpts.thresholds import recommended_thresholds
 from flaxmodel.core.config import EncoderConfig
+from flaxmodel.inference.preprocessing import read_preprocessing
 from flaxmodel.inference.tokenizer import Tokenizer, tokenizer_for
 
 
@@ -36,10 +38,12 @@ class ModelRef:
         position table allows).
       content_length: text tokens per window (``max_length`` less the special tokens).
       weights_hash: short SHA-256 of its weight files
-        (:func:`~flaxmodel.ckpts.loader.weights_hash`).
+        (:func:`~flaxmodel.ckpts.loader.weights_hash`) and of the preprocessing it declares, which
+        is part of what the model computes.
       thresholds: ``(class, probability)`` pairs its ``thresholds.json`` recommends.
       head_labels: the labels asked for a folder without a trained head (a fresh
         one is initialised); None for a trained model.
+      preprocessing: the text steps it declares (``preprocessing.json``), applied by its tokenizer.
     """
 
     path: str
@@ -50,6 +54,7 @@ class ModelRef:
     weights_hash: str
     thresholds: tuple[tuple[str, float], ...] = ()
     head_labels: tuple[str, ...] | None = None
+    preprocessing: tuple[str, ...] = ()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -61,7 +66,7 @@ class ModelRef:
 
     def tokenizer(self) -> Tokenizer:
         """This process's shared tokenizer of the model (built on first use)."""
-        return tokenizer_for(self.path, self.max_length)
+        return tokenizer_for(self.path, self.max_length, self.preprocessing)
 
 
 def resolve_model(
@@ -87,13 +92,18 @@ def resolve_model(
     config = read_model_config(path, labels=labels)
     limit = config.max_length if max_length is None else min(max_length, config.max_length)
     digest = weights_hash(path, labels=labels)  # a folder without weights fails here, before its tokenizer
+    steps = read_preprocessing(path).steps
+    content_length = tokenizer_for(path, limit, steps).content_length
+    if steps:
+        digest = hashlib.sha256(f"{digest}+{','.join(steps)}".encode()).hexdigest()[: len(digest)]
     return ModelRef(
         path=path,
         name=path.rstrip("/").rsplit("/", 1)[-1],
         config=config,
         max_length=limit,
-        content_length=tokenizer_for(path, limit).content_length,
+        content_length=content_length,
         weights_hash=digest,
         thresholds=tuple(recommended_thresholds(path).items()),
         head_labels=tuple(labels) if labels is not None else None,
+        preprocessing=steps,
     )

@@ -8,6 +8,8 @@ every batch four times as expensive.  Padding to static shapes happens later, in
 the predictor's bucket grid.  Texts longer than the model's maximum are either
 truncated (``encode``) or split into overlapping windows (``encode_windows``).
 
+Every text first goes through the preprocessing the model folder declares
+(:mod:`flaxmodel.inference.preprocessing`), so each caller sees the model's text.
 Both tokenize only as much of a long text as their output can hold, so the work
 per text is bounded however long it is (a 100 MB record once took 14 GB to
 tokenize whole): a character prefix sized from the tokens needed, ended before a
@@ -35,6 +37,7 @@ from tokenizers.processors import RobertaProcessing
 
 from flaxmodel.ckpts import files
 from flaxmodel.errors import TokenizerError
+from flaxmodel.inference.preprocessing import Preprocessing, read_preprocessing, write_preprocessing
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -94,7 +97,18 @@ class TokenWindows:
 
 
 class Tokenizer:
-    def __init__(self, tokenizer: tokenizers.Tokenizer, max_length: int):
+    """A model's tokenizer: its declared preprocessing, then ids with explicit truncation or windows.
+
+    Args:
+      tokenizer: the Hugging Face fast tokenizer (its stored padding and truncation are switched off).
+      max_length: tokens per window, special tokens included.
+      preprocessing: the steps applied to every text first (the model folder's ``preprocessing.json``).
+    """
+
+    def __init__(
+        self, tokenizer: tokenizers.Tokenizer, max_length: int, preprocessing: Preprocessing = Preprocessing()
+    ):
+        self.preprocessing = preprocessing
         tokenizer.no_padding()
         tokenizer.no_truncation()
         self.tokenizer = tokenizer
@@ -110,8 +124,12 @@ class Tokenizer:
             raise TokenizerError(f"max_length {max_length} leaves no room besides special tokens")
 
     @classmethod
-    def from_folder(cls, folder: str, max_length: int) -> "Tokenizer":
-        return cls(load_tokenizer(folder), max_length)
+    def from_folder(cls, folder: str, max_length: int, preprocessing: Preprocessing | None = None) -> "Tokenizer":
+        """The folder's tokenizer with the preprocessing it declares (or ``preprocessing``, for a new model)."""
+        return cls(load_tokenizer(folder), max_length, preprocessing or read_preprocessing(folder))
+
+    def _prepare(self, texts: Sequence[str]) -> Sequence[str]:
+        return self.preprocessing(texts) if self.preprocessing else texts
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Ids with special tokens, truncated to ``max_length``."""
@@ -190,17 +208,19 @@ class Tokenizer:
         whole = np.ones(len(texts), bool)
         pending = list(range(len(texts)))
         limit = need * _CHARS_PER_TOKEN
+        encode_whole = functools.partial(self.tokenizer.encode_batch_fast, add_special_tokens=False)
         while pending:
             final = limit >= need * _MAX_CHARS_PER_TOKEN
             short = [i for i in pending if len(texts[i]) <= limit]
             if len(short) == len(texts):
-                return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)], whole
+                return [e.ids for e in encode_whole(self._prepare(texts))], whole
             if short:
-                encodings = self.tokenizer.encode_batch_fast([texts[i] for i in short], add_special_tokens=False)
+                encodings = encode_whole(self._prepare([texts[i] for i in short]))
                 for i, encoding in zip(short, encodings):
                     out[i] = encoding.ids
             cut = [i for i in pending if len(texts[i]) > limit]
-            pieces = [texts[i][: _cut(texts[i], limit)] for i in cut]
+            # Only the prefix is preprocessed, so a huge record still costs what its windows use.
+            pieces = self._prepare([texts[i][: _cut(texts[i], limit)] for i in cut])
             retry = []
             for i, encoding in zip(cut, self.tokenizer.encode_batch(pieces, add_special_tokens=False)):
                 ids = encoding.ids if final else _settled_ids(encoding)
@@ -212,7 +232,9 @@ class Tokenizer:
         return out, whole
 
     def save(self, folder: str) -> None:
+        """Writes ``tokenizer.json`` and the preprocessing it applies into a model folder."""
         files.write_bytes(files.join(folder, TOKENIZER_FILE), self.tokenizer.to_str().encode())
+        write_preprocessing(folder, self.preprocessing)
 
 
 def _cut(text: str, limit: int) -> int:
@@ -235,21 +257,22 @@ def _settled_ids(encoding: tokenizers.Encoding) -> list[int]:
 _CACHE_LOCK = threading.Lock()
 
 
-def tokenizer_for(folder: str, max_length: int) -> Tokenizer:
+def tokenizer_for(folder: str, max_length: int, preprocessing: Sequence[str] = ()) -> Tokenizer:
     """The process's one :class:`Tokenizer` of a model folder's tokenizer, built on first use.
 
     The launcher (checking window settings), the tokenizing step and the
     classifier of one process share it, so a worker reads and builds each
     tokenizer once however many steps use it; the encoder is safe to share
-    between threads.
+    between threads.  ``preprocessing`` names the steps the model declares
+    (its :class:`~flaxmodel.inference.reference.ModelRef` read them).
     """
     with _CACHE_LOCK:
-        return _cached_encoder(str(folder), int(max_length))
+        return _cached_encoder(str(folder), int(max_length), tuple(preprocessing))
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_encoder(folder: str, max_length: int) -> Tokenizer:
-    return Tokenizer.from_folder(folder, max_length)
+def _cached_encoder(folder: str, max_length: int, preprocessing: tuple[str, ...]) -> Tokenizer:
+    return Tokenizer(load_tokenizer(folder), max_length, Preprocessing(preprocessing))
 
 
 def load_tokenizer(folder: str) -> tokenizers.Tokenizer:

@@ -18,6 +18,7 @@ from flaxmodel.core.lora import DENSE_MODULES, LoraConfig
 from flaxmodel.errors import ConfigError
 from flaxmodel.flags import flag
 from flaxmodel.inference.predictor import DTYPES
+from flaxmodel.inference.preprocessing import Preprocessing
 from flaxmodel.training.data import LABELED_FORMATS
 
 # Named class-weighting schemes; anything else must be explicit name=weight pairs.
@@ -42,6 +43,11 @@ class TrainConfig:
     text_field: str = flag("text", "Text column or JSON field of CSV, JSONL and Parquet data.")
     label_field: str = flag("label", "Label column or JSON field (label ids or names).")
     format: str = flag("auto", "Data format; auto: from the file extension.", choices=LABELED_FORMATS)
+    preprocessing: tuple[str, ...] = flag(
+        (),
+        "Text preprocessing the trained model declares, applied wherever it scores text (emoji_names: each emoji "
+        "replaced by its name); default: the starting folder's own.",
+    )
     epochs: int = flag(3, "Passes over the training data.")
     batch_size: int = flag(32, "Texts per training step.")
     max_length: int = flag(64, "Tokens per text, special tokens included.")
@@ -73,6 +79,7 @@ class TrainConfig:
         Raises:
           ConfigError: naming the flag at fault.
         """
+        Preprocessing(self.preprocessing)  # raises ConfigError naming an unknown step
         self._validate_data()
         for name in ("epochs", "batch_size", "save_every", "eval_batch_size"):
             if getattr(self, name) < 1:

@@ -24,6 +24,7 @@ from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.model import Params
 from flaxmodel.errors import ConfigError
 from flaxmodel.inference.planner import ShapeGrid, grid_for
+from flaxmodel.inference.preprocessing import Preprocessing
 from flaxmodel.inference.tokenizer import Tokenizer
 from flaxmodel.training.batches import class_weights, epoch_batches
 from flaxmodel.training.config import TrainConfig
@@ -153,7 +154,8 @@ def prepare(config: TrainConfig) -> Prepared:
     model = checkpoint.config
     if model.multi_label:
         raise ConfigError(f"{folder} is a multi-label model; training supports single-label classification")
-    tokenizer = Tokenizer.from_folder(folder, min(config.max_length, model.max_length))
+    steps = Preprocessing(config.preprocessing) if config.preprocessing else None
+    tokenizer = Tokenizer.from_folder(folder, min(config.max_length, model.max_length), steps)
     teachers = load_teachers(config.teachers, classes, tokenizer.max_length) if config.teachers else None
     train_texts = [t for s in train_sets for t in s.texts]
     train_ids = tokenizer.encode(train_texts)

@@ -43,6 +43,12 @@ from flaxmodel.commands import run_command
 from flaxmodel.core.lora import LoraConfig, combine, truncate
 from flaxmodel.errors import ConfigError
 from flaxmodel.flags import add_flags, flag, from_namespace
+from flaxmodel.inference.preprocessing import (
+    PREPROCESSING_FILE,
+    Preprocessing,
+    read_preprocessing,
+    write_preprocessing,
+)
 from flaxmodel.inference.tokenizer import TOKENIZER_FILE
 
 logger = logging.getLogger(__name__)
@@ -77,12 +83,17 @@ def _weighted(weights: Sequence[float], arrays: Sequence[np.ndarray]) -> np.ndar
     return sum(w * np.asarray(x, np.float32) for w, x in zip(weights, arrays))
 
 
-def _tokenizer(folders: Sequence[str]) -> bytes:
+def _tokenizer(folders: Sequence[str]) -> tuple[bytes, Preprocessing]:
+    """The runs' one tokenizer file and preprocessing; runs that differ in either are not one model's."""
     texts = [files.read_bytes(files.join(f, TOKENIZER_FILE)) for f in folders]
-    differing = [f for f, t in zip(folders, texts) if t != texts[0]]
+    steps = [read_preprocessing(f) for f in folders]
+    differing = [f for f, t, p in zip(folders, texts, steps) if t != texts[0] or p != steps[0]]
     if differing:
-        raise ConfigError(f"{differing} have a different {TOKENIZER_FILE} than {folders[0]}: not one model's runs")
-    return texts[0]
+        raise ConfigError(
+            f"{differing} have a different {TOKENIZER_FILE} or {PREPROCESSING_FILE} than {folders[0]}: "
+            "not one model's runs"
+        )
+    return texts[0], steps[0]
 
 
 def _make_folder(output: str) -> None:
@@ -156,7 +167,7 @@ def make_soup(
         raise ConfigError("max_rank applies to adapter folders only; full checkpoints average every tensor")
     if max_rank is not None and max_rank < 1:
         raise ConfigError(f"max_rank must be at least 1, got {max_rank}")
-    tokenizer = _tokenizer(folders)
+    tokenizer, preprocessing = _tokenizer(folders)
     if kinds == {True}:
         kept = _adapter_soup(folders, weights, output, max_rank)
         if kept < 1.0:
@@ -164,6 +175,7 @@ def make_soup(
     else:
         _full_soup(folders, weights, output)
     files.write_bytes(files.join(output, TOKENIZER_FILE), tokenizer)
+    write_preprocessing(output, preprocessing)
     return output
 
 

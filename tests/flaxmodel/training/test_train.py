@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from flaxmodel import load_classifier
+from flaxmodel import load_classifier, resolve_model
 from flaxmodel.ckpts.loader import load_checkpoint
 from flaxmodel.errors import ConfigError
 from flaxmodel.inference.predictor import Classifier
@@ -90,6 +90,17 @@ def test_exported_model_predicts_like_the_in_memory_one(make_config, base_folder
         assert names == ["config.json", "model.safetensors", "tokenizer.json"]
 
 
+def test_a_model_trained_with_preprocessing_declares_it_and_every_later_use_applies_it(make_config):
+    config = make_config(val=None, epochs=1, preprocessing=("emoji_names",))
+    result = train(config, progress=False)
+    ref = resolve_model(result.best_folder, max_length=config.max_length)
+    assert ref.preprocessing == ("emoji_names",)
+    exported = load_classifier(ref)
+    np.testing.assert_array_equal(
+        exported.predict_proba(["you are a 🐍"]), exported.predict_proba(["you are a snake"])
+    )
+
+
 def test_an_interrupted_run_checkpoints_the_step_it_reached(make_config, tmp_path, monkeypatch):
     real_step = loop.train_step
 
@@ -135,6 +146,7 @@ def test_restart_with_other_settings_is_refused(make_config):
         (["--model", "/no/such/folder"], "no such checkpoint folder"),
         (["--teachers", "/no/such/folder"], "--teachers /no/such/folder: no such model folder"),
         (["--distill_weight", "1.5"], "--distill_weight must be in [0, 1]"),
+        (["--preprocessing", "stemming"], "unknown preprocessing steps ['stemming']"),
     ],
 )
 def test_bad_settings_fail_before_training(fixture_data, base_folder, tmp_path, capsys, flag, message):
