@@ -221,14 +221,16 @@ def read_mixture(mixture: Mixture, root: str) -> tuple[list[SourceSet], list[Sou
 
     Returns:
       ``(train sets, validation sets)``, in the mixture's source order; sources
-      without validation rows have no validation set.
+      without validation rows have no validation set, and ``evaluate_only`` sources
+      (their licence allows selection, not training) no training set.
     """
     if not os.path.isdir(root):
         raise ConfigError(f"--data_root {root}: no such folder")
     train, val = [], []
     for source in mixture.sources:
         t, v = read_source(source, root, mixture.classes, mixture.seed)
-        train.append(t)
+        if not source.evaluate_only:
+            train.append(t)
         if v is not None:
             val.append(v)
     return train, val

@@ -18,10 +18,17 @@ from typing import Any, Mapping
 from flaxmodel.errors import ConfigError
 
 READERS = ("table", "tweeteval", "convabuse", "functional")
+# Licences under which data may train a redistributed, commercially usable model ("project": our own
+# functional suite), and those that allow selection, evaluation and a separately named research model only.
+PERMISSIVE_LICENCES = ("MIT", "Apache-2.0", "CC0-1.0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "project")
+RESEARCH_LICENCES = ("CC-BY-NC-4.0", "research-only", "none-stated")
+# What a mixture trains: "default" (the shipped, commercially usable model: permissive sources only) or
+# "research" (a separately named model whose card says it is not for commercial use).
+USES = ("default", "research")
 DEFAULT_MIXTURE = os.path.join(os.path.dirname(__file__), "mixtures", "default.toml")
 _SOURCE_KEYS = {
     "reader", "train", "val", "text_field", "label_field", "split_field", "train_split", "val_split",
-    "val_fraction", "weight", "labels",
+    "val_fraction", "weight", "labels", "licence", "evaluate_only",
 }
 
 
@@ -32,6 +39,7 @@ class Source:
     name: str
     reader: str
     train: str
+    licence: str
     val: str | None = None
     text_field: str = "text"
     label_field: str = "label"
@@ -41,15 +49,18 @@ class Source:
     val_fraction: float = 0.0
     weight: float = 1.0
     labels: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    # Scored on its validation rows for choosing the best epoch, never trained on.
+    evaluate_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class Mixture:
-    """The classes, the seed of the seeded splits, and the sources."""
+    """The classes, the seed of the seeded splits, the sources, and what the mixture may train (``use``)."""
 
     classes: tuple[str, ...]
     seed: int
     sources: tuple[Source, ...]
+    use: str = "default"
 
 
 def _source(name: str, table: Mapping[str, Any], classes: tuple[str, ...]) -> Source:
@@ -60,6 +71,9 @@ def _source(name: str, table: Mapping[str, Any], classes: tuple[str, ...]) -> So
         raise ConfigError(f"mixture source {name!r}: reader must be one of {READERS}, got {table.get('reader')!r}")
     if "train" not in table:
         raise ConfigError(f"mixture source {name!r}: no 'train' file")
+    known = (*PERMISSIVE_LICENCES, *RESEARCH_LICENCES)
+    if table.get("licence") not in known:
+        raise ConfigError(f"mixture source {name!r}: licence must be one of {list(known)}, got {table.get('licence')!r}")
     labels = {str(k): tuple(v) for k, v in table.get("labels", {}).items()}
     for label, allowed in labels.items():
         bad = [c for c in allowed if c not in classes]
@@ -74,6 +88,8 @@ def _source(name: str, table: Mapping[str, Any], classes: tuple[str, ...]) -> So
         raise ConfigError(f"mixture source {name!r}: give one of val, split_field or val_fraction")
     if not 0 <= source.val_fraction < 1:
         raise ConfigError(f"mixture source {name!r}: val_fraction must be in [0, 1)")
+    if source.evaluate_only and source.val is None and source.split_field is None and not source.val_fraction:
+        raise ConfigError(f"mixture source {name!r}: evaluate_only needs validation rows (val, split_field or val_fraction)")
     return source
 
 
@@ -127,4 +143,18 @@ def load_mixture(path: str) -> Mixture:
     sources = tuple(_source(name, t, classes) for name, t in table.get("sources", {}).items())
     if not sources:
         raise ConfigError(f"--mixture {path}: no [sources.<name>] tables")
-    return Mixture(classes=classes, seed=int(table.get("seed", 0)), sources=sources)
+    use = table.get("use")
+    if use not in USES:
+        raise ConfigError(f"--mixture {path}: 'use' must be one of {list(USES)}, got {use!r}")
+    restricted = [
+        f"{s.name} ({s.licence})" for s in sources if s.licence not in PERMISSIVE_LICENCES and not s.evaluate_only
+    ]
+    if use == "default" and restricted:
+        raise ConfigError(
+            f"--mixture {path}: use = 'default' trains a redistributed, commercially usable model, but the "
+            f"licences of {', '.join(restricted)} allow only selection, evaluation or a research model: mark them "
+            "evaluate_only = true, drop them, or set use = 'research' (and name the model as a research model)"
+        )
+    if all(s.evaluate_only for s in sources):
+        raise ConfigError(f"--mixture {path}: every source is evaluate_only; nothing to train on")
+    return Mixture(classes=classes, seed=int(table.get("seed", 0)), sources=sources, use=use)

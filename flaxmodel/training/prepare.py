@@ -111,7 +111,7 @@ def _read_data(config: TrainConfig) -> tuple[tuple[str, ...], list[SourceSet], l
     if config.mixture is not None:
         mixture = load_mixture(config.mixture)
         train, val = read_mixture(mixture, config.data_root)
-        return mixture.classes, train, [s.weight for s in mixture.sources], val
+        return mixture.classes, train, [s.weight for s in mixture.sources if not s.evaluate_only], val
     fields = dict(text_field=config.text_field, label_field=config.label_field, format=config.format)
     train = read_labeled(config.train, labels=config.labels, **fields)
     # Validation labels map onto the training data's names, ids included.

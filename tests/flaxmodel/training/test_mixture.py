@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from flaxmodel.errors import ConfigError, DataError
-from flaxmodel.training import TrainConfig, export_data, functional, train
+from flaxmodel.training import TrainConfig, export_data, functional, main, train
 from flaxmodel.training.mixture import DEFAULT_MIXTURE, epoch_rows, load_mixture, read_mixture, validation_rows
 from flaxmodel.training.state import partial_label_loss
 from tests.flaxmodel.training.conftest import FRIENDLY, HOSTILE, LABELS, STANDARD, assert_one_error_line
@@ -19,9 +19,11 @@ from tests.flaxmodel.training.conftest import FRIENDLY, HOSTILE, LABELS, STANDAR
 MIXTURE = """
 classes = ["friendly", "hostile"]
 seed = 3
+use = "default"
 
 [sources.exact]
 reader = "table"
+licence = "CC-BY-4.0"
 train = "exact/train.jsonl"
 val = "exact/val.jsonl"
 weight = 1.0
@@ -32,6 +34,7 @@ hostile = ["hostile"]
 [sources.coarse]
 # Says only "rude" or "unsure" (partial), and has rows to drop.
 reader = "table"
+licence = "MIT"
 train = "coarse/all.csv"
 text_field = "post"
 label_field = "tag"
@@ -122,6 +125,10 @@ def test_export_data_fails_on_bad_flags_with_one_error_line(mixture_root, tmp_pa
         (lambda t: t.replace('reader = "table"', 'reader = "excel"', 1), "reader must be one of"),
         (lambda t: t.replace('val_fraction = 0.25', 'val_fraction = 0.25\nval = "x.csv"'), "one of val"),
         (lambda t: t.replace("weight = 1.0", "weight = 0"), "weight must be positive"),
+        (lambda t: t.replace('licence = "MIT"', 'licence = "GPL"'), "licence must be one of"),
+        (lambda t: t.replace('use = "default"', 'use = "anything"'), "'use' must be one of"),
+        (lambda t: t.replace('licence = "MIT"\n', 'licence = "MIT"\nevaluate_only = true\n').replace(
+            'licence = "CC-BY-4.0"\n', 'licence = "CC-BY-4.0"\nevaluate_only = true\n'), "nothing to train on"),
     ],
 )
 def test_a_bad_mixture_fails_naming_the_source(mixture_root, edit, message):
@@ -129,6 +136,35 @@ def test_a_bad_mixture_fails_naming_the_source(mixture_root, edit, message):
     path.write_text(edit(MIXTURE))
     with pytest.raises(ConfigError, match=message):
         load_mixture(str(path))
+
+
+def test_a_default_model_never_trains_on_a_source_whose_licence_forbids_it(mixture_root, tmp_path, capsys):
+    restricted = MIXTURE.replace('licence = "MIT"', 'licence = "CC-BY-NC-4.0"')
+    (mixture_root / "nc.toml").write_text(restricted)
+    args = ["--mixture", str(mixture_root / "nc.toml"), "--data_root", str(mixture_root), "--output", str(tmp_path / "run")]
+    assert main(args) == 2
+    assert_one_error_line(capsys.readouterr().err, "flaxmodel-train", "coarse (CC-BY-NC-4.0)")
+    assert not (tmp_path / "run").exists()
+    # A research model may train on it; a default one may still select on its validation rows.
+    assert load_mixture(_write(mixture_root, "research.toml", restricted.replace('use = "default"', 'use = "research"'))).use == "research"
+    selecting = restricted.replace('licence = "CC-BY-NC-4.0"', 'licence = "CC-BY-NC-4.0"\nevaluate_only = true')
+    train, val = read_mixture(load_mixture(_write(mixture_root, "select.toml", selecting)), str(mixture_root))
+    assert [s.name for s in train] == ["exact"] and [s.name for s in val] == ["exact", "coarse"]
+
+
+def _write(folder, name: str, text: str) -> str:
+    (folder / name).write_text(text)
+    return str(folder / name)
+
+
+def test_the_default_mixture_trains_only_on_permissive_sources():
+    from flaxmodel.training.mixture_file import PERMISSIVE_LICENCES
+
+    mixture = load_mixture(DEFAULT_MIXTURE)
+    assert mixture.use == "default"
+    trained = {s.name: s.licence for s in mixture.sources if not s.evaluate_only}
+    assert set(trained.values()) <= set(PERMISSIVE_LICENCES)
+    assert {"tweeteval_hate", "tweeteval_offensive"}.isdisjoint(trained)  # no licence stated: selection only
 
 
 def test_a_label_without_mapping_fails_before_training(mixture_root):
