@@ -85,6 +85,7 @@ def export_state(run: Prepared, state: TrainState, folder: str) -> str:
         trained=state.trainable["params"] if lora else None,
         lora=lora,
         base=run.base,
+        training_data=run.training_data,
     )
 
 

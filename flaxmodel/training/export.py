@@ -23,6 +23,7 @@ from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.lora import Adapters, LoraConfig
 from flaxmodel.core.model import Params
 from flaxmodel.inference.tokenizer import Tokenizer
+from flaxmodel.training.provenance import write_record
 
 
 def _write(
@@ -35,12 +36,15 @@ def _write(
     trained: Params | None,
     lora: LoraConfig | None,
     base: Mapping[str, Any] | None,
+    training_data: Mapping[str, Any] | None,
 ) -> None:
     if lora is None:
         save_checkpoint(folder, params, config)
     else:
         save_adapter(folder, adapters=adapters or {}, trained=trained or {}, config=config, lora=lora, base=base or {})
     tokenizer.save(folder)
+    if training_data is not None:
+        write_record(folder, dict(training_data))
 
 
 def export_model(
@@ -53,6 +57,7 @@ def export_model(
     trained: Params | None = None,
     lora: LoraConfig | None = None,
     base: Mapping[str, Any] | None = None,
+    training_data: Mapping[str, Any] | None = None,
 ) -> str:
     """Writes a model folder, replacing any folder already there.
 
@@ -66,13 +71,15 @@ def export_model(
       lora: the LoRA settings; None exports a full checkpoint.
       base: with ``lora``, the base encoder's reference
         (see :func:`flaxmodel.ckpts.adapters.base_reference`).
+      training_data: what the model was trained on (``training_data.json``,
+        :mod:`flaxmodel.training.provenance`); None writes no record.
 
     Returns:
       ``folder``.
     """
     folder = str(folder)
     parts = dict(config=config, params=params, tokenizer=tokenizer)
-    parts.update(adapters=adapters, trained=trained, lora=lora, base=base)
+    parts.update(adapters=adapters, trained=trained, lora=lora, base=base, training_data=training_data)
     if files.is_remote(folder):
         _write(folder, **parts)
         return folder

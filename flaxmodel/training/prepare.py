@@ -30,6 +30,7 @@ from flaxmodel.training.batches import class_weights, epoch_batches
 from flaxmodel.training.config import TrainConfig
 from flaxmodel.training.data import read_labeled
 from flaxmodel.training.mixture import SourceSet, epoch_rows, load_mixture, read_mixture, single_source
+from flaxmodel.training.provenance import check_teachers, files_record, mixture_record
 from flaxmodel.training.run_dir import check_run_dir
 from flaxmodel.training.state import StepSpec, TrainState, initial_state, split_trainable
 from flaxmodel.training.teachers import load_teachers, mean_probabilities
@@ -61,6 +62,7 @@ class Prepared:
       steps_per_epoch: optimizer steps in one pass over the training data.
       base: with LoRA, the base-encoder reference exported adapters record.
       initial: the state at step 0.
+      training_data: what exported folders record of their data (:mod:`flaxmodel.training.provenance`).
     """
 
     config: TrainConfig
@@ -82,6 +84,7 @@ class Prepared:
     steps_per_epoch: int
     base: dict[str, Any] | None
     initial: TrainState
+    training_data: dict[str, Any]
 
     @property
     def total_steps(self) -> int:
@@ -106,17 +109,19 @@ def _start_folder(config: TrainConfig) -> tuple[str, dict[str, Any] | None]:
     return folder, base_reference(folder, package=None if config.model else MINILM_PACKAGE)
 
 
-def _read_data(config: TrainConfig) -> tuple[tuple[str, ...], list[SourceSet], list[float], list[SourceSet]]:
-    """``(classes, training sets, their sampling weights, validation sets)``."""
+def _read_data(config: TrainConfig) -> tuple[tuple[str, ...], list[SourceSet], list[float], list[SourceSet], dict]:
+    """``(classes, training sets, their sampling weights, validation sets, training_data.json record)``."""
     if config.mixture is not None:
         mixture = load_mixture(config.mixture)
+        check_teachers(mixture.use, config.teachers or ())
         train, val = read_mixture(mixture, config.data_root)
-        return mixture.classes, train, [s.weight for s in mixture.sources if not s.evaluate_only], val
+        weights = [s.weight for s in mixture.sources if not s.evaluate_only]
+        return mixture.classes, train, weights, val, mixture_record(mixture)
     fields = dict(text_field=config.text_field, label_field=config.label_field, format=config.format)
     train = read_labeled(config.train, labels=config.labels, **fields)
     # Validation labels map onto the training data's names, ids included.
     val = [single_source(read_labeled(config.val, labels=train.labels, **fields), "val")] if config.val else []
-    return train.labels, [single_source(train, "train")], [1.0], val
+    return train.labels, [single_source(train, "train")], [1.0], val, files_record(config.train)
 
 
 def _step_spec(config: TrainConfig, model: EncoderConfig, total_steps: int) -> StepSpec:
@@ -149,7 +154,7 @@ def prepare(config: TrainConfig) -> Prepared:
     run_dir = os.path.abspath(config.output)
     check_run_dir(run_dir, config)
     folder, base = _start_folder(config)
-    classes, train_sets, source_weights, val_sets = _read_data(config)
+    classes, train_sets, source_weights, val_sets, training_data = _read_data(config)
     checkpoint = load_checkpoint(folder, labels=classes, seed=config.seed)
     model = checkpoint.config
     if model.multi_label:
@@ -188,5 +193,6 @@ def prepare(config: TrainConfig) -> Prepared:
         eval_grid=grid_for(model, tokenizer.max_length, jax.default_backend(), batch_size=config.eval_batch_size),
         steps_per_epoch=steps_per_epoch,
         base=base,
+        training_data=training_data,
         initial=initial_state(trainable, dropout_key, spec),
     )

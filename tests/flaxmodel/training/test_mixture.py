@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import jax.numpy as jnp
 import numpy as np
@@ -150,6 +151,19 @@ def test_a_default_model_never_trains_on_a_source_whose_licence_forbids_it(mixtu
     selecting = restricted.replace('licence = "CC-BY-NC-4.0"', 'licence = "CC-BY-NC-4.0"\nevaluate_only = true')
     train, val = read_mixture(load_mixture(_write(mixture_root, "select.toml", selecting)), str(mixture_root))
     assert [s.name for s in train] == ["exact"] and [s.name for s in val] == ["exact", "coarse"]
+
+
+def test_a_default_model_learns_only_from_teachers_trained_for_one(mixture_root, tmp_path, capsys, tiny_checkpoint):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_checkpoint("bert", labels=("friendly", "hostile")), teacher)
+    args = ["--mixture", str(mixture_root / "mixture.toml"), "--data_root", str(mixture_root)]
+    args += ["--output", str(tmp_path / "run"), "--teachers", str(teacher)]
+    assert main(args) == 2
+    assert_one_error_line(capsys.readouterr().err, "flaxmodel-train", f"{teacher} (undeclared)")
+    (teacher / "training_data.json").write_text(json.dumps({"use": "research", "sources": []}))
+    assert main(args) == 2
+    assert f"{teacher} (research)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def _write(folder, name: str, text: str) -> str:

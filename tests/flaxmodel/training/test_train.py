@@ -85,9 +85,13 @@ def test_exported_model_predicts_like_the_in_memory_one(make_config, base_folder
     np.testing.assert_allclose(exported.predict_proba(texts), in_memory.predict_proba(texts), atol=1e-6)
     names = sorted(p.name for p in (tmp_path / "run" / "best").iterdir())
     if variant:
-        assert names == ["adapter_config.json", "adapter_model.safetensors", "config.json", "tokenizer.json"]
+        assert names == [
+            "adapter_config.json", "adapter_model.safetensors", "config.json", "tokenizer.json", "training_data.json"
+        ]  # fmt: skip
     else:
-        assert names == ["config.json", "model.safetensors", "tokenizer.json"]
+        assert names == ["config.json", "model.safetensors", "tokenizer.json", "training_data.json"]
+    # Files given as --train declare no licence: such a model may not teach a default one.
+    assert json.loads((tmp_path / "run" / "best" / "training_data.json").read_text())["use"] == "undeclared"
 
 
 def test_a_model_trained_with_preprocessing_declares_it_and_every_later_use_applies_it(make_config):

@@ -1,0 +1,67 @@
+"""What a trained model folder was trained on, and whether it may teach a default model (``training_data.json``).
+
+The default model, and anything distilled into it, trains only on data whose
+licence allows a redistributed, commercially usable model.  A mixture says so
+with ``use = "default"`` (:mod:`flaxmodel.training.mixture_file` checks every
+trained source's licence); each exported model folder records that use and its
+sources, so that a later run can tell whether a folder may be its teacher, and
+the model card can say what the model may be used for.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from flaxmodel.ckpts import files
+from flaxmodel.errors import ConfigError
+from flaxmodel.training.mixture_file import Mixture
+
+TRAINING_DATA_FILE = "training_data.json"
+# Data given as --train files, whose licences no file declares.
+UNDECLARED = "undeclared"
+
+
+def mixture_record(mixture: Mixture) -> dict[str, Any]:
+    """What ``training_data.json`` says of a model trained on ``mixture``."""
+    return {
+        "use": mixture.use,
+        "sources": [{"name": s.name, "licence": s.licence, "trained": not s.evaluate_only} for s in mixture.sources],
+    }
+
+
+def files_record(train: str) -> dict[str, Any]:
+    """What ``training_data.json`` says of a model trained on ``--train`` files (licences undeclared)."""
+    return {"use": UNDECLARED, "sources": [{"name": train, "licence": UNDECLARED, "trained": True}]}
+
+
+def write_record(folder: str, record: dict[str, Any]) -> None:
+    files.write_bytes(files.join(folder, TRAINING_DATA_FILE), (json.dumps(record, indent=2) + "\n").encode())
+
+
+def read_use(folder: str) -> str:
+    """The ``use`` a model folder's training data allows; :data:`UNDECLARED` without the file."""
+    path = files.join(folder, TRAINING_DATA_FILE)
+    if not files.exists(path):
+        return UNDECLARED
+    try:
+        return str(json.loads(files.read_bytes(path))["use"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: expected {{'use': ..., 'sources': [...]}} ({err})") from None
+
+
+def check_teachers(use: str, teachers: Sequence[str]) -> None:
+    """Refuses, for a default-model run, any teacher not itself trained for the default model's use.
+
+    Raises:
+      ConfigError: naming the teachers and what their folders declare.
+    """
+    if use != "default":
+        return
+    tainted = [f"{folder} ({read_use(folder)})" for folder in teachers if read_use(folder) != "default"]
+    if tainted:
+        raise ConfigError(
+            f"--teachers {', '.join(tainted)}: a default model learns only from teachers trained on permissive "
+            f"data (their {TRAINING_DATA_FILE} says use 'default'); retrain them on a default mixture or train a "
+            "research model (use = 'research')"
+        )
