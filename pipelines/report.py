@@ -69,7 +69,9 @@ def _settings(argv: Sequence[str] | None) -> ReportSettings:
     if settings.max_drift is not None and settings.max_drift < 0:
         raise OptionError(f"--max_drift {settings.max_drift}: must be at least 0")
     if importlib.util.find_spec("matplotlib") is None:
-        raise OptionError("moderate-report draws its figures with matplotlib, which is not installed: pip install matplotlib")
+        raise OptionError(
+            "moderate-report draws its figures with matplotlib, which is not installed: pip install matplotlib"
+        )
     return settings
 
 

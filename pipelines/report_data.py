@@ -107,7 +107,7 @@ def describe(run: RunData) -> dict[str, Any]:
         kept = examples.setdefault(row["reason"], [])
         if len(kept) < EXAMPLES_PER_REASON:
             payload = row["payload"][:200].decode("utf-8", "replace")
-            kept.append({"source": row["source"], "position": row["position"], "detail": row["detail"], "payload": payload})
+            kept.append({**{k: row[k] for k in ("source", "position", "detail")}, "payload": payload})
     out: dict[str, Any] = {
         "input": run.directory,
         "records": n + run.dead_letters.num_rows,
@@ -123,8 +123,8 @@ def describe(run: RunData) -> dict[str, Any]:
     }
     if run.targets and has_flags:
         out["targets"] = {
-            g: {"flagged": int((_target_flags(run, g) & flagged).sum()), "share_of_flagged": _share(_target_flags(run, g)[flagged])}
-            for g in run.targets
+            g: {"flagged": int((named & flagged).sum()), "share_of_flagged": _share(named[flagged])}
+            for g, named in ((g, _target_flags(run, g)) for g in run.targets)
         }
     return out
 
@@ -153,7 +153,10 @@ def score_psi(current: np.ndarray, previous: np.ndarray, bins: int = 10) -> floa
     if not len(current) or not len(previous):
         return 0.0
     edges = np.unique(np.quantile(previous, np.linspace(0, 1, bins + 1)[1:-1]))
-    shares = [np.bincount(np.searchsorted(edges, s, side="right"), minlength=len(edges) + 1) / len(s) for s in (current, previous)]
+    shares = [
+        np.bincount(np.searchsorted(edges, s, side="right"), minlength=len(edges) + 1) / len(s)
+        for s in (current, previous)
+    ]
     return psi(*shares)
 
 
@@ -177,8 +180,15 @@ def drift(current: RunData, previous: RunData) -> dict[str, Any]:
     targets = {}
     if now["targets"] and then["targets"]:
         for g in sorted(set(now["targets"]) & set(then["targets"])):
-            targets[g] = _share_row(now["targets"][g]["flagged"], now["flagged"], then["targets"][g]["flagged"], then["flagged"])
+            k1, k2 = now["targets"][g]["flagged"], then["targets"][g]["flagged"]
+            targets[g] = _share_row(k1, now["flagged"], k2, then["flagged"])
     if now["flagged"] is not None and then["flagged"] is not None:
         shares["(flagged)"] = _share_row(now["flagged"], n1, then["flagged"], n2)
     worst = max(psis, key=psis.get)
-    return {"compare_to": previous.directory, "shares": shares, "targets": targets, "psi": psis, "max_psi": {"name": worst, "value": psis[worst]}}
+    return {
+        "compare_to": previous.directory,
+        "shares": shares,
+        "targets": targets,
+        "psi": psis,
+        "max_psi": {"name": worst, "value": psis[worst]},
+    }

@@ -58,7 +58,8 @@ def figures(run: RunData, summary: Mapping[str, Any], previous: RunData | None) 
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.hist(run.rows.column(c).to_numpy(), bins=bins, density=True, alpha=0.7, label="this run")
         if previous is not None and c in previous.labels:
-            ax.hist(previous.rows.column(c).to_numpy(), bins=bins, density=True, histtype="step", color="k", label="earlier run")
+            earlier = previous.rows.column(c).to_numpy()
+            ax.hist(earlier, bins=bins, density=True, histtype="step", color="k", label="earlier run")
             ax.legend()
         ax.set_title(f"score of {c}")
         ax.set_xlabel("score")
@@ -102,19 +103,34 @@ def _drift_section(drift: Mapping[str, Any], max_drift: float | None) -> str:
     parts.append(_table(["distribution", "PSI"], [[name, value] for name, value in drift["psi"].items()]))
     worst = drift["max_psi"]
     if max_drift is not None and worst["value"] > max_drift:
-        parts.append(f'<p class="alert">Drift: PSI of {html.escape(worst["name"])} {worst["value"]:.3f} exceeds --max_drift {max_drift}</p>')
+        name = html.escape(worst["name"])
+        parts.append(f'<p class="alert">Drift: PSI of {name} {worst["value"]:.3f} exceeds --max_drift {max_drift}</p>')
     return "".join(parts)
 
 
-def page(summary: Mapping[str, Any], images: Mapping[str, bytes], drift: Mapping[str, Any] | None, max_drift: float | None) -> str:
-    """The report as one HTML document."""
+def page(
+    summary: Mapping[str, Any], images: Mapping[str, bytes], drift: Mapping[str, Any] | None, max_drift: float | None
+) -> str:
+    """The report as one HTML document.
+
+    Args:
+      summary: :func:`pipelines.report_data.describe` of the run.
+      images: :func:`figures`, embedded as ``data:`` URIs.
+      drift: :func:`pipelines.report_data.drift` against the earlier run, or None.
+      max_drift: ``--max_drift``, to mark a drift above it.
+
+    Returns:
+      The page's HTML.
+    """
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Moderation run report</title>"
         f"<style>{_STYLE}</style></head><body><h1>Moderation run report</h1>",
         f"<p>Run: <code>{html.escape(summary['input'])}</code></p>",
         "<h2>Records</h2>",
     ]
-    flagged = "n/a (no thresholds)" if summary["flagged"] is None else f"{summary['flagged']} ({100 * summary['flagged_share']:.2f}%)"
+    flagged = "n/a (no thresholds)"
+    if summary["flagged"] is not None:
+        flagged = f"{summary['flagged']} ({100 * summary['flagged_share']:.2f}%)"
     parts.append(
         _table(
             ["records read", "labeled", "dead-lettered", "flagged"],
@@ -124,7 +140,8 @@ def page(summary: Mapping[str, Any], images: Mapping[str, bytes], drift: Mapping
     rows = [[c, summary["label_counts"][c], summary["label_shares"][c]] for c in summary["labels"]]
     parts.append(_table(["label", "records", "share"], rows))
     parts.append("<h2>Model</h2>")
-    parts.append(_table(["model (name@weights hash:precision)", "records"], [[m, n] for m, n in summary["models"].items()]))
+    models = [[m, n] for m, n in summary["models"].items()]
+    parts.append(_table(["model (name@weights hash:precision)", "records"], models))
     parts.extend(_image(name, data) for name, data in images.items() if "targets" not in name)
     parts.append("<h2>Target groups among flagged records</h2>")
     if summary["targets"]:
@@ -138,8 +155,13 @@ def page(summary: Mapping[str, Any], images: Mapping[str, bytes], drift: Mapping
         )
     parts.append("<h2>Dead letters</h2>")
     dead = summary["dead_letters"]
-    parts.append(_table(["reason", "records"], list(dead["by_reason"].items())) if dead["by_reason"] else "<p>None.</p>")
-    examples = [[reason, e["source"], e["position"], e["detail"], e["payload"]] for reason, es in dead["examples"].items() for e in es]
+    reasons = list(dead["by_reason"].items())
+    parts.append(_table(["reason", "records"], reasons) if reasons else "<p>None.</p>")
+    examples = [
+        [reason, e["source"], e["position"], e["detail"], e["payload"]]
+        for reason, kept in dead["examples"].items()
+        for e in kept
+    ]
     if examples:
         parts.append(_table(["reason", "source", "position", "detail", "payload (start)"], examples))
     if drift is not None:

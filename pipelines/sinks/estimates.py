@@ -25,7 +25,10 @@ Reviews to halve the interval: with a_h = N_h^2 s_h^2(d) / X^2 the variance is
 A - B for A = sum a_h / r_h and B = sum a_h / N_h.  Multiplying every r_h by m
 gives A / m - B, a quarter of A - B at m = 4A / (A + 3B) (4 without the
 correction); the figure reported is sum_h min(N_h, ceil(m r_h)) - r_h more
-reviews, drawn by the same design (the next-smallest hashes of each stratum).
+reviews over the strata that carry the estimate's variance (a_h > 0: for the
+precision of flagged, the strata holding flagged records), drawn by the same
+design (the next-smallest hashes of each stratum).  A stratum that runs out
+(N_h reached) makes the figure an underestimate.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def stratified_ratio(y: np.ndarray, x: np.ndarray, strata: np.ndarray, sizes: Ma
     se = math.sqrt(variance)
     if big_a > 0:
         factor = 4 * big_a / (big_a + 3 * big_b)
-        more = sum(min(n, math.ceil(factor * r)) - r for n, r in counts)
+        more = sum(min(n, math.ceil(factor * r)) - r for (n, r), a in zip(counts, a_terms) if a > 0)
     else:
         more = 0
     return {

@@ -104,7 +104,8 @@ def allocate(sizes: Mapping[str, int], total: int) -> dict[str, int]:
     if left > 0 and all_room > 0:
         quotas = {s: left * room[s] / all_room for s in names}
         extra = {s: min(room[s], int(quotas[s])) for s in names}
-        # Largest remainders get the seats rounding left over (each stays within its room: see the module notes).
+        # Largest remainders get the seats rounding left over; a quota with a fraction is below its room, so the
+        # one more seat fits.
         order = sorted((s for s in names if extra[s] < room[s]), key=lambda s: (extra[s] - quotas[s], s))
         for s in order[: left - sum(extra.values())]:
             extra[s] += 1
@@ -125,30 +126,35 @@ class ReviewCandidates(beam.DoFn):
     smallest of the whole run.
     """
 
-    def __init__(self, schema: pa.Schema, labels, thresholds, keep_fields, settings: ReviewSettings):
-        self._schema, self._labels, self._thresholds = schema, tuple(labels), dict(thresholds)
+    def __init__(self, labels, thresholds, keep_fields, settings: ReviewSettings):
+        self._labels, self._thresholds = tuple(labels), dict(thresholds)
         self._keep_fields, self._settings = tuple(keep_fields), settings
+        self._schema = labels_schema(labels, keep_text=True, keep_fields=keep_fields)
 
     def process(self, scored: ScoredBlock) -> Iterable[Any]:
-        if not len(scored.label):
-            return
         settings = self._settings
         names = strata(scored.scores, self._labels, self._thresholds, settings.review_band)
         hashes = unit_hashes(scored.records.ids, settings.review_seed)
-        table = None
-        for stratum in sorted(set(names)):
+        chosen = []
+        for stratum in sorted(set(names.tolist())):
             members = np.flatnonzero(names == stratum)
             yield beam.pvalue.TaggedOutput(_COUNTS, (stratum, len(members)))
             if len(members) > settings.review_sample:
                 members = members[np.argsort(hashes[members], kind="stable")[: settings.review_sample]]
-            if table is None:
-                base = self._schema.remove(self._schema.get_field_index(INCLUSION_PROBABILITY))
-                base = base.remove(base.get_field_index(REVIEW_REASON))
-                table = label_table(
-                    scored, base, self._labels, self._thresholds, keep_text=True, keep_fields=self._keep_fields
-                )
-            for index, row in zip(members, table.take(members).to_pylist()):
-                yield stratum, (int(hashes[index]), row["id"], row)
+            chosen.append(members)
+        if not chosen:
+            return
+        rows = np.concatenate(chosen)
+        part = ScoredBlock(
+            scored.records.take(rows),
+            *(c[rows] for c in (scored.scores, scored.label, scored.num_tokens, scored.num_windows, scored.truncated)),
+            scored.model,
+        )
+        table = label_table(
+            part, self._schema, self._labels, self._thresholds, keep_text=True, keep_fields=self._keep_fields
+        )
+        for index, row in zip(rows, table.to_pylist()):
+            yield str(names[index]), (int(hashes[index]), row["id"], row)
 
 
 def _draw(kv: tuple[str, list], sizes: Mapping[str, int], total: int) -> Iterable[dict]:
@@ -173,7 +179,7 @@ class WriteReviewSample(beam.PTransform):
         super().__init__()
         self._directory, self._settings = directory, settings
         self._schema = review_schema(labels, keep_fields)
-        self._candidates = ReviewCandidates(self._schema, labels, thresholds, keep_fields, settings)
+        self._candidates = ReviewCandidates(labels, thresholds, keep_fields, settings)
 
     def expand(self, scored):
         total = self._settings.review_sample

@@ -31,7 +31,8 @@ def run(tmp_path_factory, tiny_checkpoint):
     # The tiny random model's scores are close together: a threshold inside them and a narrow band.
     threshold, band = float(np.quantile(hate, 0.6)), float(np.quantile(hate, 0.65) - np.quantile(hate, 0.6))
     argv = [
-        "--input", str(folder / "posts.jsonl"), "--id_field", "id", "--model", model, "--max_length", "32", "--stride", "8",
+        "--input", str(folder / "posts.jsonl"), "--id_field", "id", "--model", model,
+        "--max_length", "32", "--stride", "8",
         "--precision", "float32", "--threshold", f"hate={threshold}", "--review_sample", str(SAMPLE),
         "--review_band", str(band), "--review_seed", "11",
     ]  # fmt: skip

@@ -38,7 +38,8 @@ def scored_blocks(n: int = RECORDS) -> list[ScoredBlock]:
         ids = [f"post-{i}" for i in range(start, start + m)]
         records = RecordBlock(f"shard-{start // BLOCK}.jsonl", np.arange(m), ids, [f"text of {i}" for i in ids], {})
         ones = np.ones(m, np.int32)
-        blocks.append(ScoredBlock(records, part, part.argmax(axis=1), ones * 5, ones, np.zeros(m, bool), "tiny@x:float32"))
+        truncated = np.zeros(m, bool)
+        blocks.append(ScoredBlock(records, part, part.argmax(axis=1), ones * 5, ones, truncated, "tiny@x:float32"))
     return blocks
 
 
@@ -67,7 +68,8 @@ def test_allocation_gives_every_stratum_a_share_and_sums_to_the_sample():
 
 def test_strata_put_near_threshold_first_then_flagged_then_top_label():
     scores = np.array([[0.52, 0.1, 0.38], [0.9, 0.05, 0.05], [0.1, 0.2, 0.7], [0.05, 0.85, 0.1]], np.float32)
-    assert strata(scores, LABELS, THRESHOLDS, 0.05).tolist() == ["near_threshold", "flagged", "label:neither", "flagged"]
+    expected = ["near_threshold", "flagged", "label:neither", "flagged"]
+    assert strata(scores, LABELS, THRESHOLDS, 0.05).tolist() == expected
     assert strata(scores, LABELS, {}, 0.05).tolist() == ["label:hate", "label:hate", "label:neither", "label:offensive"]
 
 
