@@ -125,3 +125,16 @@ def test_a_census_has_no_sampling_error():
 def test_a_ratio_with_no_record_in_its_denominator_is_reported_as_none():
     result = stratified_ratio(np.zeros(3), np.zeros(3), np.array(["a"] * 3, object), {"a": 10})
     assert result["estimate"] is None and result["reviews"] == 0
+
+
+def test_target_groups_are_estimated_as_shares_of_harmful_records():
+    human = np.array(["hate", "hate", "offensive", "neither"], object)
+    result = estimate_quality(
+        predicted=human, flagged=[True, True, True, False], human=human, strata=np.array(["a", "a", "b", "b"], object),
+        sizes={"a": 10, "b": 30}, labels=LABELS, benign="neither",
+        human_targets=[("religion",), ("religion", "race"), (), ()],
+    )  # fmt: skip
+    # Harmful: 10 records of stratum a (all name religion, half race) and 15 of stratum b (none name a group).
+    assert result["targets"]["religion"]["estimate"] == pytest.approx(10 / 25)
+    assert result["targets"]["race"]["estimate"] == pytest.approx(5 / 25)
+    assert result["flagged"]["precision"]["estimate"] == 1.0
