@@ -40,6 +40,7 @@ setup(
         "console_scripts": [
             "moderate=pipelines.moderate:main",
             "moderate-evaluate=pipelines.evaluate:main",
+            "moderate-report=pipelines.report:main",
             "flaxmodel-train=flaxmodel.training.__main__:main",
         ]
     },

@@ -10,7 +10,10 @@
 # SCHEDULER_SERVICE_ACCOUNT) to the Workflows executions API, and the workflow
 # (deploy/workflow/moderation_nightly.yaml) computes yesterday's date, substitutes
 # it for {date} in INPUT_PATTERN / OUTPUT_PATTERN and POSTs to Dataflow's
-# flexTemplates:launch endpoint, then waits for the job.  Re-run a day with
+# flexTemplates:launch endpoint, then waits for the job; then it runs the Cloud
+# Run job REPORT_JOB (deployed here from the same image: python -m
+# pipelines.report) over the day's outputs against the previous day's, into
+# REPORT_PATTERN, failing when the drift exceeds MAX_DRIFT.  Re-run a day with
 #   gcloud workflows run moderation-nightly --location=REGION --data='{"date":"2025-01-31"}'
 # Running this script again updates the workflow and the Scheduler job in place.
 # DRY_RUN=1 prints the commands and the workflow's environment file.
@@ -24,6 +27,10 @@ SCHEDULE=${SCHEDULE:-0 3 * * *}
 TIME_ZONE=${TIME_ZONE:-Etc/UTC}
 INPUT_PATTERN=${INPUT_PATTERN:-"gs://${BUCKET}/posts/dt={date}/*.jsonl.gz"}
 OUTPUT_PATTERN=${OUTPUT_PATTERN:-"gs://${BUCKET}/moderation/dt={date}"}
+REPORT_PATTERN=${REPORT_PATTERN:-"gs://${BUCKET}/moderation-reports/dt={date}"}
+REPORT_JOB=${REPORT_JOB:-moderation-report}
+# Population stability index above which a day counts as drifted (0.25: a real shift, not noise).
+MAX_DRIFT=${MAX_DRIFT:-0.25}
 
 env_file=$(mktemp)
 trap 'rm -f "$env_file"' EXIT
@@ -43,10 +50,30 @@ yaml_value() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1
   echo "TEMP_LOCATION: $(yaml_value "$TEMP_LOCATION")"
   echo "STAGING_LOCATION: $(yaml_value "$STAGING_LOCATION")"
   echo "WORKER_SERVICE_ACCOUNT: $(yaml_value "${WORKER_SERVICE_ACCOUNT:-}")"
+  echo "REPORT_JOB: $(yaml_value "$REPORT_JOB")"
+  echo "REPORT_PATTERN: $(yaml_value "$REPORT_PATTERN")"
+  echo "MAX_DRIFT: $(yaml_value "$MAX_DRIFT")"
 } >"$env_file"
 if [[ -n ${DRY_RUN:-} ]]; then
   cat "$env_file"
 fi
+
+# The report runs on CPU (no model): the image's jax is told so, and a failed report (drift) is not retried.
+report_identity=()
+if [[ -n ${WORKER_SERVICE_ACCOUNT:-} ]]; then
+  report_identity=(--service-account="$WORKER_SERVICE_ACCOUNT")
+fi
+run gcloud run jobs deploy "$REPORT_JOB" \
+  --project="$PROJECT" \
+  --region="$REGION" \
+  --image="$IMAGE" \
+  --command=python \
+  --args=-m,pipelines.report \
+  --set-env-vars=JAX_PLATFORMS=cpu \
+  --memory=4Gi \
+  --task-timeout=3600s \
+  --max-retries=0 \
+  "${report_identity[@]}"
 
 run gcloud workflows deploy "$WORKFLOW" \
   --project="$PROJECT" \

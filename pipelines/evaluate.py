@@ -24,6 +24,9 @@ every dead letter is counted by reason in the report.  As in the moderation
 pipeline, the three are written into the run's attempt folder and moved into
 ``DIR`` together once all are complete, and a ``DIR`` holding a complete earlier
 evaluation is refused unless ``--overwrite`` is given.
+
+``--reviewed FILE`` is the other mode: no model and no input, whole-run estimates
+from a run's reviewed review sample (:mod:`pipelines.reviewed`).
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import flaxmodel.records as R
 from flaxmodel import ModelRef, OptionError, parse_label_set
 from flaxmodel.commands import EXIT_FAILED, EXIT_OK, run_command
-from pipelines.cli import run_job
+from pipelines.cli import run_job, unknown_flags
 from pipelines.model import ClassifyRecords
 from pipelines.names import CONFUSION_PNG, DEAD_LETTER_NAME, DEAD_LETTER_TAG, REPORT_FILE, shard_pattern
 from pipelines.options import ModerationOptions
+from pipelines.reviewed import run_estimates
 from pipelines.sinks import (
     DEAD_LETTER_SCHEMA,
     CollectScores,
@@ -73,6 +77,19 @@ class EvaluateOptions(PipelineOptions):
             "--group_by",
             default="",
             help="Comma-separated fields (e.g. source,functionality) whose values each get their own scores.",
+        )
+        parser.add_argument(
+            "--reviewed",
+            default="",
+            help="A run's review-*.parquet with human_label filled in: estimate the run's precision, recall and "
+            "label distribution from it (weighted, with 95%% intervals) into DIR/review_estimates.json; no "
+            "--input or model needed.",
+        )
+        parser.add_argument(
+            "--benign_label",
+            default="neither",
+            help="With --reviewed: the label that is not harmful; a flag on a record reviewers gave it is a false "
+            "positive (default: %(default)s).",
         )
 
 
@@ -205,7 +222,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command("moderate-evaluate", lambda: _evaluate(argv))
 
 
+def _estimate(argv: list[str]) -> int:
+    """``--reviewed``: weighted estimates from a reviewed sample, without a pipeline."""
+    problems = unknown_flags(argv)
+    if problems:
+        raise OptionError("; ".join(problems))
+    options = PipelineOptions(argv)
+    opts, eval_opts = options.view_as(ModerationOptions), options.view_as(EvaluateOptions)
+    if opts.input:
+        raise OptionError("--reviewed estimates from the reviewed sample alone: drop --input")
+    if not opts.output:
+        raise OptionError("--output is required")
+    run_estimates(eval_opts.reviewed, opts.output, benign=eval_opts.benign_label, overwrite=opts.overwrite)
+    return EXIT_OK
+
+
 def _evaluate(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" not in argv and "--help" not in argv and PipelineOptions(argv).view_as(EvaluateOptions).reviewed:
+        return _estimate(argv)
     summary, options = run_job(
         "moderate-evaluate",
         build,

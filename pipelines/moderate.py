@@ -6,7 +6,9 @@
 Read (:class:`~pipelines.sources.ReadRecords`) -> classify
 (:class:`~pipelines.model.ClassifyRecords`) -> ``DIR/labels-*.parquet``, and
 every record that could not be labeled -> ``DIR/dead_letter-*.parquet``
-(schemas in :mod:`pipelines.sinks.outputs`).  Both are written into the run's own
+(schemas in :mod:`pipelines.sinks.outputs`), and with ``--review_sample N`` up to N
+records drawn for human review -> ``DIR/review-*.parquet``
+(:mod:`pipelines.sinks.review`).  All are written into the run's own
 attempt folder in ``DIR`` and moved into ``DIR`` by a last step once both are
 complete (:class:`~pipelines.sinks.commit.CommitOutputs`), so a killed run leaves no
 outputs and a re-run into the same ``DIR`` needs no cleaning; a ``DIR`` holding a
@@ -34,13 +36,14 @@ from flaxmodel import ModelRef
 from flaxmodel.commands import EXIT_FAILED, EXIT_OK, run_command
 from pipelines.cli import run_job
 from pipelines.model import ClassifyRecords
-from pipelines.names import DEAD_LETTER_NAME, LABELS_NAME, shard_pattern
-from pipelines.options import ModerationOptions
+from pipelines.names import DEAD_LETTER_NAME, LABELS_NAME, REVIEW_NAME, shard_pattern
+from pipelines.options import ModerationOptions, ReviewSettings
 from pipelines.sinks import (
     DEAD_LETTER_SCHEMA,
     DeadLetterRows,
     FinishRun,
     WriteParquet,
+    WriteReviewSample,
     label_table,
     labels_schema,
     resolve_thresholds,
@@ -79,7 +82,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     thresholds = resolve_thresholds(opts.threshold, classify.model)
     keep_fields = read.spec.keep_fields
     schema = labels_schema(labels, keep_text=opts.keep_text, keep_fields=keep_fields)
-    owned = (shard_pattern(LABELS_NAME), shard_pattern(DEAD_LETTER_NAME))
+    review = ReviewSettings.from_options(opts)
+    # The review sample is one of the run's outputs even when off: an overwrite without it removes the old one,
+    # which would no longer match the labels.
+    owned = tuple(shard_pattern(name) for name in (LABELS_NAME, DEAD_LETTER_NAME, REVIEW_NAME))
     attempt = start_attempt(opts.output, owned, overwrite=opts.overwrite, validate=validate)
 
     records, read_failures = pipeline | "Read" >> read
@@ -94,8 +100,12 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
         | "DeadLetterRows" >> beam.ParDo(DeadLetterRows())
         | "WriteDeadLetters" >> WriteParquet(attempt.folder, DEAD_LETTER_NAME, DEAD_LETTER_SCHEMA)
     )
+    written = [label_files, dead_letter_files]
+    if review.review_sample:
+        sample = WriteReviewSample(attempt.folder, labels, thresholds, keep_fields, review)
+        written.append(scored | "ReviewSample" >> sample)
     finish = FinishRun(attempt, (records, read_failures), dead_letters, opts.max_dead_letter_fraction)
-    _ = (label_files, dead_letter_files) | "FinishRun" >> finish
+    _ = tuple(written) | "FinishRun" >> finish
     return ModerationGraph(records, scored, label_rows, dead_letters, labels, classify.model)
 
 

@@ -6,9 +6,23 @@ another step matches by name is spelled here once.
 
 from __future__ import annotations
 
-# Output file name prefixes: DIR/labels-*.parquet and DIR/dead_letter-*.parquet.
+# Output file name prefixes: DIR/labels-*.parquet, DIR/dead_letter-*.parquet and, with --review_sample,
+# DIR/review-*.parquet (the records drawn for human review).
 LABELS_NAME = "labels"
 DEAD_LETTER_NAME = "dead_letter"
+REVIEW_NAME = "review"
+# Columns the review sample adds to a label row: the stratum a record was drawn from and the probability
+# of drawing it; reviewers add HUMAN_LABEL (and optionally HUMAN_TARGETS, groups joined by "|").
+REVIEW_REASON = "review_reason"
+INCLUSION_PROBABILITY = "inclusion_probability"
+HUMAN_LABEL = "human_label"
+HUMAN_TARGETS = "human_targets"
+# Strata of the review sample: a class score near its threshold, flagged, else the top label.
+NEAR_THRESHOLD_STRATUM = "near_threshold"
+FLAGGED_STRATUM = "flagged"
+LABEL_STRATUM_PREFIX = "label:"
+# Target-group columns a model with a target head writes, one per group: target_<group>.
+TARGET_COLUMN_PREFIX = "target_"
 # Each run writes under DIR/_attempt-<id>/ until its outputs are complete, then moves them into DIR
 # (pipelines.sinks.commit).  `*` in a Beam or shell glob never crosses a `/`, and the leading underscore
 # hides the folder from readers that skip such names (Spark, Hive, pyarrow datasets).
@@ -16,6 +30,12 @@ ATTEMPT_PREFIX = "_attempt-"
 # The evaluation job's outputs besides its dead letters.
 REPORT_FILE = "report.json"
 CONFUSION_PNG = "confusion_matrix.png"
+# moderate-evaluate --reviewed: the weighted estimates from a reviewed sample.
+ESTIMATES_FILE = "review_estimates.json"
+# moderate-report: the page, its figures (REPORT_PNG_PREFIX*.png) and its figures as data.
+REPORT_HTML = "report.html"
+REPORT_JSON = "run_report.json"
+REPORT_PNG_PREFIX = "report-"
 
 # The tagged output every step sends its dead letters to.
 DEAD_LETTER_TAG = "dead_letter"

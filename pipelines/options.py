@@ -22,7 +22,15 @@ from flaxmodel.records import FORMATS as INPUT_FORMATS
 FORMATS = ("auto", *INPUT_FORMATS)
 AGGREGATIONS = ("max", "mean")
 
-__all__ = ["AGGREGATIONS", "FORMATS", "REQUIRED", "ClassifySettings", "ModerationOptions", "OptionError"]
+__all__ = [
+    "AGGREGATIONS",
+    "FORMATS",
+    "REQUIRED",
+    "ClassifySettings",
+    "ModerationOptions",
+    "OptionError",
+    "ReviewSettings",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +78,32 @@ class ClassifySettings:
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "ClassifySettings":
         return from_namespace(cls, options.view_as(ModerationOptions))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReviewSettings:
+    """The flags of the review sample (``review-*.parquet``; design in :mod:`pipelines.sinks.review`)."""
+
+    review_sample: int = flag(
+        0,
+        "Write up to this many records, drawn by a stratified design (near a threshold, flagged, each top label) "
+        "with known inclusion probabilities, to review-*.parquet for human review; 0: no review sample.",
+    )
+    review_seed: int = flag(0, "Seed of the review sample's hash: the same seed and input give the same sample.")
+    review_band: float = flag(
+        0.1,
+        "A record is 'near a threshold' when a class score lies within this distance of its --threshold.",
+    )
+
+    @classmethod
+    def from_options(cls, options: PipelineOptions) -> "ReviewSettings":
+        """The review flags of ``options``; raises :class:`OptionError` for a value that cannot work."""
+        settings = from_namespace(cls, options.view_as(ModerationOptions))
+        if settings.review_sample < 0:
+            raise OptionError(f"--review_sample {settings.review_sample}: must be 0 (off) or a number of records")
+        if not 0.0 <= settings.review_band < 1.0:
+            raise OptionError(f"--review_band {settings.review_band}: must be in [0, 1)")
+        return settings
 
 
 # Checked by check_required() rather than argparse's required=True: Beam parses every
@@ -129,3 +163,4 @@ class ModerationOptions(PipelineOptions):
             "(default: %(default)s).",
         )
         add_flags(parser, ClassifySettings)
+        add_flags(parser, ReviewSettings)

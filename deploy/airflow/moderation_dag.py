@@ -9,8 +9,14 @@ re-run of a completed day replaces its outputs only once the new ones are
 complete, so readers never see the day empty or mixed.  Re-run a day by
 clearing its DAG run; backfill with Airflow's backfill command.
 
+Then task ``report`` runs ``python -m pipelines.report`` as the Cloud Run job
+``report_job`` (the same image; deploy/README.md, "Run reports") over the day's
+outputs, against the previous day's, writing ``moderation-reports/dt={{ ds }}/``;
+the job exits 1, failing the task, when the drift (largest population stability
+index) exceeds ``MAX_DRIFT``, so the DAG run's state is the alert.
+
 Deployment settings come from the Airflow Variable ``moderation`` (JSON with
-project, region, bucket, template_path, image; see deploy/README.md), read
+project, region, bucket, template_path, image, report_job; see deploy/README.md), read
 through templates at run time so parsing this file needs no database.  The
 worker shape (GPU type, machine type) matches deploy/common.sh's defaults.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 
+from airflow.providers.google.cloud.operators.cloud_run import CloudRunExecuteJobOperator
 from airflow.providers.google.cloud.operators.dataflow import DataflowStartFlexTemplateOperator
 from airflow.timetables.interval import CronDataIntervalTimetable
 
@@ -32,6 +39,22 @@ PROJECT = "{{ var.json.moderation.project }}"
 REGION = "{{ var.json.moderation.region }}"
 INPUT = "gs://{{ var.json.moderation.bucket }}/posts/dt={{ ds }}/*.jsonl.gz"
 OUTPUT = "gs://{{ var.json.moderation.bucket }}/moderation/dt={{ ds }}"
+PREVIOUS_OUTPUT = "gs://{{ var.json.moderation.bucket }}/moderation/dt={{ macros.ds_add(ds, -1) }}"
+REPORT = "gs://{{ var.json.moderation.bucket }}/moderation-reports/dt={{ ds }}"
+# Population stability index above which a day's labels or scores count as drifted (0.25: a real shift).
+MAX_DRIFT = "0.25"
+
+# The Cloud Run job's container runs `python`; these are its arguments.
+REPORT_OVERRIDES = {
+    "container_overrides": [
+        {
+            "args": [
+                "-m", "pipelines.report", "--input", OUTPUT, "--output", REPORT,
+                "--compare_to", PREVIOUS_OUTPUT, "--max_drift", MAX_DRIFT,
+            ]
+        }
+    ]
+}  # fmt: skip
 
 # One T4 per n1-standard-4 worker, one SDK process owning it (deploy/README.md, "GPU workers").
 LAUNCH_BODY = {
@@ -75,3 +98,11 @@ with DAG(
         body=LAUNCH_BODY,
         wait_until_finished=True,
     )
+    report = CloudRunExecuteJobOperator(
+        task_id="report",
+        project_id=PROJECT,
+        region=REGION,
+        job_name="{{ var.json.moderation.report_job }}",
+        overrides=REPORT_OVERRIDES,
+    )
+    moderate >> report

@@ -45,6 +45,9 @@ SAMPLES = {
     "precision": ("int8", "int8"),
     "max_payload_bytes": ("0", 0),
     "compilation_cache_dir": ("gs://b/jax-cache", "gs://b/jax-cache"),
+    "review_sample": ("500", 500),
+    "review_seed": ("7", 7),
+    "review_band": ("0.05", 0.05),
 }
 
 # Values Dataflow must refuse before starting anything.
@@ -60,6 +63,8 @@ REJECTED = {
     "model_copies": ["-1"],
     "format": ["xml"],
     "precision": ["float16"],
+    "review_sample": ["-1", "500x", ""],
+    "review_band": ["1.5", "-0.1", ""],
 }
 
 

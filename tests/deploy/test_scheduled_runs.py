@@ -18,11 +18,14 @@ import re
 import shlex
 import subprocess
 
+import dataclasses
+
 import pytest
 import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import ModerationOptions
+from pipelines.report import ReportSettings
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -46,6 +49,17 @@ def _check_parameters(parameters: dict[str, str]) -> None:
     parsed = PipelineOptions([f"--{k}={v}" for k, v in parameters.items()]).get_all_options(drop_default=True)
     passed = {k: v for k, v in parameters.items() if k in PASS_THROUGH}
     assert {k: str(parsed.get(k)) for k in passed} == passed
+
+
+def _check_report_args(args: list[str]) -> dict[str, str]:
+    """The container arguments run ``python -m pipelines.report`` with flags it knows; returns them by name."""
+    assert args[:2] == ["-m", "pipelines.report"]
+    flags = dict(zip(args[2::2], args[3::2]))
+    known = {f"--{field.name}" for field in dataclasses.fields(ReportSettings)}
+    assert set(flags) <= known and {"--input", "--output", "--compare_to", "--max_drift"} <= set(flags)
+    if "${" not in flags["--max_drift"]:
+        assert float(flags["--max_drift"]) >= 0
+    return flags
 
 
 def _script(name: str, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -158,7 +172,7 @@ def _scheduler_output() -> tuple[dict[str, str], list[str]]:
 
 def test_scheduler_starts_the_workflow_nightly_with_an_oauth_token():
     _, commands = _scheduler_output()
-    deploy, create = commands
+    _, deploy, create = commands
     positional, deploy_flags = _gcloud_flags(deploy)
     assert positional[1:4] == ["workflows", "deploy", "moderation-nightly"]
     assert deploy_flags["source"].endswith("deploy/workflow/moderation_nightly.yaml")
@@ -169,6 +183,34 @@ def test_scheduler_starts_the_workflow_nightly_with_an_oauth_token():
     assert flags["oauth-service-account-email"] == "sched@demo-project.iam.gserviceaccount.com"
     assert flags["oauth-token-scope"] == "https://www.googleapis.com/auth/cloud-platform"
     assert flags["message-body"] == '{"argument": "{}"}'
+
+
+def test_scheduler_deploys_the_report_job_from_the_pipeline_image():
+    env, commands = _scheduler_output()
+    report_job = commands[0]
+    positional, flags = _gcloud_flags(report_job)
+    assert positional[1:5] == ["run", "jobs", "deploy", env["REPORT_JOB"]]
+    assert flags["image"] == IMAGE and flags["command"] == "python"
+    assert flags["args"].split(",") == ["-m", "pipelines.report"]
+    assert flags["max-retries"] == "0", "a report that found drift must fail, not run again"
+    assert float(env["MAX_DRIFT"]) == 0.25 and "{date}" in env["REPORT_PATTERN"]
+
+
+def test_workflow_reports_on_the_day_after_its_job_is_done_against_the_previous_day():
+    steps = _workflow_steps()
+    done = steps["decide"]["switch"][0]
+    assert "JOB_STATE_DONE" in done["condition"] and done["next"] == "report_request"
+    assign = {k: v for item in steps["report_request"]["assign"] for k, v in item.items()}
+    assert 'time.parse(day + "T00:00:00Z") - 86400' in assign["previous_day"]
+    flags = _check_report_args(assign["report_args"])
+    assert flags["--input"] == "${parameters.output}"
+    assert '"{date}", previous_day' in flags["--compare_to"] and 'OUTPUT_PATTERN' in flags["--compare_to"]
+    assert flags["--output"] == "${report_folder}" and "REPORT_PATTERN" in assign["report_folder"]
+    report = steps["report"]
+    assert report["call"] == "googleapis.run.v2.projects.locations.jobs.run"
+    assert 'sys.get_env("REPORT_JOB")' in report["args"]["name"]
+    assert report["args"]["body"]["overrides"]["containerOverrides"][0]["args"] == "${report_args}"
+    assert steps["done"]["return"]["state"] == "JOB_STATE_DONE"
 
 
 def test_workflow_reads_exactly_the_settings_the_scheduler_script_writes():
@@ -268,3 +310,18 @@ def test_dag_reruns_replace_a_day_only_once_its_new_outputs_are_complete(dag):
     parameters = dag.value(_keywords(operator)["body"])["launchParameter"]["parameters"]
     assert parameters["overwrite"] == "true"
     assert not dag.calls("GCSDeleteObjectsOperator"), "emptying the day first would leave readers an empty day"
+
+
+def test_dag_reports_on_each_day_after_moderating_it(dag):
+    assert dag.imported("CloudRunExecuteJobOperator") == "airflow.providers.google.cloud.operators.cloud_run"
+    (operator,) = dag.calls("CloudRunExecuteJobOperator")
+    keywords = _keywords(operator)
+    assert "report_job" in dag.value(keywords["job_name"])
+    (container,) = dag.value(keywords["overrides"])["container_overrides"]
+    flags = _check_report_args(container["args"])
+    moderation = dag.value(dag.assigned["LAUNCH_BODY"])["launchParameter"]["parameters"]
+    assert flags["--input"] == moderation["output"]
+    assert flags["--compare_to"] == moderation["output"].replace("{{ ds }}", "{{ macros.ds_add(ds, -1) }}")
+    assert flags["--output"].endswith("moderation-reports/dt={{ ds }}")
+    order = [n for n in ast.walk(dag.tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.RShift)]
+    assert [(ast.unparse(n.left), ast.unparse(n.right)) for n in order] == [("moderate", "report")]

@@ -1,0 +1,125 @@
+"""``moderate-report``: a run's report page from its Parquet outputs, and its drift against an earlier run.
+
+``python -m pipelines.report --input OUTPUT_DIR --output REPORT_DIR
+[--compare_to EARLIER_OUTPUT_DIR [--max_drift 0.25]]``
+
+Reads ``labels-*.parquet`` and ``dead_letter-*.parquet`` of a finished
+moderation run (local or any Beam filesystem such as ``gs://``; no model, no
+Beam job) and writes ``REPORT_DIR/report.html`` (self-contained: images
+embedded, no scripts, no network), the same figures as ``report-*.png`` and
+the figures as data in ``run_report.json``: records, labels and flagged share,
+score histograms per class, target groups among flagged records (only where the
+labels carry ``target_*`` columns, which needs a model with a target-group
+head; otherwise the section says so), dead letters by reason with examples,
+and the model identities (``name@hash:precision``).  With ``--compare_to`` a
+drift table (:mod:`pipelines.report_data`): each label's share with a
+two-proportion z-test, target shares likewise, and the population stability
+index of each class's scores and of the label distribution.  The files are
+written into an attempt folder and moved into ``REPORT_DIR`` together,
+replacing an earlier report there.
+
+Exit status: 0; 1 when ``--max_drift`` is given and the largest PSI exceeds it
+(the report is written either way), so a scheduler can alert; 2 for bad
+configuration (no run in ``--input`` or ``--compare_to``, matplotlib missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import sys
+from typing import Sequence
+
+from apache_beam.io.filesystems import FileSystems
+
+from flaxmodel import OptionError
+from flaxmodel.commands import EXIT_FAILED, EXIT_OK, run_command
+from flaxmodel.flags import add_flags, flag, from_namespace
+from pipelines.names import REPORT_HTML, REPORT_JSON, REPORT_PNG_PREFIX
+from pipelines.report_data import describe, drift, read_run
+from pipelines.report_html import figures, page
+from pipelines.sinks import commit_outputs, start_attempt
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSettings:
+    """The flags of ``moderate-report``."""
+
+    input: str = flag(help="Output folder of a finished moderation run (labels-*.parquet, dead_letter-*.parquet).")
+    output: str = flag(help="Folder for report.html, report-*.png and run_report.json.")
+    compare_to: str | None = flag(None, "Output folder of an earlier run: adds the drift table.")
+    max_drift: float | None = flag(
+        None, "With --compare_to: exit 1 when the largest population stability index exceeds this (e.g. 0.25)."
+    )
+
+
+def _settings(argv: Sequence[str] | None) -> ReportSettings:
+    parser = argparse.ArgumentParser(prog="moderate-report", description=__doc__.split("\n\n")[0])
+    add_flags(parser, ReportSettings)
+    try:
+        settings = from_namespace(ReportSettings, parser.parse_args(argv))
+    except SystemExit as stop:
+        if stop.code:
+            raise OptionError("bad command line (see the usage above)") from None
+        raise
+    if settings.max_drift is not None and not settings.compare_to:
+        raise OptionError("--max_drift needs --compare_to: drift is measured against an earlier run")
+    if settings.max_drift is not None and settings.max_drift < 0:
+        raise OptionError(f"--max_drift {settings.max_drift}: must be at least 0")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise OptionError(
+            "moderate-report draws its figures with matplotlib, which is not installed: pip install matplotlib"
+        )
+    return settings
+
+
+def write_report(settings: ReportSettings) -> dict:
+    """Reads the run(s), writes the report files (committed together) and returns ``run_report.json``'s content."""
+    run = read_run(settings.input, "--input")
+    previous = read_run(settings.compare_to, "--compare_to") if settings.compare_to else None
+    owned = (REPORT_HTML, REPORT_JSON, f"{REPORT_PNG_PREFIX}*.png")
+    attempt = start_attempt(settings.output, owned, overwrite=True, validate=True)
+    summary = describe(run)
+    changes = drift(run, previous) if previous is not None else None
+    images = figures(run, summary, previous)
+    report = {**summary, "drift": changes, "max_drift": settings.max_drift}
+    files = {
+        REPORT_HTML: page(summary, images, changes, settings.max_drift).encode(),
+        REPORT_JSON: json.dumps(report, indent=2).encode(),
+        **images,
+    }
+    written = []
+    for name, data in files.items():
+        path = FileSystems.join(attempt.folder, name)
+        with FileSystems.create(path) as f:
+            f.write(data)
+        written.append(path)
+    commit_outputs(written, attempt)
+    return report
+
+
+def _report(argv: Sequence[str] | None) -> int:
+    settings = _settings(argv)
+    report = write_report(settings)
+    print(f"{report['labeled']} records labeled, {report['dead_letters']['total']} dead-lettered")
+    print("labels: " + ", ".join(f"{c} {100 * s:.1f}%" for c, s in report["label_shares"].items()))
+    print(f"report: {FileSystems.join(settings.output, REPORT_HTML)}")
+    changes = report["drift"]
+    if changes is None:
+        return EXIT_OK
+    worst = changes["max_psi"]
+    print(f"largest drift: PSI of {worst['name']} {worst['value']:.3f} against {settings.compare_to}")
+    if settings.max_drift is not None and worst["value"] > settings.max_drift:
+        print(f"FAILED: drift PSI {worst['value']:.3f} ({worst['name']}) exceeds --max_drift {settings.max_drift}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command("moderate-report", lambda: _report(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
