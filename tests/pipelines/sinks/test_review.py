@@ -14,7 +14,7 @@ import pytest
 from pipelines.model import ScoredBlock
 from pipelines.options import ReviewSettings
 from pipelines.sinks import WriteReviewSample, allocate, strata
-from pipelines.sources import RecordBlock
+from flaxmodel.records import RecordBlock
 
 LABELS = ("hate", "offensive", "neither")
 THRESHOLDS = {"hate": 0.5, "offensive": 0.7}
