@@ -45,6 +45,7 @@ SAMPLES = {
     "precision": ("int8", "int8"),
     "max_payload_bytes": ("0", 0),
     "compilation_cache_dir": ("gs://b/jax-cache", "gs://b/jax-cache"),
+    "calibration_cache_dir": ("gs://b/jax-cache/calibration", "gs://b/jax-cache/calibration"),
 }
 
 # Values Dataflow must refuse before starting anything.
