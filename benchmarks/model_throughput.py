@@ -136,6 +136,8 @@ class OursRunner:
             "jax": jax.__version__,
             "precision": self.clf.precision,
             "calibration": calibration.describe() if calibration else None,
+            # measured (timed at this load), reused (a stored calibration), given or device.
+            "precision_source": self.clf.precision_source,
         }
 
     def lengths(self, texts: Sequence[str]) -> list[int]:

@@ -47,6 +47,9 @@ DEAD_LETTERED = "dead_lettered"
 DEAD_LETTER_COUNTER_PREFIX = "dead_letter_"
 # Records labeled by each model identity (name@hash:precision), as the worker that ran it names it.
 MODEL_COUNTER_PREFIX = "model:"
+# Records labeled per way the worker came to its precision: "precision_choice:measured" (timed at its
+# load), "reused" (a calibration stored by an earlier load), "given" (--precision), "device" (fixed by it).
+PRECISION_CHOICE_PREFIX = "precision_choice:"
 # Local devices of the workers' models, per platform (a gauge: "devices:cpu" = 4).
 DEVICES_GAUGE_PREFIX = "devices:"
 # RunInference's own latency distribution, reported into NAMESPACE by the model handler.

@@ -68,6 +68,12 @@ class ClassifySettings:
     compilation_cache_dir: str | None = flag(
         None, "Persistent XLA compilation cache directory, so restarted workers skip compiling."
     )
+    calibration_cache_dir: str | None = flag(
+        None,
+        "Where --precision auto stores the path it measured on a CPU, per CPU type and model, and reuses it from, "
+        "so that every run on that machine type runs the same path; default: calibration/ inside "
+        "--compilation_cache_dir when that is given, else measured at every worker start.",
+    )
     max_payload_bytes: int = flag(1024, "Cap on the raw payload kept in dead-letter rows.")
     model_copies: int = flag(
         0,

@@ -17,19 +17,35 @@ same path.  Workers of one run decide separately; on CPUs without those
 instructions they all run float32 without timing anything, and elsewhere the
 ``model`` column (``name@hash:precision``) records which path labelled each row
 (``--precision`` pins one for all).
+
+A :class:`CalibrationStore` keeps each measured choice as a small JSON file
+keyed by :class:`CalibrationKey` (the machine kind: a digest of the CPU's
+instruction flags or the accelerator's device kind; the model's
+``name@hash``; the probe shape; the candidates), so that every later load on
+the same kind of machine runs the path measured first instead of measuring
+again: timings on a shared machine vary by more than the margin between two
+close paths, and a re-run must label the same texts the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import logging
+import os
 import pathlib
+import tempfile
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from flaxmodel.ckpts import files
 from flaxmodel.core.precision import PRECISIONS
 from flaxmodel.inference.planner import ShapeGrid, pad_batch
+
+log = logging.getLogger(__name__)
 
 AUTO_PRECISION = "auto"
 # Largest |probability - float32 probability| a path may show on the probe batch at load (and in
@@ -137,6 +153,18 @@ class Calibration:
         ]
         return f"precision {self.precision} (probe batch: {', '.join(parts)})"
 
+    def to_json(self) -> dict[str, Any]:
+        return {"precision": self.precision, "seconds": dict(self.seconds), "max_diff": dict(self.max_diff)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Calibration":
+        """The calibration :meth:`to_json` wrote; raises ``ValueError`` for anything else."""
+        precision = data.get("precision")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+        seconds = {str(k): float(v) for k, v in dict(data.get("seconds", {})).items()}
+        return cls(precision, seconds, {str(k): float(v) for k, v in dict(data.get("max_diff", {})).items()})
+
 
 def time_call(name: str, run: Callable[[], np.ndarray]) -> float:
     """Seconds one call of ``run`` takes (it returns host arrays, so the work is done when it returns)."""
@@ -184,3 +212,128 @@ def calibrate(
         for name in within:
             seconds[name] = min(seconds[name], measure(name, runners[name]))
     return Calibration(choose(seconds), seconds, max_diff)
+
+
+def machine_kind(device: Any, flags: Iterable[str] = ()) -> str:
+    """What decides a path's speed on ``device``: ``cpu-<digest of the CPU's flags>`` or ``<platform>-<kind>``.
+
+    Machines of one type (one Dataflow worker shape, one cloud CPU generation)
+    share their instruction flags, so a choice measured on one holds for all.
+    """
+    if device.platform == "cpu":
+        digest = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:16]
+        return f"cpu-{digest}"
+    return f"{device.platform}-{getattr(device, 'device_kind', 'unknown')}".replace(" ", "_")
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationKey:
+    """What a stored calibration holds for: machine kind, model ``name@hash``, probe shape, candidates."""
+
+    machine: str
+    model: str
+    probe_shape: tuple[int, int]
+    candidates: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "model": self.model,
+            "probe_shape": list(self.probe_shape),
+            "candidates": list(self.candidates),
+        }
+
+    @property
+    def file_name(self) -> str:
+        """``calibration-<digest of the key>.json``: one file per key, named without reading any."""
+        digest = hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:20]
+        return f"calibration-{digest}.json"
+
+
+class CalibrationStore:
+    """Measured choices of ``auto``, one JSON file per :class:`CalibrationKey`, in ``directory`` (local or gs://).
+
+    The first choice stored for a key stays: :meth:`save` never replaces a
+    readable file, so workers that measured at the same time all end up
+    running the first one written.  A file that cannot be read or does not
+    match its key counts as missing (it is measured again and rewritten).
+    """
+
+    def __init__(self, directory: str):
+        self.directory = str(directory)
+
+    def path(self, key: CalibrationKey) -> str:
+        return files.join(self.directory, key.file_name)
+
+    def load(self, key: CalibrationKey) -> Calibration | None:
+        """The calibration stored for ``key``, or None when there is none (or it is unreadable)."""
+        path = self.path(key)
+        try:
+            if not files.exists(path):
+                return None
+            data = json.loads(files.read_bytes(path))
+            if data.get("key") != key.to_json():
+                raise ValueError(f"it holds key {data.get('key')}, not {key.to_json()}")
+            stored = Calibration.from_json(data["calibration"])
+            if stored.precision not in key.candidates:
+                raise ValueError(f"its precision {stored.precision} is not a candidate {key.candidates}")
+            return stored
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            log.warning("ignoring the stored calibration %s (%s); measuring again", path, err)
+            return None
+
+    def save(self, key: CalibrationKey, calibration: Calibration) -> Calibration:
+        """Stores ``calibration`` for ``key`` unless a choice is already stored; returns the one that stays."""
+        earlier = self.load(key)
+        if earlier is not None:
+            return earlier
+        record = {
+            "key": key.to_json(),
+            "calibration": calibration.to_json(),
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        data = json.dumps(record, indent=1, sort_keys=True).encode()
+        path = self.path(key)
+        if files.is_remote(path):
+            files.write_bytes(path, data)  # object stores write whole objects: readers never see half a file
+            return calibration
+        os.makedirs(self.directory, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".calibration-", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as f:
+                f.write(data)
+            if os.path.exists(path):  # unreadable (load said so): replaced
+                os.replace(temporary, path)
+            else:
+                os.link(temporary, path)  # fails if another process stored its choice first, which then stays
+        except FileExistsError:
+            return self.load(key) or calibration
+        except OSError:  # a filesystem without hard links: a rename is still atomic, last writer wins
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        return calibration
+
+
+def stored_or_measured(
+    key: CalibrationKey, store: CalibrationStore | None, measure: Callable[[], Calibration]
+) -> tuple[Calibration, str]:
+    """The calibration stored for ``key``, else ``measure()``'s, stored for the next load.
+
+    Args:
+      key: what the calibration holds for.
+      store: where choices are kept, or None (then ``measure`` always runs).
+      measure: times the candidates now.
+
+    Returns:
+      ``(calibration, how)``: ``how`` is ``"reused"`` when the calibration came from
+      the store (also when another process stored its own while this one measured),
+      else ``"measured"``.
+    """
+    stored = store.load(key) if store else None
+    if stored is not None:
+        return stored, "reused"
+    measured = measure()
+    kept = store.save(key, measured) if store else measured
+    return kept, "measured" if kept is measured else "reused"

@@ -36,12 +36,16 @@ from flaxmodel.errors import ConfigError
 from flaxmodel.inference.calibration import (
     AUTO_PRECISION,
     Calibration,
+    CalibrationKey,
+    CalibrationStore,
     Measure,
     accelerator_precision,
     calibrate,
     cpu_candidates,
     cpu_flags,
+    machine_kind,
     probe_batch,
+    stored_or_measured,
     time_call,
 )
 from flaxmodel.inference.reference import ModelRef, resolve_model
@@ -50,6 +54,10 @@ from flaxmodel.inference.tokenizer import Tokenizer
 
 # The precisions training computes in (the differentiable ones); inference adds int8.
 DTYPES = {name: COMPUTE_DTYPES[name] for name in ("float32", "bfloat16")}
+# How a classifier came to its precision (:attr:`Classifier.precision_source`): given by the caller; fixed by
+# the device (accelerators, and CPUs with no faster path to try); measured at this load; or reused from a
+# calibration stored by an earlier load on the same kind of machine.
+PRECISION_SOURCES = ("given", "device", "measured", "reused")
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,9 @@ class Classifier:
     :func:`~flaxmodel.inference.planner.grid_for`).  ``weights_hash`` names the weights in :attr:`identity`
     (default: a hash of ``params``, for models without files).  ``candidates`` and ``measure`` override
     the paths a CPU calibration tries (default: those with CPU instructions) and its timer.
+    ``calibration_cache_dir`` keeps what ``auto`` measured per machine kind and model
+    (:class:`~flaxmodel.inference.calibration.CalibrationStore`): a later load there reuses it
+    instead of timing again.  :attr:`precision_source` says which of :data:`PRECISION_SOURCES` applied.
     """
 
     def __init__(
@@ -82,7 +93,8 @@ class Classifier:
         max_batch_tokens: int = 0,
         devices: Sequence[jax.Device] | None = None,
         candidates: Sequence[str] | None = None,
-        measure: Measure = time_call,
+        measure: Measure | None = None,
+        calibration_cache_dir: str | None = None,
     ):
         if precision not in (AUTO_PRECISION, *PRECISIONS):
             raise ConfigError(f"precision must be {AUTO_PRECISION!r} or one of {list(PRECISIONS)}, got {precision!r}")
@@ -102,11 +114,13 @@ class Classifier:
         self._shapes: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
         self.calibration: Calibration | None = None
+        self.precision_source = "given" if precision != AUTO_PRECISION else "device"
         built = None
         if precision == AUTO_PRECISION:
             precision = accelerator_precision(self.devices[0])
             if precision is None:
-                precision, built = self._calibrate(tuple(candidates or cpu_candidates(cpu_flags())), measure)
+                # time_call is looked up here, so that a test can replace it for a whole pipeline run.
+                precision, built = _calibrate_on_cpu(self, candidates, measure or time_call, calibration_cache_dir)
         self.precision = precision
         self.params, self._jitted = built or self._build(precision)
 
@@ -119,18 +133,6 @@ class Classifier:
             out_shardings=self._by_rows,
         )
         return params, jitted
-
-    def _calibrate(self, candidates: tuple[str, ...], measure: Measure) -> tuple[str, tuple[Params, Callable] | None]:
-        """``auto`` on a CPU: :func:`calibrate`'s pick on the probe batch and its built path (None: float32 alone)."""
-        if candidates == ("float32",):
-            return "float32", None
-        ids, mask = probe_batch(self.tokenizer.encode, self.grid, self.pad_id)
-        built = {name: self._build(name) for name in dict.fromkeys(("float32", *candidates))}
-        runners = {name: functools.partial(self._run, *built[name], ids, mask) for name in built}
-        self.calibration = calibrate(runners, measure=measure)
-        log.info("%s: %s", self.name, self.calibration.describe())
-        self._shapes.add(ids.shape)  # compiled for the chosen path while calibrating
-        return self.calibration.precision, built[self.calibration.precision]
 
     @property
     def num_compiles(self) -> int:
@@ -208,6 +210,42 @@ class Classifier:
         return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]
 
 
+def _calibrate_on_cpu(
+    classifier: Classifier, candidates: Sequence[str] | None, measure: Measure, calibration_cache_dir: str | None
+) -> tuple[str, tuple[Params, Callable] | None]:
+    """``auto`` on a CPU: the stored or measured pick on the probe batch.
+
+    Sets the classifier's :attr:`~Classifier.calibration` and :attr:`~Classifier.precision_source`.
+
+    Returns:
+      ``(precision, (params, jitted))``, the built path None when float32 is the only candidate.
+    """
+    flags = cpu_flags()
+    candidates = tuple(candidates or cpu_candidates(flags))
+    if candidates == ("float32",):
+        return "float32", None
+    c = classifier
+    ids, mask = probe_batch(c.tokenizer.encode, c.grid, c.pad_id)
+    key = CalibrationKey(machine_kind(c.devices[0], flags), f"{c.name}@{c.weights_hash}", ids.shape, candidates)
+    store = CalibrationStore(calibration_cache_dir) if calibration_cache_dir else None
+    built: dict[str, tuple[Params, Callable]] = {}
+
+    def measure_now() -> Calibration:
+        built.update((name, c._build(name)) for name in dict.fromkeys(("float32", *candidates)))
+        return calibrate({name: functools.partial(c._run, *built[name], ids, mask) for name in built}, measure=measure)
+
+    c.calibration, c.precision_source = stored_or_measured(key, store, measure_now)
+    log.info("%s: %s %s", c.name, c.precision_source, c.calibration.describe())
+    precision = c.calibration.precision
+    if precision not in built:
+        # Compile the probe shape as a measuring load leaves it: the planner prefers compiled shapes, so a
+        # load that reuses a stored choice then cuts batches as the measuring one did, and labels the same.
+        built[precision] = c._build(precision)
+        c._run(*built[precision], ids, mask)
+    c._shapes.add(ids.shape)
+    return precision, built[precision]
+
+
 def params_hash(params: Params) -> str:
     """Short SHA-256 over parameters, for a model that has no files to hash."""
     digest = hashlib.sha256()
@@ -225,6 +263,7 @@ def load_classifier(
     batch_size: int = 0,
     max_batch_tokens: int = 0,
     max_length: int | None = None,
+    calibration_cache_dir: str | None = None,
 ) -> Classifier:
     """Loads a model's weights onto this process's devices: the one place weights are read for inference.
 
@@ -239,6 +278,8 @@ def load_classifier(
       batch_size, max_batch_tokens: the grid's rows and token cap (0: automatic for the platform).
       max_length: caps the tokens per text (default: what the model's position table allows;
         ignored for a ref, which carries its own).
+      calibration_cache_dir: where ``auto`` stores what it measured on a CPU and reuses it from
+        (local or on a Beam filesystem; None: measure at every load).
 
     Returns:
       The :class:`Classifier`.
@@ -254,4 +295,5 @@ def load_classifier(
         precision=precision,
         batch_size=batch_size,
         max_batch_tokens=max_batch_tokens,
+        calibration_cache_dir=calibration_cache_dir,
     )

@@ -199,6 +199,7 @@ class ClassifyRecords(beam.PTransform):
             sort_buffer=s.sort_buffer,
             precision=s.precision,
             compilation_cache_dir=s.compilation_cache_dir,
+            calibration_cache_dir=s.calibration_cache_dir,
             model_copies=s.model_copies,
         )
         results, failures = (

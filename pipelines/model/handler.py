@@ -19,8 +19,11 @@ are kept.
 The worker decides what only it can know: its devices, the grid's rows and
 token cap for their platform (``--batch_size`` / ``--max_batch_tokens`` 0), and
 for ``--precision auto`` the path it runs; every result carries the worker's
-identity (``name@hash:precision``), and the ``model:<identity>`` counter and
-``devices:<platform>`` gauge report them to the run summary.
+identity (``name@hash:precision``), and the ``model:<identity>`` counter,
+the ``precision_choice:<given|device|measured|reused>`` counter and the
+``devices:<platform>`` gauge report them to the run summary.  A measured
+choice is stored (``calibration_cache_dir``, by default next to the compilation
+cache) and reused by later workers and runs on the same kind of machine.
 
 By default every SDK process loads its own model (RunInference's ``Shared``:
 one per process, shared by its threads).  With ``model_copies`` > 0 the
@@ -50,8 +53,10 @@ from flaxmodel import AUTO_PRECISION, Classifier, ModelRef, TokenWindows, load_c
 from flaxmodel import OptionError
 from pipelines.model.batching import PlannedBatch, plan_block
 from pipelines.model.tokenizing import TokenizedBlock
-from pipelines.names import DEVICES_GAUGE_PREFIX, NAMESPACE
+from pipelines.names import DEVICES_GAUGE_PREFIX, NAMESPACE, PRECISION_CHOICE_PREFIX
 
+# The calibration store's folder inside --compilation_cache_dir when --calibration_cache_dir is not given.
+CALIBRATION_SUBDIR = "calibration"
 # Batches dispatched and not yet read back: two let the host pad batch N+1 while the devices compute N.
 IN_FLIGHT_BATCHES = 2
 
@@ -66,6 +71,8 @@ class RunSettings:
       sort_buffer: windows sorted by length together before they are cut into batches.
       precision: ``auto`` or a path of :data:`flaxmodel.PRECISIONS`.
       compilation_cache_dir: persistent XLA compilation cache, or None.
+      calibration_cache_dir: where ``auto`` stores and reuses its measured choice (None: ``calibration/``
+        inside ``compilation_cache_dir`` when that is set, else nothing is stored).
       model_copies: 0: a model per SDK process; N: N copies shared by the worker's processes.
     """
 
@@ -74,7 +81,15 @@ class RunSettings:
     sort_buffer: int = 4096
     precision: str = AUTO_PRECISION
     compilation_cache_dir: str | None = None
+    calibration_cache_dir: str | None = None
     model_copies: int = 0
+
+    @property
+    def calibration_dir(self) -> str | None:
+        """The calibration store's folder: given, else ``calibration/`` next to the compilation cache."""
+        if self.calibration_cache_dir or not self.compilation_cache_dir:
+            return self.calibration_cache_dir
+        return self.compilation_cache_dir.rstrip("/") + "/" + CALIBRATION_SUBDIR
 
 
 class WindowScores(NamedTuple):
@@ -118,6 +133,10 @@ class BlockRunner:
     def devices(self) -> tuple[str, int]:
         """The platform of this runner's devices and how many it runs on."""
         return self._classifier.platform, len(self._classifier.devices)
+
+    def precision_choice(self) -> str:
+        """How this worker came to its precision: ``given``, ``device``, ``measured`` or ``reused``."""
+        return self._classifier.precision_source
 
     def max_rows(self) -> int:
         """Rows of the largest batch on this runner's grid."""
@@ -195,7 +214,11 @@ class FlaxModelHandler(ModelHandler[TokenizedBlock, PredictionResult, BlockRunne
             # Cache every bucket's program, however fast it compiled: a restarted worker then compiles none.
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
         classifier = load_classifier(
-            self._model, precision=s.precision, batch_size=s.batch_size, max_batch_tokens=s.max_batch_tokens
+            self._model,
+            precision=s.precision,
+            batch_size=s.batch_size,
+            max_batch_tokens=s.max_batch_tokens,
+            calibration_cache_dir=s.calibration_dir,
         )
         return BlockRunner(classifier, sort_buffer=s.sort_buffer)
 
@@ -205,7 +228,9 @@ class FlaxModelHandler(ModelHandler[TokenizedBlock, PredictionResult, BlockRunne
         tag = model.model_id()
         platform, count = model.devices()
         Metrics.gauge(NAMESPACE, DEVICES_GAUGE_PREFIX + platform).set(count)
+        choice = Metrics.counter(NAMESPACE, PRECISION_CHOICE_PREFIX + model.precision_choice())
         for element in batch:
+            choice.inc(len(element.text_of))
             yield PredictionResult(element, model.run(element.windows), tag)
 
     def update_model_path(self, model_path: str | None = None) -> None:

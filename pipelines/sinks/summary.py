@@ -7,7 +7,9 @@ All counters, gauges and distributions live in one namespace,
 block held, scored once for both), ``tokens`` (real tokens fed to the model),
 ``padded_tokens`` (cells of the padded batches), ``batches``, ``model:<identity>``
 (records labeled by each model identity, ``name@hash:precision`` as the worker
-that ran it names it), the gauge ``devices:<platform>`` (a worker's local
+that ran it names it), ``precision_choice:<how>`` (records labeled by workers
+whose precision was ``measured`` at load, ``reused`` from a stored calibration,
+``given`` or fixed by the ``device``), the gauge ``devices:<platform>`` (a worker's local
 devices), ``blank_lines_skipped`` (JSONL/CSV lines holding no record), and
 RunInference's own ``inference_batch_latency_micro_secs`` distribution (the
 handler reports into this namespace).  :func:`summarize` reads them back from a
@@ -21,7 +23,15 @@ from typing import Mapping, Sequence
 
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipelines.names import BATCH_LATENCY, DEVICES_GAUGE_PREFIX, MODEL_COUNTER_PREFIX, NAMESPACE
+from pipelines.names import BATCH_LATENCY, DEVICES_GAUGE_PREFIX, MODEL_COUNTER_PREFIX, NAMESPACE, PRECISION_CHOICE_PREFIX
+
+# How the summary spells each way a worker came to its precision (pipelines.names.PRECISION_CHOICE_PREFIX).
+CHOICE_WORDS = {
+    "measured": "measured now (auto timed the paths at load)",
+    "reused": "reused (auto's calibration stored by an earlier load on this machine type)",
+    "given": "given (--precision)",
+    "device": "device (fixed by the device; nothing to time)",
+}
 from pipelines.sinks.guard import dead_letter_excess, dead_letter_fraction
 
 
@@ -64,6 +74,12 @@ class Summary:
         return {k[len(prefix) :]: int(v) for k, v in sorted(self.counters.items()) if k.startswith(prefix) and v}
 
     @property
+    def precision_choices(self) -> dict[str, int]:
+        """Records labeled per way the workers came to their precision (``measured``, ``reused``, ...)."""
+        prefix = PRECISION_CHOICE_PREFIX
+        return {k[len(prefix) :]: int(v) for k, v in sorted(self.counters.items()) if k.startswith(prefix) and v}
+
+    @property
     def texts_per_s(self) -> float:
         return self.get("labeled") / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
@@ -93,6 +109,8 @@ class Summary:
             lines.append("devices: " + ", ".join(f"{n} ({platform})" for platform, n in sorted(self.devices.items())))
         for identity, records in self.models.items():
             lines.append(f"model: {identity} ({records} records)")
+        for choice, records in self.precision_choices.items():
+            lines.append(f"precision choice: {CHOICE_WORDS.get(choice, choice)} ({records} records)")
         if self.too_many_dead_letters:
             lines.append("FAILED: " + dead_letter_excess(read, dead, self.max_dead_letter_fraction))
         return "\n".join(lines)

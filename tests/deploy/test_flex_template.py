@@ -48,6 +48,7 @@ SAMPLES = {
     "review_sample": ("500", 500),
     "review_seed": ("7", 7),
     "review_band": ("0.05", 0.05),
+    "calibration_cache_dir": ("gs://b/jax-cache/calibration", "gs://b/jax-cache/calibration"),
 }
 
 # Values Dataflow must refuse before starting anything.
