@@ -39,9 +39,9 @@ def test_partial_labels_count_only_where_they_decide():
 
 def _mixture() -> Mixture:
     sources = (
-        Source(name="tweets", reader="table", train="t.csv", labels={"hate": ("hate",)}),
-        Source(name="functional", reader="functional", train="-"),
-        Source(name="forum", reader="table", train="f.csv", labels={"hate": ("hate",)}),
+        Source(name="tweets", reader="table", train="t.csv", licence="MIT", labels={"hate": ("hate",)}),
+        Source(name="functional", reader="functional", train="-", licence="project"),
+        Source(name="forum", reader="table", train="f.csv", licence="CC-BY-4.0", labels={"hate": ("hate",)}),
     )
     return Mixture(classes=CLASSES, seed=0, sources=sources)
 
