@@ -26,7 +26,7 @@ ARCHITECTURE_OF_MODEL_TYPE = {
     "mpnet": "mpnet",
 }
 
-_CLASS_PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta", "mpnet": "MPNet"}
+_CLASS_PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta"}
 # Architectures whose position ids start after the padding index, as RoBERTa's do.
 _PADDING_OFFSET_POSITIONS = ("roberta", "mpnet")
 # transformers' MPNet hard-codes both: padding index 1 for position ids, and 32 buckets when it
@@ -223,7 +223,8 @@ def _distilbert_fields(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _mpnet_fields(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    pad_token_id = int(cfg.get("pad_token_id", MPNET_PADDING_INDEX))
+    pad = cfg.get("pad_token_id")
+    pad_token_id = MPNET_PADDING_INDEX if pad is None else int(pad)
     if pad_token_id != MPNET_PADDING_INDEX:
         raise ConfigError(
             f"pad_token_id {pad_token_id} is not supported for mpnet: transformers' MPNet derives position ids "
