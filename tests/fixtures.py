@@ -62,6 +62,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "roberta": {"hidden_act": "gelu_new", "layer_norm_eps": 1e-3},
     "xlm-roberta": {"hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-5},
     "distilbert": {"activation": "gelu"},
+    "mpnet": {"hidden_act": "gelu", "layer_norm_eps": 1e-5},
 }
 ARCHITECTURES = tuple(VARIANTS)
 
@@ -71,7 +72,7 @@ def uses_wordpiece(architecture: str) -> bool:
 
 
 def tiny_tokenizer(architecture: str) -> Tokenizer:
-    """A WordPiece (BERT, DistilBERT) or byte-level BPE (RoBERTa) tokenizer over the sample texts."""
+    """A WordPiece (BERT, DistilBERT) or byte-level BPE (RoBERTa, MPNet) tokenizer over the sample texts."""
     if uses_wordpiece(architecture):
         words = sorted({w.strip(",.!:)?").lower() for t in TEXTS for w in t.split()} - {""})
         chars = sorted({c for t in TEXTS for c in t.lower() if not c.isspace()})
@@ -117,11 +118,12 @@ def hf_config(
             "num_hidden_layers": NUM_LAYERS,
             "num_attention_heads": NUM_HEADS,
             "intermediate_size": INTERMEDIATE_SIZE,
-            # RoBERTa's positions start after the padding index (pad_token_id + 1).
+            # RoBERTa's and MPNet's positions start after the padding index (pad_token_id + 1).
             "max_position_embeddings": MAX_LENGTH + (2 if roberta_like else 0),
             "pad_token_id": 1 if roberta_like else 0,
-            "type_vocab_size": 1 if roberta_like else 2,
         }
+        if architecture != "mpnet":  # MPNet has no token types
+            fields["type_vocab_size"] = 1 if roberta_like else 2
         if roberta_like:
             fields.update(bos_token_id=0, eos_token_id=2)
     return transformers.AutoConfig.for_model(architecture, **{**fields, **VARIANTS[architecture], **common, **overrides})

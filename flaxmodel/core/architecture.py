@@ -1,8 +1,9 @@
 """What distinguishes one encoder architecture from another, as data.
 
-BERT, RoBERTa and DistilBERT share ``layers.Encoder``; an :class:`Architecture`
-records the rest: the classification head module, how position ids are derived,
-and where each of our parameters lives in the upstream checkpoint.  The
+BERT, RoBERTa and DistilBERT share ``layers.Encoder`` (MPNet extends it with a
+relative position bias); an :class:`Architecture` records the rest: the encoder
+module, the classification head module, how position ids are derived, and where
+each of our parameters lives in the upstream checkpoint.  The
 checkpoint converter and the model read these records instead of branching on
 architecture names.
 """
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from flaxmodel.core.config import EncoderConfig
+from flaxmodel.core.layers import Encoder
 
 # Kinds of upstream tensor groups, which decide how weights convert:
 # DENSE: torch Linear (weight [out, in] -> kernel [in, out], bias)
@@ -40,6 +42,8 @@ class Architecture:
     head_names: TensorNames
     # Pre-training heads a base checkpoint may carry; dropped when a fresh head is built.
     pretraining_prefixes: tuple[str, ...]
+    # Module of ``(config, dtype)`` called as ``layers.Encoder`` is: embeddings and the layer stack.
+    encoder: type[nn.Module] = Encoder
 
     def detect_prefix(self, keys: Iterable[str]) -> str:
         """The encoder prefix upstream tensors ``keys`` use: task models nest it, bare encoders do not."""

@@ -23,9 +23,16 @@ ARCHITECTURE_OF_MODEL_TYPE = {
     "roberta": "roberta",
     "xlm-roberta": "roberta",
     "distilbert": "distilbert",
+    "mpnet": "mpnet",
 }
 
 _CLASS_PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta"}
+# Architectures whose position ids start after the padding index, as RoBERTa's do.
+_PADDING_OFFSET_POSITIONS = ("roberta", "mpnet")
+# transformers' MPNet hard-codes both: padding index 1 for position ids, and 32 buckets when it
+# computes the relative position bias (whatever relative_attention_num_buckets says).
+MPNET_PADDING_INDEX = 1
+MPNET_RELATIVE_BUCKETS = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +57,8 @@ class EncoderConfig:
     initializer_range: float
     labels: tuple[str, ...]
     problem_type: str = SINGLE_LABEL
+    # Buckets of the relative position bias shared by all layers (MPNet); 0 for the others.
+    relative_attention_buckets: int = 0
 
     @property
     def num_labels(self) -> int:
@@ -57,8 +66,8 @@ class EncoderConfig:
 
     @property
     def position_offset(self) -> int:
-        """First usable position id: RoBERTa reserves ``pad_token_id + 1`` slots."""
-        return self.pad_token_id + 1 if self.architecture == "roberta" else 0
+        """First usable position id: RoBERTa and MPNet reserve ``pad_token_id + 1`` slots."""
+        return self.pad_token_id + 1 if self.architecture in _PADDING_OFFSET_POSITIONS else 0
 
     @property
     def max_length(self) -> int:
@@ -89,7 +98,7 @@ class EncoderConfig:
             )
         architecture = ARCHITECTURE_OF_MODEL_TYPE[model_type]
         try:
-            fields = (_distilbert_fields if architecture == "distilbert" else _bert_fields)(cfg)
+            fields = _FIELD_READERS.get(architecture, _bert_fields)(cfg)
         except KeyError as missing:
             raise ConfigError(f"{source}: missing required key {missing}") from None
         except ConfigError as err:
@@ -138,6 +147,20 @@ class EncoderConfig:
                 "dropout": self.hidden_dropout,
                 "attention_dropout": self.attention_dropout,
                 "seq_classif_dropout": self.classifier_dropout,
+            }
+        elif self.architecture == "mpnet":
+            # MPNet has no token types, and its head's dropout is the hidden dropout.
+            specific = {
+                "architectures": ["MPNetForSequenceClassification"],
+                "hidden_size": self.hidden_size,
+                "num_hidden_layers": self.num_layers,
+                "num_attention_heads": self.num_heads,
+                "intermediate_size": self.intermediate_size,
+                "hidden_act": self.hidden_act,
+                "layer_norm_eps": self.layer_norm_eps,
+                "hidden_dropout_prob": self.hidden_dropout,
+                "attention_probs_dropout_prob": self.attention_dropout,
+                "relative_attention_num_buckets": self.relative_attention_buckets,
             }
         else:
             specific = {
@@ -197,6 +220,44 @@ def _distilbert_fields(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "attention_dropout": float(cfg.get("attention_dropout", 0.1)),
         "classifier_dropout": float(cfg.get("seq_classif_dropout", 0.2)),
     }
+
+
+def _mpnet_fields(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    pad = cfg.get("pad_token_id")
+    pad_token_id = MPNET_PADDING_INDEX if pad is None else int(pad)
+    if pad_token_id != MPNET_PADDING_INDEX:
+        raise ConfigError(
+            f"pad_token_id {pad_token_id} is not supported for mpnet: transformers' MPNet derives position ids "
+            f"from padding index {MPNET_PADDING_INDEX} whatever the config says; re-tokenize with pad id "
+            f"{MPNET_PADDING_INDEX}"
+        )
+    buckets = int(cfg.get("relative_attention_num_buckets", MPNET_RELATIVE_BUCKETS))
+    if buckets != MPNET_RELATIVE_BUCKETS:
+        raise ConfigError(
+            f"relative_attention_num_buckets {buckets} is not supported: transformers' MPNet always computes "
+            f"the relative position bias with {MPNET_RELATIVE_BUCKETS} buckets, so no other value has a "
+            f"reference behaviour; use {MPNET_RELATIVE_BUCKETS}"
+        )
+    hidden_dropout = float(cfg.get("hidden_dropout_prob", 0.1))
+    return {
+        "vocab_size": int(cfg["vocab_size"]),
+        "hidden_size": int(cfg["hidden_size"]),
+        "num_layers": int(cfg["num_hidden_layers"]),
+        "num_heads": int(cfg["num_attention_heads"]),
+        "intermediate_size": int(cfg["intermediate_size"]),
+        "hidden_act": str(cfg.get("hidden_act", "gelu")),
+        "layer_norm_eps": float(cfg.get("layer_norm_eps", 1e-12)),
+        "max_position_embeddings": int(cfg["max_position_embeddings"]),
+        "type_vocab_size": 0,
+        "pad_token_id": pad_token_id,
+        "hidden_dropout": hidden_dropout,
+        "attention_dropout": float(cfg.get("attention_probs_dropout_prob", 0.1)),
+        "classifier_dropout": hidden_dropout,
+        "relative_attention_buckets": buckets,
+    }
+
+
+_FIELD_READERS = {"distilbert": _distilbert_fields, "mpnet": _mpnet_fields}
 
 
 def _labels(cfg: Mapping[str, Any], source: str) -> tuple[str, ...]:

@@ -125,7 +125,9 @@ class SelfAttention(nn.Module):
     """Multi-head scaled dot-product self-attention with an additive padding mask.
 
     ``queries`` attends from ``x[:, :queries]`` only (all positions when None):
-    keys and values still come from every position.
+    keys and values still come from every position.  ``position_bias`` (float32
+    ``[1, heads, queries, length]``, MPNet's relative positions) is added to the
+    scaled scores when given.
     """
 
     config: EncoderConfig
@@ -133,7 +135,12 @@ class SelfAttention(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: jax.Array, mask_bias: jax.Array, deterministic: bool, queries: int | None = None
+        self,
+        x: jax.Array,
+        mask_bias: jax.Array,
+        deterministic: bool,
+        queries: int | None = None,
+        position_bias: jax.Array | None = None,
     ) -> jax.Array:
         cfg = self.config
         batch = x.shape[0]
@@ -149,6 +156,8 @@ class SelfAttention(nn.Module):
         k = heads(dense(cfg.hidden_size, cfg, self.dtype, "key")(x)).astype(products)
         v = heads(dense(cfg.hidden_size, cfg, self.dtype, "value")(x)).astype(products)
         scores = jnp.matmul(q, k.transpose(0, 1, 3, 2), preferred_element_type=jnp.float32) / math.sqrt(cfg.head_dim)
+        if position_bias is not None:
+            scores = scores + position_bias
         weights = jax.nn.softmax(scores + mask_bias, axis=-1)
         weights = nn.Dropout(cfg.attention_dropout)(weights, deterministic=deterministic).astype(products)
         context = jnp.matmul(weights, v, preferred_element_type=jnp.float32)
@@ -170,7 +179,8 @@ class FeedForward(nn.Module):
 class TransformerLayer(nn.Module):
     """Post-layer-norm block: x + attention -> norm -> x + feed-forward -> norm.
 
-    With ``queries`` set, only the first ``queries`` positions are computed and returned.
+    With ``queries`` set, only the first ``queries`` positions are computed and returned;
+    ``position_bias`` goes to :class:`SelfAttention`.
     """
 
     config: EncoderConfig
@@ -178,11 +188,16 @@ class TransformerLayer(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: jax.Array, mask_bias: jax.Array, deterministic: bool, queries: int | None = None
+        self,
+        x: jax.Array,
+        mask_bias: jax.Array,
+        deterministic: bool,
+        queries: int | None = None,
+        position_bias: jax.Array | None = None,
     ) -> jax.Array:
         cfg = self.config
         dropout = nn.Dropout(cfg.hidden_dropout)
-        h = SelfAttention(cfg, self.dtype, name="attention")(x, mask_bias, deterministic, queries)
+        h = SelfAttention(cfg, self.dtype, name="attention")(x, mask_bias, deterministic, queries, position_bias)
         x = x[:, :queries]
         x = layer_norm(cfg, "attention_norm")(x + dropout(h, deterministic=deterministic))
         h = FeedForward(cfg, self.dtype, name="ffn")(x)

@@ -1,7 +1,7 @@
 """The sequence classifier and the pure functions that run it.
 
-``SequenceClassifier`` composes the shared :class:`~flaxmodel.core.layers.Encoder` with
-the architecture's head.  :func:`apply` is the pure core every caller uses:
+``SequenceClassifier`` composes the architecture's encoder (the shared
+:class:`~flaxmodel.core.layers.Encoder`, or MPNet's) with its head.  :func:`apply` is the pure core every caller uses:
 ``apply(params, input_ids, attention_mask) -> logits`` with no state besides its
 arguments, so it can be jitted, vmapped, differentiated or shared by threads.
 Its ``dtype`` is the precision of the encoder's matrix multiplies
@@ -20,10 +20,10 @@ from flaxmodel.core.architecture import Architecture
 from flaxmodel.core.bert import BERT
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.distilbert import DISTILBERT
-from flaxmodel.core.layers import Encoder
+from flaxmodel.core.mpnet import MPNET
 from flaxmodel.core.roberta import ROBERTA
 
-ARCHITECTURES: dict[str, Architecture] = {arch.name: arch for arch in (BERT, ROBERTA, DISTILBERT)}
+ARCHITECTURES: dict[str, Architecture] = {arch.name: arch for arch in (BERT, ROBERTA, DISTILBERT, MPNET)}
 
 Params = dict
 
@@ -36,7 +36,7 @@ class SequenceClassifier(nn.Module):
 
     def setup(self) -> None:
         self.arch = ARCHITECTURES[self.config.architecture]
-        self.encoder = Encoder(self.config, self.dtype)
+        self.encoder = self.arch.encoder(self.config, self.dtype)
         # One row per text: a negligible share of the work, and its output is the scores themselves.
         self.head = self.arch.head(self.config, jnp.float32)
 
