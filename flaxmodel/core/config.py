@@ -238,21 +238,12 @@ def _mpnet_fields(cfg: Mapping[str, Any]) -> dict[str, Any]:
             f"the relative position bias with {MPNET_RELATIVE_BUCKETS} buckets, so no other value has a "
             f"reference behaviour; use {MPNET_RELATIVE_BUCKETS}"
         )
-    hidden_dropout = float(cfg.get("hidden_dropout_prob", 0.1))
+    # BERT's spelling, without token types, with MPNet's padding index; its head drops out as its layers do.
     return {
-        "vocab_size": int(cfg["vocab_size"]),
-        "hidden_size": int(cfg["hidden_size"]),
-        "num_layers": int(cfg["num_hidden_layers"]),
-        "num_heads": int(cfg["num_attention_heads"]),
-        "intermediate_size": int(cfg["intermediate_size"]),
-        "hidden_act": str(cfg.get("hidden_act", "gelu")),
-        "layer_norm_eps": float(cfg.get("layer_norm_eps", 1e-12)),
-        "max_position_embeddings": int(cfg["max_position_embeddings"]),
+        **_bert_fields(cfg),
         "type_vocab_size": 0,
         "pad_token_id": pad_token_id,
-        "hidden_dropout": hidden_dropout,
-        "attention_dropout": float(cfg.get("attention_probs_dropout_prob", 0.1)),
-        "classifier_dropout": hidden_dropout,
+        "classifier_dropout": float(cfg.get("hidden_dropout_prob", 0.1)),
         "relative_attention_buckets": buckets,
     }
 
