@@ -23,7 +23,15 @@ from typing import Mapping, Sequence
 
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipelines.names import BATCH_LATENCY, DEVICES_GAUGE_PREFIX, MODEL_COUNTER_PREFIX, NAMESPACE, PRECISION_CHOICE_PREFIX
+from pipelines.names import (
+    BATCH_LATENCY,
+    DEAD_LETTER_COUNTER_PREFIX,
+    DEAD_LETTERED,
+    DEVICES_GAUGE_PREFIX,
+    MODEL_COUNTER_PREFIX,
+    NAMESPACE,
+    PRECISION_CHOICE_PREFIX,
+)
 
 # How the summary spells each way a worker came to its precision (pipelines.names.PRECISION_CHOICE_PREFIX).
 CHOICE_WORDS = {
@@ -51,11 +59,11 @@ class Summary:
     @property
     def balanced(self) -> bool:
         """Every record read was either labeled or dead-lettered."""
-        return self.get("records_read") == self.get("labeled") + self.get("dead_lettered")
+        return self.get("records_read") == self.get("labeled") + self.get(DEAD_LETTERED)
 
     @property
     def dead_letter_fraction(self) -> float:
-        return dead_letter_fraction(self.get("records_read"), self.get("dead_lettered"))
+        return dead_letter_fraction(self.get("records_read"), self.get(DEAD_LETTERED))
 
     @property
     def too_many_dead_letters(self) -> bool:
@@ -89,13 +97,14 @@ class Summary:
         return 1 - self.get("tokens") / padded if padded else 0.0
 
     def render(self) -> str:
-        read, labeled, dead = self.get("records_read"), self.get("labeled"), self.get("dead_lettered")
+        read, labeled, dead = self.get("records_read"), self.get("labeled"), self.get(DEAD_LETTERED)
         lines = [
             f"records read {read}, labeled {labeled}, dead-lettered {dead}: "
             + ("read = labeled + dead-lettered OK" if self.balanced else "MISMATCH, records were lost"),
             "labels: " + ", ".join(f"{name} {self.get('label_' + name)}" for name in self.labels),
         ]
-        reasons = {k[len("dead_letter_") :]: v for k, v in sorted(self.counters.items()) if k.startswith("dead_letter_")}
+        prefix = DEAD_LETTER_COUNTER_PREFIX
+        reasons = {k[len(prefix) :]: v for k, v in sorted(self.counters.items()) if k.startswith(prefix)}
         if reasons:
             lines.append("dead letters: " + ", ".join(f"{k} {v}" for k, v in reasons.items()))
         model_s = self.batch_latency_sum_us / 1e6
