@@ -43,11 +43,19 @@ def default_paths():
     return probs
 
 
+def test_bfloat16_stays_within_its_bound_of_float32_on_the_default_model(default_paths):
+    diff = np.abs(default_paths["bfloat16"] - default_paths["float32"]).max()
+    assert 0 < diff <= PROBABILITY_BOUNDS["bfloat16"]
+
+
 @pytest.mark.parametrize("precision", ["bfloat16", "int8"])
-def test_each_path_stays_within_its_bound_of_float32_on_the_default_model(default_paths, precision):
+def test_auto_runs_a_reduced_path_of_the_default_model_only_within_its_bound(default_paths, precision):
+    """However fast a path is, ``auto`` keeps it only if the default model's probe probabilities stay within
+    its bound (the current default's int8 path does not: one borderline probe text moves by 0.14)."""
     diff = np.abs(default_paths[precision] - default_paths["float32"]).max()
-    print(f"\ndefault model {precision} max |probability diff| from float32: {diff:.2e}")
-    assert 0 < diff <= PROBABILITY_BOUNDS[precision]
+    runners = {name: (lambda name=name: default_paths[name]) for name in ("float32", precision)}
+    chosen = calibrate(runners, measure=lambda name, run: 1.0 if name == "float32" else 0.1)
+    assert chosen.precision == (precision if diff <= PROBABILITY_BOUNDS[precision] else "float32")
 
 
 def _classifier(folder, timings: dict[str, float]) -> Classifier:
