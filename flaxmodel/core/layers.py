@@ -227,10 +227,38 @@ class Encoder(nn.Module):
         first_token_only: bool = False,
     ) -> jax.Array:
         x = Embeddings(self.config, name="embeddings")(input_ids, position_ids, deterministic)
-        # Additive bias, finite so that an all-padding row (batch filler) stays NaN-free.
-        mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
-        last = self.config.num_layers - 1
-        for i in range(self.config.num_layers):
-            queries = 1 if first_token_only and i == last else None
-            x = TransformerLayer(self.config, self.dtype, name=f"layer_{i}")(x, mask_bias, deterministic, queries)
-        return x
+        return layer_stack(self.config, self.dtype, x, padding_bias(attention_mask), deterministic, first_token_only)
+
+
+def padding_bias(attention_mask: jax.Array) -> jax.Array:
+    """Additive attention bias ``[batch, 1, 1, length]`` of a ``[batch, length]`` mask: 0 for tokens, a large
+    negative for padding, finite so that an all-padding row (batch filler) stays NaN-free."""
+    return jnp.where(attention_mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
+
+
+def layer_stack(
+    config: EncoderConfig,
+    dtype: jnp.dtype,
+    x: jax.Array,
+    mask_bias: jax.Array,
+    deterministic: bool,
+    first_token_only: bool,
+    position_bias: jax.Array | None = None,
+) -> jax.Array:
+    """The layers ``layer_0 ...`` of the encoder module whose compact ``__call__`` calls this.
+
+    Args:
+      x: embeddings ``[batch, length, hidden]``.
+      mask_bias: :func:`padding_bias` of the attention mask.
+      first_token_only: the last layer computes the first position alone (``[batch, 1, hidden]`` out).
+      position_bias: an additive bias ``[1, heads, length, length]`` every layer adds to its scores (MPNet's).
+
+    Returns:
+      The last hidden states.
+    """
+    last = config.num_layers - 1
+    for i in range(config.num_layers):
+        queries = 1 if first_token_only and i == last else None
+        bias = None if position_bias is None else position_bias[:, :, :queries]
+        x = TransformerLayer(config, dtype, name=f"layer_{i}")(x, mask_bias, deterministic, queries, bias)
+    return x

@@ -20,7 +20,7 @@ import numpy as np
 
 from flaxmodel.core.architecture import DENSE, EMBED, NORM, Architecture, TensorNames
 from flaxmodel.core.config import EncoderConfig
-from flaxmodel.core.layers import Embeddings, TransformerLayer
+from flaxmodel.core.layers import Embeddings, layer_stack, padding_bias
 from flaxmodel.core.roberta import RobertaHead, roberta_position_ids
 
 # Distances beyond this share the last bucket, as transformers' MPNet has it.
@@ -82,8 +82,6 @@ class MPNetEncoder(nn.Module):
     ) -> jax.Array:
         cfg = self.config
         x = Embeddings(cfg, name="embeddings")(input_ids, position_ids, deterministic)
-        # Additive bias, finite so that an all-padding row (batch filler) stays NaN-free.
-        mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
         table = nn.Embed(
             cfg.relative_attention_buckets,
             cfg.num_heads,
@@ -93,13 +91,8 @@ class MPNetEncoder(nn.Module):
         # float32 [1, heads, length, length], once for all layers.
         buckets = relative_position_buckets(input_ids.shape[1], cfg.relative_attention_buckets)
         position_bias = table(jnp.asarray(buckets)).transpose(2, 0, 1)[None]
-        last = cfg.num_layers - 1
-        for i in range(cfg.num_layers):
-            queries = 1 if first_token_only and i == last else None
-            x = TransformerLayer(cfg, self.dtype, name=f"layer_{i}")(
-                x, mask_bias, deterministic, queries, position_bias[:, :, :queries]
-            )
-        return x
+        mask_bias = padding_bias(attention_mask)
+        return layer_stack(cfg, self.dtype, x, mask_bias, deterministic, first_token_only, position_bias)
 
 
 def mpnet_encoder_names(config: EncoderConfig) -> TensorNames:
