@@ -16,6 +16,7 @@ import json
 import pathlib
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import transformers
 from tokenizers import Tokenizer
@@ -227,3 +228,31 @@ def minilm_shaped_config(labels: Sequence[str] = LABELS) -> EncoderConfig:
             "id2label": {str(i): name for i, name in enumerate(labels)},
         }
     )
+
+
+TARGET_CATEGORIES = ("race", "religion", "gender")
+
+
+def add_target_head(
+    folder: str | pathlib.Path,
+    categories: Sequence[str] = TARGET_CATEGORIES,
+    *,
+    hidden: int = 8,
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> dict:
+    """Writes a random target-group head into a model folder; returns its parameter tree (float32)."""
+    from flaxmodel.ckpts.loader import read_model_config
+    from flaxmodel.ckpts.target_head import write_target_head
+
+    width = read_model_config(str(folder)).hidden_size
+    rng = np.random.default_rng(seed)
+    params = {
+        "dense": {"kernel": rng.normal(0, 0.5, (width, hidden)).astype(np.float32), "bias": rng.normal(0, 0.1, hidden).astype(np.float32)},
+        "out_proj": {
+            "kernel": rng.normal(0, 0.5, (hidden, len(categories))).astype(np.float32),
+            "bias": rng.normal(0, 0.1, len(categories)).astype(np.float32),
+        },
+    }
+    write_target_head(str(folder), tuple(categories), params, {c: threshold for c in categories}, {"trained_on": "test"})
+    return params

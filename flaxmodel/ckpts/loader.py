@@ -1,11 +1,13 @@
 """One entry point for any model folder: a Hugging Face checkpoint or a LoRA adapter folder.
 
 Sits above both readers so neither imports the other: :mod:`~flaxmodel.ckpts.checkpoint`
-reads plain folders, :mod:`~flaxmodel.ckpts.adapters` builds on it for adapters.
+reads plain folders, :mod:`~flaxmodel.ckpts.adapters` builds on it for adapters.  Either
+kind may carry a target-group head (:mod:`~flaxmodel.ckpts.target_head`), added here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Sequence
@@ -20,6 +22,12 @@ from flaxmodel.ckpts.adapters import (
     resolve_base,
 )
 from flaxmodel.ckpts.checkpoint import WEIGHT_FILES, Checkpoint, load_config, load_hf_checkpoint
+from flaxmodel.ckpts.target_head import (
+    TARGET_HEAD_CONFIG,
+    TARGET_HEAD_WEIGHTS,
+    read_target_head,
+    read_target_head_spec,
+)
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.errors import CheckpointError
 
@@ -27,7 +35,9 @@ from flaxmodel.errors import CheckpointError
 HASH_CHARS = 16
 
 
-def load_checkpoint(folder: str, *, labels: Sequence[str] | None = None, seed: int = 0) -> Checkpoint:
+def load_checkpoint(
+    folder: str, *, labels: Sequence[str] | None = None, seed: int = 0, target_head: bool = True
+) -> Checkpoint:
     """Config and float32 parameters of a checkpoint or adapter folder (local or on a Beam filesystem).
 
     Args:
@@ -36,14 +46,24 @@ def load_checkpoint(folder: str, *, labels: Sequence[str] | None = None, seed: i
       labels: the classes of a freshly initialised head when the folder holds only a base
         encoder; for a folder with a trained head it must equal its ``id2label`` names.
       seed: initialises that fresh head.
+      target_head: False leaves out the folder's target-group head, as training does: it was
+        fit to the encoder that training changes.
 
     Returns:
-      The :class:`~flaxmodel.ckpts.checkpoint.Checkpoint` (config, params, source).
+      The :class:`~flaxmodel.ckpts.checkpoint.Checkpoint` (config, params, source); with a
+      target head, ``config.targets`` names its categories and ``params["target_head"]`` holds it.
     """
     folder = _check_folder(folder)
     if is_adapter_folder(folder):
-        return load_adapter_checkpoint(folder, labels=labels)
-    return load_hf_checkpoint(folder, labels=labels, seed=seed)
+        checkpoint = load_adapter_checkpoint(folder, labels=labels)
+    else:
+        checkpoint = load_hf_checkpoint(folder, labels=labels, seed=seed)
+    spec = read_target_head_spec(folder) if target_head else None
+    if spec is None:
+        return checkpoint
+    config = checkpoint.config.with_targets(spec.categories, spec.hidden_size)
+    params = {**checkpoint.params, "target_head": read_target_head(folder, spec, config.hidden_size)}
+    return dataclasses.replace(checkpoint, config=config, params=params)
 
 
 def _check_folder(folder: str) -> str:
@@ -69,6 +89,9 @@ def read_model_config(folder: str, *, labels: Sequence[str] | None = None) -> En
         _, base = read_adapter_config(folder)
         resolve_base(base, files.join(folder, ADAPTER_CONFIG))
     config = load_config(folder)
+    spec = read_target_head_spec(folder)
+    if spec is not None:
+        config = config.with_targets(spec.categories, spec.hidden_size)
     return config if labels is None else config.with_labels(tuple(labels))
 
 
@@ -78,7 +101,7 @@ def weights_hash(folder: str, *, labels: Sequence[str] | None = None) -> str:
     An adapter folder's hash covers its own tensors and its base encoder's hash (recorded in
     ``adapter_config.json`` when it was trained); a plain folder's, every weight file it loads
     from (the shards of a sharded checkpoint included).  ``labels`` of a fresh head enter the
-    hash, since they shape it.
+    hash, since they shape it, and so do a target head's tensors and categories.
     """
     folder = _check_folder(folder)
     digest = hashlib.sha256()
@@ -91,6 +114,10 @@ def weights_hash(folder: str, *, labels: Sequence[str] | None = None) -> str:
             digest.update(files.read_bytes(files.join(folder, name)))
     if labels is not None:
         digest.update(json.dumps(list(labels)).encode())
+    spec = read_target_head_spec(folder)
+    if spec is not None:
+        digest.update(json.dumps([TARGET_HEAD_CONFIG, list(spec.categories)]).encode())
+        digest.update(files.read_bytes(files.join(folder, TARGET_HEAD_WEIGHTS)))
     return digest.hexdigest()[:HASH_CHARS]
 
 

@@ -59,10 +59,19 @@ class EncoderConfig:
     problem_type: str = SINGLE_LABEL
     # Buckets of the relative position bias shared by all layers (MPNet); 0 for the others.
     relative_attention_buckets: int = 0
+    # Categories of the optional multi-label target-group head (its own files, not config.json), and the
+    # width of its hidden layer; none: the model has no such head.
+    targets: tuple[str, ...] = ()
+    target_hidden_size: int = 0
 
     @property
     def num_labels(self) -> int:
         return len(self.labels)
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the model's output: the class logits, then one per target category."""
+        return len(self.labels) + len(self.targets)
 
     @property
     def position_offset(self) -> int:
@@ -86,6 +95,14 @@ class EncoderConfig:
         return dataclasses.replace(
             self, labels=tuple(labels), problem_type=problem_type or self.problem_type
         )
+
+    def with_targets(self, targets: tuple[str, ...] = (), hidden_size: int = 0) -> "EncoderConfig":
+        """This config with a target-group head over ``targets`` (none: without one)."""
+        if len(set(targets)) != len(targets):
+            raise ConfigError(f"target categories must be distinct, got {list(targets)}")
+        if targets and hidden_size <= 0:
+            raise ConfigError(f"a target head needs a positive hidden size, got {hidden_size}")
+        return dataclasses.replace(self, targets=tuple(targets), target_hidden_size=hidden_size if targets else 0)
 
     @classmethod
     def from_hf_dict(cls, cfg: Mapping[str, Any], source: str = "config.json") -> "EncoderConfig":
@@ -136,48 +153,52 @@ class EncoderConfig:
             "label2id": {name: i for i, name in enumerate(self.labels)},
             "problem_type": self.problem_type,
         }
-        if self.architecture == "distilbert":
-            specific = {
-                "architectures": ["DistilBertForSequenceClassification"],
-                "dim": self.hidden_size,
-                "n_layers": self.num_layers,
-                "n_heads": self.num_heads,
-                "hidden_dim": self.intermediate_size,
-                "activation": self.hidden_act,
-                "dropout": self.hidden_dropout,
-                "attention_dropout": self.attention_dropout,
-                "seq_classif_dropout": self.classifier_dropout,
-            }
-        elif self.architecture == "mpnet":
-            # MPNet has no token types, and its head's dropout is the hidden dropout.
-            specific = {
-                "architectures": ["MPNetForSequenceClassification"],
-                "hidden_size": self.hidden_size,
-                "num_hidden_layers": self.num_layers,
-                "num_attention_heads": self.num_heads,
-                "intermediate_size": self.intermediate_size,
-                "hidden_act": self.hidden_act,
-                "layer_norm_eps": self.layer_norm_eps,
-                "hidden_dropout_prob": self.hidden_dropout,
-                "attention_probs_dropout_prob": self.attention_dropout,
-                "relative_attention_num_buckets": self.relative_attention_buckets,
-            }
-        else:
-            specific = {
-                "architectures": [_CLASS_PREFIX[self.model_type] + "ForSequenceClassification"],
-                "hidden_size": self.hidden_size,
-                "num_hidden_layers": self.num_layers,
-                "num_attention_heads": self.num_heads,
-                "intermediate_size": self.intermediate_size,
-                "hidden_act": self.hidden_act,
-                "layer_norm_eps": self.layer_norm_eps,
-                "type_vocab_size": self.type_vocab_size,
-                "hidden_dropout_prob": self.hidden_dropout,
-                "attention_probs_dropout_prob": self.attention_dropout,
-                "classifier_dropout": self.classifier_dropout,
-                "position_embedding_type": "absolute",
-            }
-        return {**specific, **common}
+        return {**_architecture_fields(self), **common}
+
+
+def _architecture_fields(config: EncoderConfig) -> dict[str, Any]:
+    """The hyper-parameters in the architecture's own Hugging Face names."""
+    if config.architecture == "distilbert":
+        return {
+            "architectures": ["DistilBertForSequenceClassification"],
+            "dim": config.hidden_size,
+            "n_layers": config.num_layers,
+            "n_heads": config.num_heads,
+            "hidden_dim": config.intermediate_size,
+            "activation": config.hidden_act,
+            "dropout": config.hidden_dropout,
+            "attention_dropout": config.attention_dropout,
+            "seq_classif_dropout": config.classifier_dropout,
+        }
+    elif config.architecture == "mpnet":
+        # MPNet has no token types, and its head's dropout is the hidden dropout.
+        return {
+            "architectures": ["MPNetForSequenceClassification"],
+            "hidden_size": config.hidden_size,
+            "num_hidden_layers": config.num_layers,
+            "num_attention_heads": config.num_heads,
+            "intermediate_size": config.intermediate_size,
+            "hidden_act": config.hidden_act,
+            "layer_norm_eps": config.layer_norm_eps,
+            "hidden_dropout_prob": config.hidden_dropout,
+            "attention_probs_dropout_prob": config.attention_dropout,
+            "relative_attention_num_buckets": config.relative_attention_buckets,
+        }
+    else:
+        return {
+            "architectures": [_CLASS_PREFIX[config.model_type] + "ForSequenceClassification"],
+            "hidden_size": config.hidden_size,
+            "num_hidden_layers": config.num_layers,
+            "num_attention_heads": config.num_heads,
+            "intermediate_size": config.intermediate_size,
+            "hidden_act": config.hidden_act,
+            "layer_norm_eps": config.layer_norm_eps,
+            "type_vocab_size": config.type_vocab_size,
+            "hidden_dropout_prob": config.hidden_dropout,
+            "attention_probs_dropout_prob": config.attention_dropout,
+            "classifier_dropout": config.classifier_dropout,
+            "position_embedding_type": "absolute",
+        }
 
 
 def _bert_fields(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The sequence classifier and the pure functions that run it.
 
 ``SequenceClassifier`` composes the architecture's encoder (the shared
-:class:`~flaxmodel.core.layers.Encoder`, or MPNet's) with its head.  :func:`apply` is the pure core every caller uses:
+:class:`~flaxmodel.core.layers.Encoder`, or MPNet's) with its head, and with
+the optional :class:`TargetHead` when the config names target categories.  :func:`apply` is the pure core every caller uses:
 ``apply(params, input_ids, attention_mask) -> logits`` with no state besides its
 arguments, so it can be jitted, vmapped, differentiated or shared by threads.
 Its ``dtype`` is the precision of the encoder's matrix multiplies
@@ -20,12 +21,30 @@ from flaxmodel.core.architecture import Architecture
 from flaxmodel.core.bert import BERT
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.distilbert import DISTILBERT
+from flaxmodel.core.layers import ACTIVATIONS, dense
 from flaxmodel.core.mpnet import MPNET
 from flaxmodel.core.roberta import ROBERTA
 
 ARCHITECTURES: dict[str, Architecture] = {arch.name: arch for arch in (BERT, ROBERTA, DISTILBERT, MPNET)}
 
 Params = dict
+
+
+class TargetHead(nn.Module):
+    """Multi-label head over the first token: which groups a text attacks, one logit per category.
+
+    A GELU layer of ``config.target_hidden_size`` units, then one output per ``config.targets``;
+    float32, like the class head, since it reads one row per text.
+    """
+
+    config: EncoderConfig
+
+    @nn.compact
+    def __call__(self, hidden: jax.Array) -> jax.Array:
+        """Args: hidden: float ``[batch, tokens, hidden]`` (only token 0 is read). Returns: ``[batch, len(targets)]``."""
+        cfg = self.config
+        x = ACTIVATIONS["gelu"](dense(cfg.target_hidden_size, cfg, jnp.float32, "dense")(hidden[:, 0]))
+        return dense(len(cfg.targets), cfg, jnp.float32, "out_proj")(x)
 
 
 class SequenceClassifier(nn.Module):
@@ -39,6 +58,8 @@ class SequenceClassifier(nn.Module):
         self.encoder = self.arch.encoder(self.config, self.dtype)
         # One row per text: a negligible share of the work, and its output is the scores themselves.
         self.head = self.arch.head(self.config, jnp.float32)
+        if self.config.targets:
+            self.target_head = TargetHead(self.config)
 
     def encode(
         self,
@@ -53,7 +74,10 @@ class SequenceClassifier(nn.Module):
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, deterministic: bool = True) -> jax.Array:
         # Every head reads the first token's hidden state only; the rest of the last layer is skipped.
         hidden = self.encode(input_ids, attention_mask, deterministic, first_token_only=True)
-        return self.head(hidden, deterministic)
+        logits = self.head(hidden, deterministic)
+        if not self.config.targets:
+            return logits
+        return jnp.concatenate([logits, self.target_head(hidden)], axis=-1)
 
 
 def init_params(config: EncoderConfig, rng: jax.Array) -> Params:
@@ -70,7 +94,7 @@ def apply(
     config: EncoderConfig,
     dtype: jnp.dtype = jnp.float32,
 ) -> jax.Array:
-    """Logits of a padded batch; inference mode.
+    """Logits of a padded batch, the target head's after the classes'; inference mode.
 
     Args:
       params: the parameter tree; for ``dtype=jnp.int8`` as
@@ -80,7 +104,8 @@ def apply(
       dtype: precision of the encoder's matrix multiplies (module docstring).
 
     Returns:
-      float32 ``[batch, num_labels]``.
+      float32 ``[batch, config.num_outputs]``: ``num_labels`` class logits, then one per
+      ``config.targets`` category.
     """
     return SequenceClassifier(config, dtype).apply({"params": params}, input_ids, attention_mask)
 
@@ -96,6 +121,20 @@ def hidden_states(
     """Last-layer hidden states ``[batch, length, hidden]`` of the encoder."""
     model = SequenceClassifier(config, dtype)
     return model.apply({"params": params}, input_ids, attention_mask, method=SequenceClassifier.encode)
+
+
+def first_token_states(
+    params: Params,
+    input_ids: jax.Array,
+    attention_mask: jax.Array,
+    *,
+    config: EncoderConfig,
+    dtype: jnp.dtype = jnp.float32,
+) -> jax.Array:
+    """The last layer's first-token state ``[batch, hidden]``: what the heads read."""
+    model = SequenceClassifier(config, dtype)
+    hidden = model.apply({"params": params}, input_ids, attention_mask, True, True, method=SequenceClassifier.encode)
+    return hidden[:, 0]
 
 
 def forward_flops(config: EncoderConfig, rows: int, length: int, first_token_only: bool = True) -> int:
@@ -117,9 +156,16 @@ def forward_flops(config: EncoderConfig, rows: int, length: int, first_token_onl
         else full_layer
     )
     head = 2 * hidden * hidden + 2 * hidden * config.num_labels
+    head += 2 * config.target_hidden_size * (hidden + len(config.targets))
     return rows * ((config.num_layers - 1) * full_layer + last_layer + head)
 
 
 def probabilities(logits: jax.Array, config: EncoderConfig) -> jax.Array:
-    """Softmax for single-label problems, independent sigmoids for multi-label ones."""
-    return jax.nn.sigmoid(logits) if config.multi_label else jax.nn.softmax(logits, axis=-1)
+    """Scores of :func:`apply`'s logits ``[batch, num_outputs]``, in the same layout.
+
+    The classes get a softmax for single-label problems and independent sigmoids for
+    multi-label ones; target categories always get independent sigmoids.
+    """
+    classes, targets = logits[..., : config.num_labels], logits[..., config.num_labels :]
+    scores = jax.nn.sigmoid(classes) if config.multi_label else jax.nn.softmax(classes, axis=-1)
+    return jnp.concatenate([scores, jax.nn.sigmoid(targets)], axis=-1) if config.targets else scores

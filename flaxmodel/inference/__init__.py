@@ -7,10 +7,12 @@ modules behind them are private to the package.
 from flaxmodel.inference.calibration import AUTO_PRECISION
 from flaxmodel.inference.metrics import (
     evaluate,
+    multilabel_scores,
     parse_label,
     parse_label_set,
     set_label_scores,
     threshold_for_precision,
+    threshold_for_f1,
     thresholds_for_precision,
 )
 from flaxmodel.inference.predictor import Classifier, load_classifier
@@ -26,6 +28,7 @@ __all__ = [
     "Tokenizer",
     "TokenWindows",
     "evaluate",
+    "multilabel_scores",
     "grid_for",
     "load_classifier",
     "pad_batch",
@@ -34,6 +37,7 @@ __all__ = [
     "parse_label_set",
     "resolve_model",
     "set_label_scores",
+    "threshold_for_f1",
     "threshold_for_precision",
     "thresholds_for_precision",
 ]

@@ -189,8 +189,8 @@ def calibrate(
     """Runs, checks and times each candidate on the probe batch, and picks one.
 
     Args:
-      runners: precision name -> a call returning the probe batch's probabilities
-        ``[rows, num_labels]``; must include ``"float32"``, the reference.
+      runners: precision name -> a call returning the probe batch's scores
+        ``[rows, num_outputs]`` (classes and target groups); must include ``"float32"``, the reference.
       measure: ``(name, run) -> seconds`` of one call; injectable so that tests
         decide the timings.
       rounds: interleaved timing rounds (the first call of each runner, which

@@ -92,6 +92,45 @@ def threshold_for_precision(is_positive: np.ndarray, score: np.ndarray, target: 
     }
 
 
+def threshold_for_f1(is_positive: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+    """The score threshold whose flagged set (``score >= threshold``) has the best F1, and what it reaches.
+
+    Ties in F1 go to the higher threshold; ``threshold`` is None when there is no positive.
+    """
+    is_positive = np.asarray(is_positive, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    positives = int(is_positive.sum())
+    if not positives:
+        return {"threshold": None, "precision": None, "recall": None, "f1": None, "positives": 0}
+    order = np.argsort(-score, kind="stable")
+    sorted_scores = score[order]
+    true_flags = np.cumsum(is_positive[order])
+    cuts = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
+    f1 = 2 * true_flags[cuts] / (cuts + 1 + positives)
+    best = cuts[int(np.argmax(f1))]
+    return {
+        "threshold": float(sorted_scores[best]),
+        "precision": float(true_flags[best] / (best + 1)),
+        "recall": float(true_flags[best] / positives),
+        "f1": float(2 * true_flags[best] / (best + 1 + positives)),
+        "positives": positives,
+    }
+
+
+def multilabel_scores(truth: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Per name (one column each of bool ``[n, len(names)]``): precision, recall, F1 and support; and their macro F1."""
+    truth, predicted = np.asarray(truth, bool), np.asarray(predicted, bool)
+    tp, flagged, support = (truth & predicted).sum(0), predicted.sum(0), truth.sum(0)
+    precision, recall = _ratio(tp, flagged), _ratio(tp, support)
+    f1 = _ratio(2 * tp, flagged + support)
+    per_name = {
+        name: {"precision": float(precision[j]), "recall": float(recall[j]), "f1": float(f1[j]), "support": int(support[j])}
+        for j, name in enumerate(names)
+    }
+    present = support > 0
+    return {"per_target": per_name, "macro_f1": float(f1[present].mean()) if present.any() else 0.0, "rows": len(truth)}
+
+
 def thresholds_for_precision(
     true_ids: Sequence[int], probabilities: np.ndarray, labels: Sequence[str], target: float
 ) -> dict[str, dict[str, Any]]:

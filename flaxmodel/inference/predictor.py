@@ -101,6 +101,7 @@ class Classifier:
         self.devices = tuple(devices or jax.local_devices())
         self.config = config
         self.labels = config.labels
+        self.targets = config.targets
         self.name = name
         self._weights_hash = weights_hash
         self.tokenizer = tokenizer
@@ -174,8 +175,8 @@ class Classifier:
         """Starts one grid-shaped ``[rows, length]`` batch on the devices and returns at once.
 
         Returns:
-          The probabilities as a device array ``[rows rounded up to a multiple of the device
-          count, num_labels]``; reading it (``np.asarray``) waits for them, and raises if the
+          The scores as a device array ``[rows rounded up to a multiple of the device
+          count, config.num_outputs]`` (class probabilities, then target scores); reading it (``np.asarray``) waits for them, and raises if the
           batch failed on the device.
         """
         if input_ids.shape not in self._shapes:
@@ -184,26 +185,32 @@ class Classifier:
         return self._dispatch(self.params, self._jitted, input_ids, attention_mask)
 
     def predict_padded(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Probabilities ``[rows, num_labels]`` of one grid-shaped ``[rows, length]`` batch."""
+        """Scores ``[rows, config.num_outputs]`` of one grid-shaped ``[rows, length]`` batch."""
         return np.asarray(self.dispatch_padded(input_ids, attention_mask))[: input_ids.shape[0]]
 
     def predict_ids(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
-        """Probabilities ``[n, num_labels]`` for token id sequences, in input order.
-
-        Sequences are sorted by length and run in the grid-shaped batches
-        the grid's planner picks for them, preferring shapes already compiled.
-        """
+        """Scores ``[n, config.num_outputs]`` for token id sequences, in input order: the class probabilities,
+        then one target score per :attr:`targets` category; run sorted by length in the grid-shaped batches
+        the grid's planner picks, preferring shapes already compiled."""
         return predict_in_batches(
-            self.predict_padded, sequences, self.grid, self.pad_id, self.config.num_labels, self.compiled_shapes()
+            self.predict_padded, sequences, self.grid, self.pad_id, self.config.num_outputs, self.compiled_shapes()
         )
+
+    def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
+        """Scores ``[n_texts, config.num_outputs]`` of :meth:`predict_ids`; texts past ``max_length`` are truncated."""
+        if isinstance(texts, str):
+            raise TypeError("the predict methods take a sequence of texts, not one string")
+        if not len(texts):
+            return np.zeros((0, self.config.num_outputs), dtype=np.float32)
+        return self.predict_ids(self.tokenizer.encode(texts))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities ``[n_texts, n_labels]``; texts past ``max_length`` are truncated."""
-        if isinstance(texts, str):
-            raise TypeError("predict_proba takes a sequence of texts, not one string")
-        if not len(texts):
-            return np.zeros((0, self.config.num_labels), dtype=np.float32)
-        return self.predict_ids(self.tokenizer.encode(texts))
+        return self.predict_scores(texts)[:, : self.config.num_labels]
+
+    def predict_targets(self, texts: Sequence[str]) -> np.ndarray:
+        """Target-group scores ``[n_texts, len(targets)]`` ("the text attacks this group"); no columns without a head."""
+        return self.predict_scores(texts)[:, self.config.num_labels :]
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """The most probable label name of each text."""

@@ -20,6 +20,7 @@ from typing import Sequence
 
 from flaxmodel.ckpts.default_model import default_model_path
 from flaxmodel.ckpts.loader import read_model_config, weights_hash
+from flaxmodel.ckpts.target_head import read_target_head_spec
 from flaxmodel.ckpts.thresholds import recommended_thresholds
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.inference.preprocessing import read_preprocessing
@@ -44,6 +45,8 @@ class ModelRef:
       head_labels: the labels asked for a folder without a trained head (a fresh
         one is initialised); None for a trained model.
       preprocessing: the text steps it declares (``preprocessing.json``), applied by its tokenizer.
+      target_thresholds: ``(category, score)`` pairs of its target-group head
+        (``target_head.json``), in the head's order; empty without one.
     """
 
     path: str
@@ -55,10 +58,16 @@ class ModelRef:
     thresholds: tuple[tuple[str, float], ...] = ()
     head_labels: tuple[str, ...] | None = None
     preprocessing: tuple[str, ...] = ()
+    target_thresholds: tuple[tuple[str, float], ...] = ()
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.config.labels
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The target-group head's categories (none without one)."""
+        return self.config.targets
 
     def identity(self, precision: str) -> str:
         """The ``model`` column of rows this model labels in ``precision``: ``name@hash:precision``."""
@@ -94,6 +103,7 @@ def resolve_model(
     digest = weights_hash(path, labels=labels)  # a folder without weights fails here, before its tokenizer
     steps = read_preprocessing(path).steps
     content_length = tokenizer_for(path, limit, steps).content_length
+    head = read_target_head_spec(path)
     if steps:
         digest = hashlib.sha256(f"{digest}+{','.join(steps)}".encode()).hexdigest()[: len(digest)]
     return ModelRef(
@@ -106,4 +116,5 @@ def resolve_model(
         thresholds=tuple(recommended_thresholds(path).items()),
         head_labels=tuple(labels) if labels is not None else None,
         preprocessing=steps,
+        target_thresholds=tuple((c, head.thresholds[c]) for c in head.categories) if head else (),
     )

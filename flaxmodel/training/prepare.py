@@ -155,7 +155,7 @@ def prepare(config: TrainConfig) -> Prepared:
     check_run_dir(run_dir, config)
     folder, base = _start_folder(config)
     classes, train_sets, source_weights, val_sets, training_data = _read_data(config)
-    checkpoint = load_checkpoint(folder, labels=classes, seed=config.seed)
+    checkpoint = load_checkpoint(folder, labels=classes, seed=config.seed, target_head=False)
     model = checkpoint.config
     if model.multi_label:
         raise ConfigError(f"{folder} is a multi-label model; training supports single-label classification")

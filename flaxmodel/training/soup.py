@@ -129,7 +129,7 @@ def _adapter_soup(folders: Sequence[str], weights: Sequence[float], output: str,
 
 
 def _full_soup(folders: Sequence[str], weights: Sequence[float], output: str) -> None:
-    checkpoints = [load_checkpoint(f) for f in folders]
+    checkpoints = [load_checkpoint(f, target_head=False) for f in folders]
     for folder, checkpoint in zip(folders[1:], checkpoints[1:]):
         if checkpoint.config.to_hf_dict() != checkpoints[0].config.to_hf_dict():
             raise ConfigError(f"{folder}: its config.json (labels, architecture) differs from {folders[0]}'s")
