@@ -19,7 +19,12 @@ are partial, ``all_rows`` scores every record by whether its predicted class is
 one its label allows (see :func:`flaxmodel.inference.metrics.set_label_scores`),
 and ``groups`` does the same for each value of each ``--group_by`` field (per
 source of a mixture's validation rows, per functionality of a functional
-suite).  A record whose label is missing or unknown becomes an ``invalid_label`` dead letter;
+suite).  With a model that has a target-group head, records with a ``--target_field``
+(default ``targets``: a JSON list or groups joined by ``|``, empty for none) also
+score the groups the model names: ``targets`` in the report holds precision,
+recall and F1 per group and their macro F1 over those records.  A record whose
+label is missing or unknown, or whose targets name a group the model does not
+have, becomes an ``invalid_label`` dead letter;
 every dead letter is counted by reason in the report.  As in the moderation
 pipeline, the three are written into the run's attempt folder and moved into
 ``DIR`` together once all are complete, and a ``DIR`` holding a complete earlier
@@ -57,6 +62,7 @@ from pipelines.sinks import (
     WriteParquet,
     report_files,
     start_attempt,
+    parse_target_set,
     true_and_scores,
     write_outputs,
 )
@@ -77,6 +83,13 @@ class EvaluateOptions(PipelineOptions):
             "--group_by",
             default="",
             help="Comma-separated fields (e.g. source,functionality) whose values each get their own scores.",
+        )
+        parser.add_argument(
+            "--target_field",
+            default="targets",
+            help="Field with a record's true target groups (a JSON list, or names joined by '|'; empty: none). "
+            "With a model that has a target-group head, report.json's 'targets' scores its targets per group on "
+            "the records that have the field (default: %(default)s).",
         )
         parser.add_argument(
             "--reviewed",
@@ -105,10 +118,13 @@ class EvaluationGraph:
 class _CheckLabel(beam.DoFn):
     """Passes the records of a block whose label parses (as a block); dead-letters the others."""
 
-    def __init__(self, label_field: str, labels: tuple[str, ...], max_payload_bytes: int):
+    def __init__(
+        self, label_field: str, labels: tuple[str, ...], max_payload_bytes: int, target_field: str = "", targets=()
+    ):
         self._field = label_field
         self._labels = labels
         self._max_payload_bytes = max_payload_bytes
+        self._target_field, self._targets = target_field, tuple(targets)
 
     def process(self, block: R.RecordBlock) -> Iterable[Any]:
         good = []
@@ -123,13 +139,18 @@ class _CheckLabel(beam.DoFn):
 
     def _check(self, record: R.Record) -> Iterable[Any]:
         value = record.fields.get(self._field)
-        if parse_label_set(value, self._labels) is not None:
-            yield record
-            return
         detail = (
             f"label {value!r} in {self._field!r} is not an id 0..{len(self._labels) - 1}, one of {list(self._labels)} "
             "or several of them joined by '|'"
         )
+        if parse_label_set(value, self._labels) is not None:
+            try:
+                if self._targets:
+                    parse_target_set(record.fields.get(self._target_field), self._targets)
+                yield record
+                return
+            except ValueError as err:  # a JSON error is a ValueError too
+                detail = f"{self._target_field!r}: {err}"
         yield beam.pvalue.TaggedOutput(
             DEAD_LETTER_TAG,
             R.dead_letter(
@@ -162,25 +183,31 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     group_fields = tuple(f.strip() for f in eval_opts.group_by.split(",") if f.strip())
     if {label_field, opts.text_field} & set(group_fields):
         raise OptionError("--group_by must name fields other than --text_field and --label_field")
+    target_field = eval_opts.target_field.strip()
+    if target_field in (label_field, opts.text_field):
+        raise OptionError("--target_field must name a field other than --text_field and --label_field")
     spec = R.FieldSpec(
         text_field=opts.text_field,
         id_field=opts.id_field or None,
-        keep_fields=(label_field, *group_fields),
+        keep_fields=tuple(dict.fromkeys((label_field, *group_fields, *([target_field] if target_field else ())))),
         max_payload_bytes=opts.max_payload_bytes,
     )
     patterns = split_patterns(opts.input)
     read = ReadRecords(patterns, format=opts.format, spec=spec, validate=validate)
     classify = ClassifyRecords.from_options(opts)
     labels = classify.labels
+    targets = dict(classify.model.target_thresholds)
     owned = (shard_pattern(DEAD_LETTER_NAME), REPORT_FILE, CONFUSION_PNG)
     attempt = start_attempt(opts.output, owned, overwrite=opts.overwrite, validate=validate)
 
     records, read_failures = pipeline | "Read" >> read
     checked = records | "CheckLabels" >> beam.ParDo(
-        _CheckLabel(label_field, labels, opts.max_payload_bytes)
+        _CheckLabel(label_field, labels, opts.max_payload_bytes, target_field, tuple(targets))
     ).with_outputs(DEAD_LETTER_TAG, main="records")
     scored, inference_failures = checked.records | "Classify" >> classify
-    scores = scored | "TrueAndScores" >> beam.FlatMap(true_and_scores, label_field, labels, group_fields)
+    scores = scored | "TrueAndScores" >> beam.FlatMap(
+        true_and_scores, label_field, labels, group_fields, target_field, tuple(targets)
+    )
     dead_letters = (read_failures, checked[DEAD_LETTER_TAG], inference_failures) | "DeadLetters" >> beam.Flatten()
     dead_letter_files = (
         dead_letters
@@ -190,7 +217,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     reasons = dead_letters | "Reasons" >> beam.Map(lambda d: d.reason) | "CountReasons" >> beam.combiners.Count.PerElement()
     report = (
         scores
-        | "Collect" >> beam.CombineGlobally(CollectScores(len(labels)))
+        | "Collect" >> beam.CombineGlobally(CollectScores(len(labels), len(targets)))
         | "WriteReport"
         >> beam.Map(
             write_outputs,
@@ -200,6 +227,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
             target=target,
             inputs=patterns,
             group_fields=group_fields,
+            targets=targets,
         )
     )
     written = report | "ReportFiles" >> beam.FlatMap(report_files, attempt.folder)
@@ -216,6 +244,15 @@ def _print_groups(report: Mapping[str, Any]) -> None:
         for value, s in values.items():
             macro = f", macro F1 {s['macro_f1']:.4f}" if "macro_f1" in s else ""
             print(f"  {value}: accuracy {s['accuracy']:.4f}{macro} over {s['num_examples']} records")
+
+
+def _print_targets(report: Mapping[str, Any]) -> None:
+    if "targets" not in report:
+        return
+    t = report["targets"]
+    print(f"target groups over {t['rows']} records with target annotations: macro F1 {t['macro_f1']:.4f}")
+    for name, s in t["per_target"].items():
+        print(f"  {name}: precision {s['precision']:.4f}, recall {s['recall']:.4f}, f1 {s['f1']:.4f}, support {s['support']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,6 +299,7 @@ def _evaluate(argv: Sequence[str] | None) -> int:
             f"f1 {scores['f1']:.4f}, support {scores['support']}"
         )
     _print_groups(report)
+    _print_targets(report)
     print(f"report: {FileSystems.join(output, REPORT_FILE)}")
     return EXIT_OK if summary.succeeded else EXIT_FAILED
 

@@ -80,8 +80,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     classify = ClassifyRecords.from_options(opts)
     labels = classify.labels
     thresholds = resolve_thresholds(opts.threshold, classify.model)
+    targets = dict(classify.model.target_thresholds)
     keep_fields = read.spec.keep_fields
-    schema = labels_schema(labels, keep_text=opts.keep_text, keep_fields=keep_fields)
+    schema = labels_schema(labels, targets=tuple(targets), keep_text=opts.keep_text, keep_fields=keep_fields)
     review = ReviewSettings.from_options(opts)
     # The review sample is one of the run's outputs even when off: an overwrite without it removes the old one,
     # which would no longer match the labels.
@@ -91,7 +92,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     records, read_failures = pipeline | "Read" >> read
     scored, inference_failures = records | "Classify" >> classify
     label_rows = scored | "LabelRows" >> beam.Map(
-        label_table, schema, labels, thresholds, keep_text=opts.keep_text, keep_fields=keep_fields
+        label_table, schema, labels, thresholds, targets=targets, keep_text=opts.keep_text, keep_fields=keep_fields
     )
     dead_letters = (read_failures, inference_failures) | "DeadLetters" >> beam.Flatten()
     label_files = label_rows | "WriteLabels" >> WriteParquet(attempt.folder, LABELS_NAME, schema, tables=True)
@@ -102,7 +103,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     )
     written = [label_files, dead_letter_files]
     if review.review_sample:
-        sample = WriteReviewSample(attempt.folder, labels, thresholds, keep_fields, review)
+        sample = WriteReviewSample(attempt.folder, labels, thresholds, targets, keep_fields, review)
         written.append(scored | "ReviewSample" >> sample)
     finish = FinishRun(attempt, (records, read_failures), dead_letters, opts.max_dead_letter_fraction)
     _ = tuple(written) | "FinishRun" >> finish

@@ -21,8 +21,10 @@ HUMAN_TARGETS = "human_targets"
 NEAR_THRESHOLD_STRATUM = "near_threshold"
 FLAGGED_STRATUM = "flagged"
 LABEL_STRATUM_PREFIX = "label:"
-# Target-group columns a model with a target head writes, one per group: target_<group>.
+# Target-group columns a model with a target head writes, one per group: target_<group>, and the list of
+# the groups whose score reached the model's threshold.
 TARGET_COLUMN_PREFIX = "target_"
+TARGETS = "targets"
 # Each run writes under DIR/_attempt-<id>/ until its outputs are complete, then moves them into DIR
 # (pipelines.sinks.commit).  `*` in a Beam or shell glob never crosses a `/`, and the leading underscore
 # hides the folder from readers that skip such names (Spark, Hive, pyarrow datasets).

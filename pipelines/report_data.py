@@ -23,11 +23,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from flaxmodel import OptionError
-from pipelines.names import DEAD_LETTER_NAME, LABELS_NAME, TARGET_COLUMN_PREFIX, shard_pattern
+from pipelines.names import DEAD_LETTER_NAME, LABELS_NAME, TARGET_COLUMN_PREFIX, TARGETS, shard_pattern
 from pipelines.reviewed import labels_of
 
 EXAMPLES_PER_REASON = 3
@@ -75,7 +76,7 @@ def read_run(directory: str, flag: str) -> RunData:
         schema = pq.read_schema(pa.BufferReader(f.read()))
     labels = tuple(labels_of(schema.empty_table()))
     wanted = ["label", "score", *labels, "flagged", "model"]
-    wanted += [c for c in schema.names if c.startswith(TARGET_COLUMN_PREFIX)]
+    wanted += [c for c in schema.names if c.startswith(TARGET_COLUMN_PREFIX) or c == TARGETS]
     rows = _read(label_files, wanted)
     dead = _read(_files(directory, DEAD_LETTER_NAME), ["source", "position", "reason", "payload", "detail"])
     return RunData(directory, labels, rows, dead)
@@ -87,7 +88,14 @@ def _counts(values: pa.ChunkedArray) -> dict[str, int]:
 
 
 def _target_flags(run: RunData, group: str) -> np.ndarray:
-    """Whether each record names the target group: a bool column as is, a score column at 0.5 or above."""
+    """Whether each record names the target group: in its ``targets`` list (the model's thresholds), else
+    a bool ``target_<group>`` column as is, or a score column at 0.5 or above."""
+    if TARGETS in run.rows.column_names:
+        named = run.rows.column(TARGETS)
+        parents = pc.list_parent_indices(named).to_numpy()
+        hits = np.zeros(run.rows.num_rows, bool)
+        hits[parents[pc.equal(pc.list_flatten(named), group).to_numpy(zero_copy_only=False)]] = True
+        return hits
     column = run.rows.column(TARGET_COLUMN_PREFIX + group)
     if pa.types.is_boolean(column.type):
         return column.fill_null(False).to_numpy(zero_copy_only=False)

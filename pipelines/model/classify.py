@@ -47,6 +47,8 @@ class ScoredBlock(NamedTuple):
       records: the records (``n``).
       scores: float32 ``[n, labels]``, aggregated over each record's windows.
       label: int64 ``[n]``, the argmax class of each record.
+      target_scores: float32 ``[n, targets]``, the target head's scores aggregated the same
+        way (no columns for a model without a target head).
       num_tokens, num_windows: int32 ``[n]``.
       truncated: bool ``[n]``.
       model: the ``model`` column's value.
@@ -55,17 +57,23 @@ class ScoredBlock(NamedTuple):
     records: R.RecordBlock
     scores: np.ndarray
     label: np.ndarray
+    target_scores: np.ndarray
     num_tokens: np.ndarray
     num_windows: np.ndarray
     truncated: np.ndarray
     model: str
 
+    def take(self, rows: np.ndarray) -> "ScoredBlock":
+        """The block of the records at ``rows`` (indices), in that order."""
+        columns = (self.scores, self.label, self.target_scores, self.num_tokens, self.num_windows, self.truncated)
+        return ScoredBlock(self.records.take(rows), *(c[rows] for c in columns), self.model)
+
 
 def aggregate_windows(probabilities: np.ndarray, window_offsets: np.ndarray, how: str) -> np.ndarray:
-    """Per-text scores ``[texts, labels]`` from window ``probabilities`` ``[windows, labels]``.
+    """Per-text scores ``[texts, outputs]`` from window scores ``[windows, outputs]``.
 
     Text ``i``'s windows are ``window_offsets[i]:window_offsets[i + 1]`` (at least one each);
-    ``how`` is ``max`` (per class) or ``mean``.
+    ``how`` is ``max`` (per column: a text attacks a group if any of its windows does) or ``mean``.
     """
     starts = window_offsets[:-1]
     if how == "max":
@@ -102,7 +110,7 @@ def _check(settings: ClassifySettings, model: ModelRef) -> None:
 
 
 class _ScoreBlocks(beam.DoFn):
-    """Aggregates a block's window probabilities into its records' scores; failed records to dead letters."""
+    """Aggregates a block's window scores into its records' scores; failed records to dead letters."""
 
     def __init__(self, labels: tuple[str, ...], aggregate: str, max_payload_bytes: int):
         self._labels = labels
@@ -143,7 +151,7 @@ class _ScoreBlocks(beam.DoFn):
         if not len(ok):
             return
         text_of = tokenized.text_of[ok]
-        scores = text_scores[text_of]
+        scores = text_scores[text_of, : len(self._labels)]
         label = scores.argmax(axis=1)
         self._counters["labeled"].inc(len(ok))
         if result.model_id not in self._per_model:
@@ -156,6 +164,7 @@ class _ScoreBlocks(beam.DoFn):
             records if len(ok) == len(records) else records.take(ok),
             scores,
             label,
+            text_scores[text_of, len(self._labels) :],
             windows.num_tokens[text_of],
             windows.windows_per_text[text_of].astype(np.int32),
             windows.truncated[text_of],

@@ -18,7 +18,14 @@ from pipelines.sinks.commit import (
     stale_attempts,
     start_attempt,
 )
-from pipelines.sinks.evaluation import CollectScores, build_report, report_files, true_and_scores, write_outputs
+from pipelines.sinks.evaluation import (
+    CollectScores,
+    build_report,
+    parse_target_set,
+    report_files,
+    true_and_scores,
+    write_outputs,
+)
 from pipelines.sinks.flagging import NO_THRESHOLDS, flagged_column, parse_thresholds, resolve_thresholds
 from pipelines.sinks.guard import DeadLetterLimitExceeded, FinishRun, GuardDeadLetters, dead_letter_excess
 from pipelines.sinks.outputs import DEAD_LETTER_SCHEMA, FIXED_COLUMNS, DeadLetterRows, label_table, labels_schema
@@ -47,6 +54,7 @@ __all__ = [
     "flagged_column",
     "label_table",
     "labels_schema",
+    "parse_target_set",
     "parse_thresholds",
     "remove_stale_attempts",
     "report_files",

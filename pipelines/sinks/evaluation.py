@@ -18,20 +18,24 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from flaxmodel import evaluate, parse_label_set, set_label_scores, thresholds_for_precision
+from flaxmodel import evaluate, multilabel_scores, parse_label_set, set_label_scores, thresholds_for_precision
 from pipelines.model import ScoredBlock
 from pipelines.names import CONFUSION_PNG, REPORT_FILE
 
 
+_PARTS = 6
+
+
 class CollectScores(beam.CombineFn):
-    """All (allowed classes, probabilities, group values, model identity) of the scored records, as arrays:
-    thresholds need every score."""
+    """All (allowed classes, probabilities, group values, model identity, true targets, target scores) of the
+    scored records, as arrays: thresholds need every score."""
 
-    def __init__(self, num_labels: int):
+    def __init__(self, num_labels: int, num_targets: int = 0):
         self._num_labels = num_labels
+        self._num_targets = num_targets
 
-    def create_accumulator(self) -> tuple[list, list, list, list]:
-        return [], [], [], []
+    def create_accumulator(self) -> tuple[list, ...]:
+        return tuple([] for _ in range(_PARTS))
 
     def add_input(self, accumulator, element):
         for part, value in zip(accumulator, element):
@@ -39,14 +43,14 @@ class CollectScores(beam.CombineFn):
         return accumulator
 
     def merge_accumulators(self, accumulators):
-        merged: tuple[list, list, list, list] = ([], [], [], [])
+        merged: tuple[list, ...] = tuple([] for _ in range(_PARTS))
         for accumulator in accumulators:
             for part, values in zip(merged, accumulator):
                 part.extend(values)
         return merged
 
-    def extract_output(self, accumulator) -> tuple[np.ndarray, np.ndarray, list, dict[str, int]]:
-        allowed, scores, groups, models = accumulator
+    def extract_output(self, accumulator) -> tuple[np.ndarray, np.ndarray, list, dict[str, int], np.ndarray, np.ndarray]:
+        allowed, scores, groups, models, true_targets, target_scores = accumulator
         shape = (len(scores), self._num_labels)
         counts = collections.Counter(models)
         return (
@@ -54,15 +58,52 @@ class CollectScores(beam.CombineFn):
             np.asarray(scores, np.float32).reshape(shape),
             groups,
             dict(counts.most_common()),
+            # -1: the record carries no target annotation.
+            np.asarray(true_targets, np.int8).reshape(len(scores), self._num_targets),
+            np.asarray(target_scores, np.float32).reshape(len(scores), self._num_targets),
         )
 
 
-def true_and_scores(scored: ScoredBlock, label_field: str, labels: tuple[str, ...], group_fields: tuple[str, ...]):
-    """Per record of a scored block: (allowed classes, probabilities, group values, model identity)."""
+def true_and_scores(
+    scored: ScoredBlock,
+    label_field: str,
+    labels: tuple[str, ...],
+    group_fields: tuple[str, ...],
+    target_field: str | None = None,
+    targets: tuple[str, ...] = (),
+):
+    """Per record of a scored block: (allowed classes, probabilities, group values, model identity, true
+    targets (1 / 0 per category, all -1 without an annotation), target scores)."""
     for i, scores in enumerate(scored.scores):
         fields = {name: values[i] for name, values in scored.records.fields.items()}
         groups = tuple("(none)" if fields.get(f) is None else str(fields.get(f)) for f in group_fields)
-        yield parse_label_set(fields[label_field], labels), scores, groups, scored.model
+        named = parse_target_set(fields.get(target_field), targets) if target_field and targets else None
+        truth = np.full(len(targets), -1, np.int8) if named is None else np.array([t in named for t in targets], np.int8)
+        yield parse_label_set(fields[label_field], labels), scores, groups, scored.model, truth, scored.target_scores[i]
+
+
+def parse_target_set(value: str | None, targets: Sequence[str]) -> frozenset[str] | None:
+    """A record's annotated target groups: a JSON list or names joined by ``|`` ("" for none); None if absent.
+
+    Raises:
+      ValueError: for a name that is not one of ``targets``.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    names = json.loads(value) if value.startswith("[") else [v for v in value.split("|") if v.strip()]
+    named = frozenset(str(n).strip() for n in names)
+    unknown = sorted(named - set(targets))
+    if unknown:
+        raise ValueError(f"target groups {unknown} are not among the model's {list(targets)}")
+    return named
+
+
+def target_report(truth: np.ndarray, target_scores: np.ndarray, targets: Mapping[str, float]) -> dict[str, Any]:
+    """Per-category scores of ``targets`` (the model's thresholds) on the records that carry annotations."""
+    annotated = (truth >= 0).all(axis=1)
+    named = target_scores[annotated] >= np.asarray(list(targets.values()), np.float32)
+    return {**multilabel_scores(truth[annotated] == 1, named, list(targets)), "thresholds": dict(targets)}
 
 
 def _group_scores(
@@ -157,10 +198,14 @@ def _write_bytes(path: str, data: bytes) -> None:
 
 
 def write_outputs(
-    collected, dead_letters: Mapping[str, int], *, directory: str, labels, target, inputs, group_fields
+    collected, dead_letters: Mapping[str, int], *, directory: str, labels, target, inputs, group_fields, targets=None
 ) -> dict:
-    """Writes ``report.json`` and ``confusion_matrix.png`` from :class:`CollectScores`' output; returns the report."""
-    allowed, probabilities, groups, models = collected
+    """Writes ``report.json`` and ``confusion_matrix.png`` from :class:`CollectScores`' output; returns the report.
+
+    ``targets``: the model's target head ``{category: threshold}``; with it, ``report["targets"]`` scores
+    the ``targets`` it names on the records that carry target annotations.
+    """
+    allowed, probabilities, groups, models, true_targets, target_scores = collected
     report = build_report(
         allowed,
         probabilities,
@@ -171,6 +216,8 @@ def write_outputs(
         inputs=inputs,
         groups=_group_scores(allowed, probabilities, labels, group_fields, groups),
     )
+    if targets:
+        report["targets"] = target_report(true_targets, target_scores, targets)
     _write_bytes(FileSystems.join(directory, REPORT_FILE), json.dumps(report, indent=2).encode())
     title = f"{report['model']}: macro F1 {report['macro_f1']:.3f}, n = {report['num_examples']}"
     _write_bytes(FileSystems.join(directory, CONFUSION_PNG), confusion_png(report["confusion_matrix"], labels, title))

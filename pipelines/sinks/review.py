@@ -54,9 +54,9 @@ from pipelines.sinks.outputs import label_table, labels_schema
 _COUNTS = "counts"
 
 
-def review_schema(labels: Sequence[str], keep_fields: Sequence[str]) -> pa.Schema:
+def review_schema(labels: Sequence[str], keep_fields: Sequence[str], targets: Sequence[str] = ()) -> pa.Schema:
     """The review table: a label row's columns with the text, then ``review_reason`` and ``inclusion_probability``."""
-    base = labels_schema(labels, keep_text=True, keep_fields=keep_fields)
+    base = labels_schema(labels, targets=targets, keep_text=True, keep_fields=keep_fields)
     return base.append(pa.field(REVIEW_REASON, pa.string(), nullable=False)).append(
         pa.field(INCLUSION_PROBABILITY, pa.float64(), nullable=False)
     )
@@ -126,10 +126,10 @@ class ReviewCandidates(beam.DoFn):
     smallest of the whole run.
     """
 
-    def __init__(self, labels, thresholds, keep_fields, settings: ReviewSettings):
-        self._labels, self._thresholds = tuple(labels), dict(thresholds)
+    def __init__(self, labels, thresholds, targets, keep_fields, settings: ReviewSettings):
+        self._labels, self._thresholds, self._targets = tuple(labels), dict(thresholds), dict(targets)
         self._keep_fields, self._settings = tuple(keep_fields), settings
-        self._schema = labels_schema(labels, keep_text=True, keep_fields=keep_fields)
+        self._schema = labels_schema(labels, targets=tuple(targets), keep_text=True, keep_fields=keep_fields)
 
     def process(self, scored: ScoredBlock) -> Iterable[Any]:
         settings = self._settings
@@ -145,13 +145,14 @@ class ReviewCandidates(beam.DoFn):
         if not chosen:
             return
         rows = np.concatenate(chosen)
-        part = ScoredBlock(
-            scored.records.take(rows),
-            *(c[rows] for c in (scored.scores, scored.label, scored.num_tokens, scored.num_windows, scored.truncated)),
-            scored.model,
-        )
         table = label_table(
-            part, self._schema, self._labels, self._thresholds, keep_text=True, keep_fields=self._keep_fields
+            scored.take(rows),
+            self._schema,
+            self._labels,
+            self._thresholds,
+            targets=self._targets,
+            keep_text=True,
+            keep_fields=self._keep_fields,
         )
         for index, row in zip(rows, table.to_pylist()):
             yield str(names[index]), (int(hashes[index]), row["id"], row)
@@ -171,15 +172,16 @@ class WriteReviewSample(beam.PTransform):
 
     Args:
       directory: the run's attempt folder (committed with the run's other outputs).
-      labels, thresholds, keep_fields: as for the label rows.
+      labels, thresholds, targets, keep_fields: as for the label rows (``targets``: the target head's
+        ``{category: threshold}``, empty without one).
       settings: the review flags (``review_sample`` > 0).
     """
 
-    def __init__(self, directory: str, labels, thresholds, keep_fields, settings: ReviewSettings):
+    def __init__(self, directory: str, labels, thresholds, targets, keep_fields, settings: ReviewSettings):
         super().__init__()
         self._directory, self._settings = directory, settings
-        self._schema = review_schema(labels, keep_fields)
-        self._candidates = ReviewCandidates(labels, thresholds, keep_fields, settings)
+        self._schema = review_schema(labels, keep_fields, tuple(targets))
+        self._candidates = ReviewCandidates(labels, thresholds, targets, keep_fields, settings)
 
     def expand(self, scored):
         total = self._settings.review_sample

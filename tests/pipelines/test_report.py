@@ -109,13 +109,19 @@ def test_target_columns_get_their_own_section(runs, tmp_path):
     current, _ = runs
     run = tmp_path / "with-targets"
     shutil.copytree(current, run)
+    expected = 0
     for path in run.glob("labels-*.parquet"):
         table = pq.read_table(path)
-        groups = [i % 3 == 0 for i in range(table.num_rows)]
-        pq.write_table(table.append_column("target_religion", pa.array(groups)), path)
+        named = [["religion"] if i % 3 == 0 else [] for i in range(table.num_rows)]
+        # The scores sit below 0.5 on purpose: the groups come from `targets` (the model's own thresholds).
+        table = table.append_column("target_religion", pa.array([0.3] * table.num_rows, pa.float32()))
+        pq.write_table(table.append_column("targets", pa.array(named, pa.list_(pa.string()))), path)
+        flagged = table.column("flagged").fill_null(False).to_pylist()
+        expected += sum(f and bool(n) for f, n in zip(flagged, named))
     assert report.main(["--input", str(run), "--output", str(tmp_path / "out")]) == 0
     figures = json.loads((tmp_path / "out" / "run_report.json").read_text())
     assert set(figures["targets"]) == {"religion"}
+    assert figures["targets"]["religion"]["flagged"] == expected > 0
     assert (tmp_path / "out" / "report-targets.png").exists()
 
 

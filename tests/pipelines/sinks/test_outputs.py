@@ -40,8 +40,9 @@ def test_clashing_column_names_are_refused(labels, keep_fields, message):
 def _scored() -> ScoredBlock:
     records = RecordBlock("f.jsonl", np.array([3, 4]), ["r1", "r2"], ["some text", "other"], {"lang": [None, "en"]})
     scores = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], np.float32)
+    targets = np.array([[0.9, 0.1], [0.2, 0.3]], np.float32)
     return ScoredBlock(
-        records, scores, np.array([0, 2]), np.array([5, 9], np.int32), np.array([1, 2], np.int32),
+        records, scores, np.array([0, 2]), targets, np.array([5, 9], np.int32), np.array([1, 2], np.int32),
         np.array([False, True]), "m@abc",
     )  # fmt: skip
 
@@ -62,6 +63,25 @@ def test_a_scored_block_becomes_rows_of_the_schema():
             "num_windows": 2, "truncated": True, "model": "m@abc", "text": "other", "lang": "en",
         },
     ]  # fmt: skip
+
+
+def test_a_model_with_a_target_head_adds_its_scores_and_the_groups_at_their_thresholds():
+    schema = labels_schema(LABELS, targets=("race", "religion"), keep_text=False, keep_fields=())
+    assert schema.field("targets").type == pa.list_(pa.string())
+    assert schema.names.index("target_race") == schema.names.index("flagged") + 1
+    table = label_table(
+        _scored(), schema, LABELS, {}, targets={"race": 0.5, "religion": 0.3}, keep_text=False, keep_fields=()
+    )
+    assert table.schema == schema
+    assert table.column("target_race").to_pylist() == [pytest.approx(0.9), pytest.approx(0.2)]
+    # At or above each group's own threshold: 0.3 (float32 0.30000001) reaches religion's 0.3.
+    assert table.column("targets").to_pylist() == [["race"], ["religion"]]
+    assert "targets" not in labels_schema(LABELS, keep_text=False, keep_fields=()).names
+
+
+def test_target_columns_cannot_clash_with_kept_fields():
+    with pytest.raises(OptionError, match="--keep_fields target_race"):
+        labels_schema(LABELS, targets=("race",), keep_text=False, keep_fields=("target_race",))
 
 
 def test_flagged_is_null_without_thresholds_and_compares_like_python_floats():

@@ -39,7 +39,8 @@ def scored_blocks(n: int = RECORDS) -> list[ScoredBlock]:
         records = RecordBlock(f"shard-{start // BLOCK}.jsonl", np.arange(m), ids, [f"text of {i}" for i in ids], {})
         ones = np.ones(m, np.int32)
         truncated = np.zeros(m, bool)
-        blocks.append(ScoredBlock(records, part, part.argmax(axis=1), ones * 5, ones, truncated, "tiny@x:float32"))
+        no_targets = np.zeros((m, 0), np.float32)
+        blocks.append(ScoredBlock(records, part, part.argmax(axis=1), no_targets, ones * 5, ones, truncated, "tiny@x:float32"))
     return blocks
 
 
@@ -48,7 +49,7 @@ def _sample(tmp_path: pathlib.Path, settings: ReviewSettings, thresholds=THRESHO
         _ = (
             pipeline
             | beam.Create(scored_blocks())
-            | WriteReviewSample(str(tmp_path), LABELS, thresholds, (), settings)
+            | WriteReviewSample(str(tmp_path), LABELS, thresholds, {}, (), settings)
         )
     files = sorted(tmp_path.glob("review-*.parquet"))
     assert files
