@@ -13,6 +13,8 @@ Modules, each importing only those before it:
   (attacks; what must not read as hate) and the cases made from them;
 - ``mixture_file`` and ``mixture``: data mixtures: the file (sources, label mappings onto our classes,
   weights; ``mixtures/default.toml`` is the default model's), and its rows (partial labels, each epoch's sample);
+- ``target_data``: the sources' target-group annotations mapped onto our seven categories, masked where
+  a source does not say;
 - ``config``: :class:`TrainConfig`, the settings, declared once as flags;
 - ``recipe``: named recipes, TOML files of those settings (``recipes/default.toml`` is the default model's);
 - ``batches``: the data order of each epoch, class weights, padded batches;
@@ -23,9 +25,10 @@ Modules, each importing only those before it:
 - ``export`` and ``evaluation``: model folders, and the end-of-epoch scores and ``best/`` export;
 - ``loop``: :func:`train`, the driver;
 - ``cli`` / ``__main__``: the ``flaxmodel-train`` command line (``--recipe`` plus every setting's flag);
-- ``thresholds``, ``export_data`` and ``soup``: stand-alone commands (recommended thresholds into a
-  model folder; a mixture's validation rows for the evaluation job; the weight average of several
-  runs as one model folder), imported by nothing here.
+- ``thresholds``, ``targets``, ``export_data`` and ``soup``: stand-alone commands (recommended thresholds
+  into a model folder; a target-group head trained on a model folder's frozen encoder, with its
+  thresholds; a mixture's validation rows for the evaluation job; the weight average of several runs
+  as one model folder), imported by nothing here.
 
 Its libraries (optax, orbax-checkpoint, tqdm) are the ``[train]`` extra; nothing
 outside this package imports them, or it.

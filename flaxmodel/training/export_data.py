@@ -4,10 +4,12 @@
 [--mixture FILE] [--sources functional]``
 
 Each row has ``text``, ``label`` (the classes it allows, ``|``-separated),
-``source`` and, for the functional suite, ``functionality``, so
+``source``, for the functional suite ``functionality``, and, where the source
+annotates every target category (:mod:`~flaxmodel.training.target_data`),
+``targets`` (the attacked categories joined by ``|``, "" for none), so
 ``python -m pipelines.evaluate --input val.jsonl --group_by source,functionality``
 reports the model per source and per functionality exactly as it labels in
-production.
+production, and a model's target groups per category.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from flaxmodel.commands import run_command
 from flaxmodel.errors import ConfigError
 from flaxmodel.flags import add_flags, flag, from_namespace
 from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture, read_mixture, validation_rows
+from flaxmodel.training.target_data import TRAINING_SOURCES, read_target_sets, target_annotations
 
 PROG = "flaxmodel.training.export_data"
 
@@ -45,10 +48,13 @@ def _export(settings: ExportDataSettings) -> None:
         raise ConfigError(f"--sources {unknown} are not in {path}; its sources: {[s.name for s in mixture.sources]}")
     _, val = read_mixture(mixture, settings.data_root)
     val = [v for v in val if not settings.sources or v.name in settings.sources]
+    names = {s.name for s in mixture.sources}
+    annotated = target_annotations(read_target_sets(mixture, settings.data_root)[1]) if names >= set(TRAINING_SOURCES) else {}
     os.makedirs(os.path.dirname(os.path.abspath(settings.output)), exist_ok=True)
     with open(settings.output, "w", encoding="utf-8") as f:
         for row in validation_rows(val, mixture.classes):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            targets = annotated.get((row["source"], row["text"]))
+            f.write(json.dumps(row if targets is None else {**row, "targets": targets}, ensure_ascii=False) + "\n")
     print(f"{sum(len(v) for v in val)} validation rows of {', '.join(v.name for v in val)} -> {settings.output}")
 
 

@@ -45,13 +45,14 @@ __all__ = [
     "read_mixture",
     "read_source",
     "single_source",
+    "val_fraction_mask",
     "validation_rows",
 ]
 
 # ConvAbuse's per-annotator columns: is_abuse.<score> one-hot (1 not abusive ... -3 very strongly) and tags.
-_CONVABUSE_SCORES = (1, 0, -1, -2, -3)
-_CONVABUSE_IDENTITY = ("racist", "sexist", "homophobic", "transphobic", "ableist")
-_CONVABUSE_ANNOTATORS = 8
+CONVABUSE_SCORES = (1, 0, -1, -2, -3)
+CONVABUSE_IDENTITY = ("racist", "sexist", "homophobic", "transphobic", "ableist")
+CONVABUSE_ANNOTATORS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,21 +85,21 @@ class SourceSet:
 
 
 # ConvAbuse's text is the user's message; its label comes from every annotator's columns.
-_CONVABUSE_TEXT = "user"
-_CONVABUSE_FIELDS = tuple(
+CONVABUSE_TEXT = "user"
+CONVABUSE_FIELDS = tuple(
     f"Annotator{a}_{column}"
-    for a in range(1, _CONVABUSE_ANNOTATORS + 1)
-    for column in (*(f"is_abuse.{s}" for s in _CONVABUSE_SCORES), *_CONVABUSE_IDENTITY)
+    for a in range(1, CONVABUSE_ANNOTATORS + 1)
+    for column in (*(f"is_abuse.{s}" for s in CONVABUSE_SCORES), *CONVABUSE_IDENTITY)
 )
 
 
-def _convabuse_label(row: Mapping[str, str]) -> str:
+def convabuse_label(row: Mapping[str, str]) -> str:
     votes, identity = [], False
-    for a in range(1, _CONVABUSE_ANNOTATORS + 1):
+    for a in range(1, CONVABUSE_ANNOTATORS + 1):
         # A cell may repeat an annotator's answer ("1, 1"); its first value counts.
-        marked = [s for s in _CONVABUSE_SCORES if (row.get(f"Annotator{a}_is_abuse.{s}") or "").startswith("1")]
+        marked = [s for s in CONVABUSE_SCORES if (row.get(f"Annotator{a}_is_abuse.{s}") or "").startswith("1")]
         votes.extend(marked[:1])
-        identity |= any((row.get(f"Annotator{a}_{tag}") or "").startswith("1") for tag in _CONVABUSE_IDENTITY)
+        identity |= any((row.get(f"Annotator{a}_{tag}") or "").startswith("1") for tag in CONVABUSE_IDENTITY)
     if not votes:
         return "ambiguous"
     median = statistics.median_low(votes)
@@ -125,10 +126,10 @@ def _raw_rows(source: Source, root: str, which: str) -> list[tuple[str, str, str
             rows.extend((texts[i], names[int(labels[i])] if names else labels[i], None) for i in kept)
             continue
         convabuse = source.reader == "convabuse"
-        text_field = _CONVABUSE_TEXT if convabuse else source.text_field
-        fields = (*(_CONVABUSE_FIELDS if convabuse else (source.label_field,)), source.split_field)
+        text_field = CONVABUSE_TEXT if convabuse else source.text_field
+        fields = (*(CONVABUSE_FIELDS if convabuse else (source.label_field,)), source.split_field)
         for record in read_records(path, detect_format(path), text_field, fields):
-            label = _convabuse_label(record.fields) if convabuse else record.fields.get(source.label_field)
+            label = convabuse_label(record.fields) if convabuse else record.fields.get(source.label_field)
             split = record.fields.get(source.split_field) if source.split_field else None
             rows.append((record.text, str(label), split))
     return rows
@@ -150,6 +151,12 @@ def _to_set(source: Source, rows: Sequence[tuple[str, str, str | None]], classes
         allowed=allowed,
         groups=[r[2] for r in kept] if groups else None,
     )
+
+
+def val_fraction_mask(source: Source, rows: int, seed: int) -> np.ndarray:
+    """Which of a ``val_fraction`` source's rows (in file order) are validation rows: bool ``[rows]``."""
+    # Seeded by the mixture's seed and the source's name: adding a source does not move another's split.
+    return np.random.default_rng([seed, *source.name.encode()]).random(rows) < source.val_fraction
 
 
 def read_source(source: Source, root: str, classes: tuple[str, ...], seed: int) -> tuple[SourceSet, SourceSet | None]:
@@ -174,9 +181,7 @@ def read_source(source: Source, root: str, classes: tuple[str, ...], seed: int) 
         train_rows = [r for r in rows if r[2] == source.train_split]
         val_rows = [r for r in rows if r[2] == source.val_split]
     elif source.val_fraction > 0:
-        # Seeded by the mixture's seed and the source's name: adding a source does not move another's split.
-        rng = np.random.default_rng([seed, *source.name.encode()])
-        is_val = rng.random(len(rows)) < source.val_fraction
+        is_val = val_fraction_mask(source, len(rows), seed)
         train_rows = [r for r, v in zip(rows, is_val) if not v]
         val_rows = [r for r, v in zip(rows, is_val) if v]
     else:

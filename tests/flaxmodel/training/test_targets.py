@@ -1,0 +1,149 @@
+"""Target-group annotations and the target-head command.
+
+Each source's annotations map onto the seven categories by its explicit table:
+an attack names its groups, a text that is not hateful is a known 0 everywhere,
+and what a source does not annotate is masked.  The command trains a head on a
+model folder's frozen encoder and writes a folder that loads with ``targets``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from flaxmodel import DataError, load_classifier, multilabel_scores
+from flaxmodel.inference import threshold_for_f1
+from flaxmodel.training import targets as command
+from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture
+from flaxmodel.training.target_data import CATEGORIES, codes_categories, read_dynahate_dev, read_target_sets
+from tests.flaxmodel.training.conftest import assert_one_error_line
+
+CONVABUSE_HEADER = ["user", "Annotator1_is_abuse.1", "Annotator1_is_abuse.-2", "Annotator1_racist", "Annotator1_sexist"]
+
+
+def _csv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    """A few rows of each annotating source, in the upstream columns."""
+    root = tmp_path / "data"
+    hatexplain = [
+        ["they are all animals go back", "hatespeech", "African", "Nonreligious", "No_gender", "No_orientation", "None"],
+        ["nice day at the mosque", "normal", "No_race", "Islam", "No_gender", "No_orientation", "None"],
+        ["shut up you idiot woman", "offensive", "No_race", "Nonreligious", "Women", "No_orientation", "None"],
+        ["refugees should be drowned", "hatespeech", "No_race", "Nonreligious", "No_gender", "No_orientation", "Refugee"],
+    ] * 5
+    _csv(root / "hatexplain/hatexplain.csv", ["comment", "label", "Race", "Religion", "Gender", "Sexual Orientation", "Miscellaneous"], hatexplain)
+    convabuse = [["go away stupid bot", "", "1", "", ""], ["you are lovely", "1", "", "", ""], ["women belong in the kitchen", "", "1", "", "1"]]
+    for split in ("train", "valid"):
+        _csv(root / f"convabuse/ConvAbuseEMNLP{split}.csv", CONVABUSE_HEADER, convabuse)
+    edos = [["women are inferior", "sexist", "2. derogation", s] for s in ("train", "dev")]
+    edos += [["nice game last night", "not sexist", "none", s] for s in ("train", "dev")]
+    _csv(root / "edos/edos_labelled_aggregated.csv", ["text", "label_sexist", "label_category", "split"], edos)
+    _csv(root / "toxigen_seeds/sentences.csv", ["group", "label", "text"], [["trans", "hate", "trans people are sick"], ["jewish", "neutral", "jewish holidays are in autumn"]] * 8)
+    hatemoji = [["they are 🐒🐒", "1", "['bla']"], ["i love 🌈 people", "0", "['none']"], ["🐷 eaters out", "1", "['mus', 'arab']"]]
+    for split in ("train", "validation"):
+        _csv(root / f"hatemoji_build/{split}.csv", ["text", "label_gold", "target"], hatemoji)
+    _csv(root / "dynahate/dev.csv", ["text", "label", "target"], [["immigrants are vermin", "hate", "immig, ref"], ["immigrants are welcome", "nothate", "none"], ["they are scum", "hate", "notgiven"]])
+    return root
+
+
+def _row(sets, name, text):
+    s = next(s for s in sets if s.name == name)
+    i = s.texts.index(text)
+    return dict(zip(CATEGORIES, s.labels[i])), dict(zip(CATEGORIES, s.known[i])), bool(s.hateful[i])
+
+
+def test_each_source_maps_its_annotations_and_masks_what_it_does_not_say(data_root):
+    train, val = read_target_sets(load_mixture(DEFAULT_MIXTURE), str(data_root))
+    sets = train + val
+    labels, known, hateful = _row(sets, "hatexplain", "they are all animals go back")
+    assert hateful and labels["race"] == 1 and sum(labels.values()) == 1 and all(known.values())
+    # A mention of a group in a normal post attacks nobody: known zeros.
+    labels, known, _ = _row(sets, "hatexplain", "nice day at the mosque")
+    assert sum(labels.values()) == 0 and all(known.values())
+    # An offensive post with a group is not decided: masked.
+    assert not any(_row(sets, "hatexplain", "shut up you idiot woman")[1].values())
+    labels, known, _ = _row(sets, "hatexplain", "refugees should be drowned")
+    assert labels["origin"] == 1
+    labels, known, hateful = _row(sets, "convabuse", "women belong in the kitchen")
+    assert hateful and labels["gender"] == 1 and not known["religion"] and not known["origin"] and known["race"]
+    labels, known, hateful = _row(sets, "convabuse", "go away stupid bot")
+    assert not hateful and sum(labels.values()) == 0
+    labels, known, _ = _row(sets, "edos", "women are inferior")
+    assert labels["gender"] == 1 and [c for c, k in known.items() if k] == ["gender"]
+    labels, _, _ = _row(sets, "toxigen", "trans people are sick")
+    assert labels["gender_identity"] == 1
+    labels, _, _ = _row(sets, "hatemoji_build", "🐷 eaters out")
+    assert labels["religion"] == 1 and labels["race"] == 1
+    assert {s.name for s in train} == {s.name for s in val} == {"hatexplain", "convabuse", "edos", "toxigen", "hatemoji_build", "functional"}
+    dev = read_dynahate_dev(str(data_root))
+    assert dict(zip(CATEGORIES, dev.labels[0]))["origin"] == 1 and not dev.known[2].any() and not dev.hateful[1]
+
+
+def test_the_functional_suite_targets_its_attacks_only(data_root):
+    train, _ = read_target_sets(load_mixture(DEFAULT_MIXTURE), str(data_root))
+    suite = next(s for s in train if s.name == "functional")
+    attacks = suite.hateful & suite.known.all(axis=1)
+    assert (suite.labels[attacks].sum(axis=1) >= 1).mean() > 0.9
+    assert not suite.labels[~suite.hateful].any() and suite.known[~suite.hateful].all()
+
+
+@pytest.mark.parametrize(
+    "cell, expected",
+    [
+        ("bla", ("race",)),
+        ("immig, ref", ("origin",)),
+        ("['mus', 'sikh', 'arab']", ("religion", "race")),
+        ("nat.poland", ("origin",)),
+        ("blawom", ("race", "gender")),
+        ("wc", ()),
+        ("notgiven", None),
+    ],
+)
+def test_target_codes(cell, expected):
+    assert codes_categories(cell, "dev.csv") == expected
+
+
+def test_an_unknown_target_code_is_an_error_naming_it():
+    with pytest.raises(DataError, match="'martians'"):
+        codes_categories("martians", "dev.csv")
+
+
+def test_best_f1_threshold_and_per_target_scores():
+    positive = np.array([True, True, False, False, True])
+    score = np.array([0.9, 0.8, 0.7, 0.2, 0.1])
+    chosen = threshold_for_f1(positive, score)
+    assert chosen["threshold"] == 0.8 and chosen["precision"] == 1.0 and chosen["recall"] == pytest.approx(2 / 3)
+    report = multilabel_scores(np.array([[1, 0], [0, 0], [1, 1]]), np.array([[1, 0], [1, 0], [0, 1]]), ["a", "b"])
+    assert report["per_target"]["a"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert report["per_target"]["b"]["f1"] == 1.0 and report["macro_f1"] == 0.75
+
+
+def test_the_command_writes_a_folder_that_labels_targets(tiny_checkpoint, data_root, tmp_path, capsys):
+    out = tmp_path / "with_head"
+    args = ["--model", str(tiny_checkpoint("bert")), "--data_root", str(data_root), "--output", str(out)]
+    assert command.main([*args, "--steps", "30", "--hidden_size", "4", "--max_length", "32"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed["per_category"]) == set(CATEGORIES)
+    assert set(printed["review_figures"]) == {"dynahate_dev", "hatemoji_build_validation"}
+    classifier = load_classifier(str(out), precision="float32")
+    assert classifier.targets == CATEGORIES
+    scores = classifier.predict_targets(["they are 🐒🐒", "a quiet day"])
+    assert scores.shape == (2, len(CATEGORIES)) and ((scores > 0) & (scores < 1)).all()
+    # The source folder is left as it was.
+    assert not (tiny_checkpoint("bert") / "target_head.json").exists()
+
+
+def test_the_command_refuses_a_folder_without_data_before_reading(tiny_checkpoint, tmp_path, capsys):
+    assert command.main(["--model", str(tiny_checkpoint("bert")), "--data_root", str(tmp_path)]) == 2
+    assert_one_error_line(capsys.readouterr().err, command.PROG, "no hatexplain/ there")
