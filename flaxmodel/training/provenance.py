@@ -39,6 +39,35 @@ def write_record(folder: str, record: dict[str, Any]) -> None:
     files.write_bytes(files.join(folder, TRAINING_DATA_FILE), (json.dumps(record, indent=2) + "\n").encode())
 
 
+def read_sources(folder: str) -> list[dict[str, Any]]:
+    """The sources a model folder's ``training_data.json`` lists (a soup's: its ingredients'); [] without them."""
+    path = files.join(folder, TRAINING_DATA_FILE)
+    if not files.exists(path):
+        return []
+    try:
+        return list(json.loads(files.read_bytes(path)).get("sources", []))
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ConfigError(f"{path}: expected {{'use': ..., 'sources': [...]}} ({err})") from None
+
+
+def soup_record(folders: Sequence[str], weights: Sequence[float]) -> dict[str, Any]:
+    """What ``training_data.json`` says of a soup: its ingredients and weights, and every source any trained on.
+
+    A soup may do what every one of its runs may: a default model only if all were trained for one.
+    """
+    uses = {read_use(folder) for folder in folders}
+    sources: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        for source in read_sources(folder):
+            known = sources.setdefault(source["name"], dict(source))
+            known["trained"] = bool(known.get("trained")) or bool(source.get("trained"))
+    return {
+        "use": uses.pop() if len(uses) == 1 else UNDECLARED,
+        "soup_of": [{"folder": f, "weight": float(w)} for f, w in zip(folders, weights)],
+        "sources": list(sources.values()),
+    }
+
+
 def read_use(folder: str) -> str:
     """The ``use`` a model folder's training data allows; :data:`UNDECLARED` without the file."""
     path = files.join(folder, TRAINING_DATA_FILE)

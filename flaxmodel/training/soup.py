@@ -50,7 +50,7 @@ from flaxmodel.inference.preprocessing import (
     write_preprocessing,
 )
 from flaxmodel.inference.tokenizer import TOKENIZER_FILE
-from flaxmodel.training.provenance import UNDECLARED, read_use, write_record
+from flaxmodel.training.provenance import soup_record, write_record
 
 logger = logging.getLogger(__name__)
 
@@ -177,9 +177,7 @@ def make_soup(
         _full_soup(folders, weights, output)
     files.write_bytes(files.join(output, TOKENIZER_FILE), tokenizer)
     write_preprocessing(output, preprocessing)
-    # A soup may do what every one of its runs may: a default model only if all were trained for one.
-    uses = {read_use(folder) for folder in folders}
-    write_record(output, {"use": uses.pop() if len(uses) == 1 else UNDECLARED, "soup_of": list(folders)})
+    write_record(output, soup_record(folders, weights))
     return output
 
 

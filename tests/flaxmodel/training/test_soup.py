@@ -156,3 +156,27 @@ def test_command_line_writes_a_loadable_soup_and_reports_bad_input(base, tmp_pat
         assert soup.main(flags + ["--output", str(tmp_path / "x")]) == 2
         assert_one_error_line(capsys.readouterr().err, "flaxmodel.training.soup", message)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_soup_records_its_ingredients_and_every_source_they_trained_on(base, tmp_path):
+    base_folder, checkpoint = base
+    lora = LoraConfig(rank=2, alpha=4, targets=("query",))
+    a = _adapter_folder(tmp_path / "a", base_folder, checkpoint, lora, 1)
+    b = _adapter_folder(tmp_path / "b", base_folder, checkpoint, lora, 2)
+    records = {
+        a: {"use": "default", "sources": [{"name": "x", "licence": "MIT", "trained": True}, {"name": "y", "licence": "none-stated", "trained": False}]},
+        b: {"use": "default", "sources": [{"name": "x", "licence": "MIT", "trained": True}, {"name": "z", "licence": "CC0-1.0", "trained": True}]},
+    }
+    for folder, record in records.items():
+        with open(os.path.join(folder, "training_data.json"), "w") as f:
+            json.dump(record, f)
+    out = soup.make_soup([a, b], str(tmp_path / "soup"), weights=[3, 1])
+    record = json.loads(open(os.path.join(out, "training_data.json")).read())
+    assert record["use"] == "default"
+    assert record["soup_of"] == [{"folder": a, "weight": 0.75}, {"folder": b, "weight": 0.25}]
+    assert {s["name"]: s["trained"] for s in record["sources"]} == {"x": True, "y": False, "z": True}
+    # One ingredient of another use makes the soup's use undeclared: it may do only what all may.
+    records[b]["use"] = "research"
+    with open(os.path.join(b, "training_data.json"), "w") as f:
+        json.dump(records[b], f)
+    assert json.loads(open(os.path.join(soup.make_soup([a, b], str(tmp_path / "mixed")), "training_data.json")).read())["use"] == "undeclared"
