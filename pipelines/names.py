@@ -49,6 +49,8 @@ DEAD_LETTERED = "dead_lettered"
 DEAD_LETTER_COUNTER_PREFIX = "dead_letter_"
 # Records labeled by each model identity (name@hash:precision), as the worker that ran it names it.
 MODEL_COUNTER_PREFIX = "model:"
+# Records whose targets name each group ("targets_race"), with a model that has a target-group head.
+TARGET_COUNTER_PREFIX = "targets_"
 # Records labeled per way the worker came to its precision: "precision_choice:measured" (timed at its
 # load), "reused" (a calibration stored by an earlier load), "given" (--precision), "device" (fixed by it).
 PRECISION_CHOICE_PREFIX = "precision_choice:"

@@ -36,7 +36,7 @@ from flaxmodel import ModelRef, OptionError, grid_for, resolve_model
 import flaxmodel.records as R
 from pipelines.model.handler import FlaxModelHandler, RunSettings, WindowScores
 from pipelines.model.tokenizing import TokenizedBlock, TokenizeBlocks
-from pipelines.names import DEAD_LETTER_TAG, MODEL_COUNTER_PREFIX, NAMESPACE
+from pipelines.names import DEAD_LETTER_TAG, MODEL_COUNTER_PREFIX, NAMESPACE, TARGET_COUNTER_PREFIX
 from pipelines.options import AGGREGATIONS, ClassifySettings
 
 
@@ -112,15 +112,20 @@ def _check(settings: ClassifySettings, model: ModelRef) -> None:
 class _ScoreBlocks(beam.DoFn):
     """Aggregates a block's window scores into its records' scores; failed records to dead letters."""
 
-    def __init__(self, labels: tuple[str, ...], aggregate: str, max_payload_bytes: int):
+    def __init__(
+        self, labels: tuple[str, ...], aggregate: str, max_payload_bytes: int, targets: tuple[tuple[str, float], ...] = ()
+    ):
         self._labels = labels
         self._aggregate = aggregate
         self._max_payload_bytes = max_payload_bytes
+        self._targets = targets
 
     def setup(self) -> None:
         names = ("labeled", "batches", "windows", "tokens", "padded_tokens")
         self._counters = {name: Metrics.counter(NAMESPACE, name) for name in names}
         self._per_label = [Metrics.counter(NAMESPACE, f"label_{name}") for name in self._labels]
+        self._per_target = [Metrics.counter(NAMESPACE, TARGET_COUNTER_PREFIX + name) for name, _ in self._targets]
+        self._target_thresholds = np.asarray([t for _, t in self._targets], np.float32)
         self._per_model: dict[str, Metrics.DelegatingCounter] = {}
 
     def process(self, result: PredictionResult) -> Iterable:
@@ -160,11 +165,15 @@ class _ScoreBlocks(beam.DoFn):
         for index, count in enumerate(np.bincount(label, minlength=len(self._labels)).tolist()):
             if count:
                 self._per_label[index].inc(count)
+        target_scores = text_scores[text_of, len(self._labels) :]
+        for counter, count in zip(self._per_target, (target_scores >= self._target_thresholds).sum(axis=0).tolist()):
+            if count:
+                counter.inc(count)
         yield ScoredBlock(
             records if len(ok) == len(records) else records.take(ok),
             scores,
             label,
-            text_scores[text_of, len(self._labels) :],
+            target_scores,
             windows.num_tokens[text_of],
             windows.windows_per_text[text_of].astype(np.int32),
             windows.truncated[text_of],
@@ -217,7 +226,7 @@ class ClassifyRecords(beam.PTransform):
             | "Infer" >> RunInference(FlaxModelHandler(self.model, run)).with_exception_handling()
         )
         scored = results | "Aggregate" >> beam.ParDo(
-            _ScoreBlocks(self.model.labels, s.aggregate, s.max_payload_bytes)
+            _ScoreBlocks(self.model.labels, s.aggregate, s.max_payload_bytes, self.model.target_thresholds)
         ).with_outputs(DEAD_LETTER_TAG, main="scored")
         failed = failures.failed_inferences | "FailedBlocks" >> beam.FlatMap(_failed_block, s.max_payload_bytes)
         dead = (scored[DEAD_LETTER_TAG], failed) | "InferenceDeadLetters" >> beam.Flatten()

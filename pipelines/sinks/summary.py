@@ -2,7 +2,7 @@
 
 All counters, gauges and distributions live in one namespace,
 :data:`~pipelines.names.NAMESPACE`: ``files_read``, ``records_read``, ``labeled``,
-``dead_lettered`` and ``dead_letter_<reason>``, ``label_<name>``, ``windows``,
+``dead_lettered`` and ``dead_letter_<reason>``, ``label_<name>``, ``targets_<group>``, ``windows``,
 ``truncated``, ``reused_texts`` (records whose text an earlier record of the same
 block held, scored once for both), ``tokens`` (real tokens fed to the model),
 ``padded_tokens`` (cells of the padded batches), ``batches``, ``model:<identity>``
@@ -31,6 +31,7 @@ from pipelines.names import (
     MODEL_COUNTER_PREFIX,
     NAMESPACE,
     PRECISION_CHOICE_PREFIX,
+    TARGET_COUNTER_PREFIX,
 )
 
 # How the summary spells each way a worker came to its precision (pipelines.names.PRECISION_CHOICE_PREFIX).
@@ -103,6 +104,9 @@ class Summary:
             + ("read = labeled + dead-lettered OK" if self.balanced else "MISMATCH, records were lost"),
             "labels: " + ", ".join(f"{name} {self.get('label_' + name)}" for name in self.labels),
         ]
+        named = {k[len(TARGET_COUNTER_PREFIX) :]: v for k, v in self.counters.items() if k.startswith(TARGET_COUNTER_PREFIX)}
+        if named:
+            lines.append("target groups named: " + ", ".join(f"{k} {v}" for k, v in sorted(named.items(), key=lambda kv: -kv[1])))
         prefix = DEAD_LETTER_COUNTER_PREFIX
         reasons = {k[len(prefix) :]: v for k, v in sorted(self.counters.items()) if k.startswith(prefix)}
         if reasons:

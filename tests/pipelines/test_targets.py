@@ -49,11 +49,18 @@ def _common(model: str, cache: str) -> list[str]:
     return ["--model", model, "--max_length", str(MAX_LENGTH), "--stride", str(STRIDE), "--precision", "float32", "--compilation_cache_dir", cache]
 
 
-def test_label_rows_and_the_review_sample_carry_the_target_groups(targeted_model, posts, compilation_cache, tmp_path):
+def test_label_rows_and_the_review_sample_carry_the_target_groups(targeted_model, posts, compilation_cache, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["--input", str(posts / "*.jsonl"), "--output", str(out), "--id_field", "id", "--review_sample", "4"]
     assert moderate.main([*argv, *_common(targeted_model, compilation_cache)]) == 0
+    summary = capsys.readouterr().out
     rows = pq.read_table(sorted(out.glob("labels-*.parquet"))).sort_by("id").to_pylist()
+    # The summary (from the Beam counters targets_<group>) counts the records naming each group.
+    named = {c: sum(c in r["targets"] for r in rows) for c in CATEGORIES}
+    line = next(l for l in summary.splitlines() if l.startswith("target groups named: "))
+    assert {p.rsplit(" ", 1)[0]: int(p.rsplit(" ", 1)[1]) for p in line.split(": ", 1)[1].split(", ")} == {
+        c: n for c, n in named.items() if n
+    }
     classifier = load_classifier(targeted_model, max_length=MAX_LENGTH, precision="float32")
     expected = classifier.predict_targets(list(TEXTS))
     for row, scores in zip(rows, expected):
