@@ -170,35 +170,30 @@ def _architecture_fields(config: EncoderConfig) -> dict[str, Any]:
             "attention_dropout": config.attention_dropout,
             "seq_classif_dropout": config.classifier_dropout,
         }
-    elif config.architecture == "mpnet":
+    bert_spelling = {
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "intermediate_size": config.intermediate_size,
+        "hidden_act": config.hidden_act,
+        "layer_norm_eps": config.layer_norm_eps,
+        "hidden_dropout_prob": config.hidden_dropout,
+        "attention_probs_dropout_prob": config.attention_dropout,
+    }
+    if config.architecture == "mpnet":
         # MPNet has no token types, and its head's dropout is the hidden dropout.
         return {
             "architectures": ["MPNetForSequenceClassification"],
-            "hidden_size": config.hidden_size,
-            "num_hidden_layers": config.num_layers,
-            "num_attention_heads": config.num_heads,
-            "intermediate_size": config.intermediate_size,
-            "hidden_act": config.hidden_act,
-            "layer_norm_eps": config.layer_norm_eps,
-            "hidden_dropout_prob": config.hidden_dropout,
-            "attention_probs_dropout_prob": config.attention_dropout,
+            **bert_spelling,
             "relative_attention_num_buckets": config.relative_attention_buckets,
         }
-    else:
-        return {
-            "architectures": [_CLASS_PREFIX[config.model_type] + "ForSequenceClassification"],
-            "hidden_size": config.hidden_size,
-            "num_hidden_layers": config.num_layers,
-            "num_attention_heads": config.num_heads,
-            "intermediate_size": config.intermediate_size,
-            "hidden_act": config.hidden_act,
-            "layer_norm_eps": config.layer_norm_eps,
-            "type_vocab_size": config.type_vocab_size,
-            "hidden_dropout_prob": config.hidden_dropout,
-            "attention_probs_dropout_prob": config.attention_dropout,
-            "classifier_dropout": config.classifier_dropout,
-            "position_embedding_type": "absolute",
-        }
+    return {
+        "architectures": [_CLASS_PREFIX[config.model_type] + "ForSequenceClassification"],
+        **bert_spelling,
+        "type_vocab_size": config.type_vocab_size,
+        "classifier_dropout": config.classifier_dropout,
+        "position_embedding_type": "absolute",
+    }
 
 
 def _bert_fields(cfg: Mapping[str, Any]) -> dict[str, Any]:

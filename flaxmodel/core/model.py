@@ -117,24 +117,18 @@ def hidden_states(
     *,
     config: EncoderConfig,
     dtype: jnp.dtype = jnp.float32,
+    first_token_only: bool = False,
 ) -> jax.Array:
-    """Last-layer hidden states ``[batch, length, hidden]`` of the encoder."""
-    model = SequenceClassifier(config, dtype)
-    return model.apply({"params": params}, input_ids, attention_mask, method=SequenceClassifier.encode)
+    """Last-layer hidden states of the encoder.
 
-
-def first_token_states(
-    params: Params,
-    input_ids: jax.Array,
-    attention_mask: jax.Array,
-    *,
-    config: EncoderConfig,
-    dtype: jnp.dtype = jnp.float32,
-) -> jax.Array:
-    """The last layer's first-token state ``[batch, hidden]``: what the heads read."""
+    Returns:
+      ``[batch, length, hidden]``; with ``first_token_only``, the first token's ``[batch, hidden]``
+      (what the heads read; the rest of the last layer is skipped).
+    """
     model = SequenceClassifier(config, dtype)
-    hidden = model.apply({"params": params}, input_ids, attention_mask, True, True, method=SequenceClassifier.encode)
-    return hidden[:, 0]
+    method = SequenceClassifier.encode
+    hidden = model.apply({"params": params}, input_ids, attention_mask, True, first_token_only, method=method)
+    return hidden[:, 0] if first_token_only else hidden
 
 
 def forward_flops(config: EncoderConfig, rows: int, length: int, first_token_only: bool = True) -> int:

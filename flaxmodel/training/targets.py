@@ -40,7 +40,7 @@ from flax.training import train_state
 from flaxmodel.ckpts.loader import load_checkpoint
 from flaxmodel.ckpts.target_head import write_target_head
 from flaxmodel.commands import run_command
-from flaxmodel.core.model import TargetHead, first_token_states
+from flaxmodel.core.model import TargetHead, hidden_states
 from flaxmodel.errors import ConfigError
 from flaxmodel.flags import add_flags, flag, from_namespace
 from flaxmodel.inference.metrics import threshold_for_f1
@@ -97,7 +97,7 @@ def _features(settings: TargetHeadSettings, sets: Sequence[TargetSet]) -> tuple[
     checkpoint = load_checkpoint(ref.path, target_head=False)
     config = checkpoint.config.with_targets(CATEGORIES, settings.hidden_size)
     grid = grid_for(config, ref.max_length, jax.devices()[0].platform)
-    forward = jax.jit(functools.partial(first_token_states, config=config))
+    forward = jax.jit(functools.partial(hidden_states, config=config, first_token_only=True))
     params = jax.device_put(checkpoint.params)
     tokenizer = ref.tokenizer()
     out = []

@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from flaxmodel import CheckpointError, load_checkpoint, load_classifier, resolve_model
 from flaxmodel.ckpts.target_head import TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS
-from flaxmodel.core.model import first_token_states
+from flaxmodel.core.model import hidden_states
 from flaxmodel.inference.planner import pad_batch
 from tests.fixtures import SHORT_TEXTS, TARGET_CATEGORIES, add_target_head
 
@@ -45,7 +45,7 @@ def test_target_scores_are_the_heads_layers_over_the_first_token(with_head, tiny
     checkpoint = load_checkpoint(str(folder))
     sequences = classifier.tokenizer.encode(texts)
     ids, mask = pad_batch(sequences, len(texts), max(len(s) for s in sequences), classifier.pad_id)
-    states = np.asarray(first_token_states(checkpoint.params, ids, mask, config=checkpoint.config))
+    states = np.asarray(hidden_states(checkpoint.params, ids, mask, config=checkpoint.config, first_token_only=True))
     hidden = _gelu(states @ head["dense"]["kernel"] + head["dense"]["bias"])
     expected = 1 / (1 + np.exp(-(hidden @ head["out_proj"]["kernel"] + head["out_proj"]["bias"])))
     np.testing.assert_allclose(scores, expected, atol=1e-5)
