@@ -40,6 +40,7 @@ from flax.training import train_state
 from flaxmodel.ckpts.loader import load_checkpoint
 from flaxmodel.ckpts.target_head import write_target_head
 from flaxmodel.commands import run_command
+from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.model import TargetHead, hidden_states
 from flaxmodel.errors import ConfigError
 from flaxmodel.flags import add_flags, flag, from_namespace
@@ -91,7 +92,7 @@ def train_step(state: HeadState, batch: dict[str, jax.Array]) -> tuple[HeadState
     return state.apply_gradients(grads=grads), {"loss": loss}
 
 
-def _features(settings: TargetHeadSettings, sets: Sequence[TargetSet]) -> tuple[Any, list[np.ndarray]]:
+def _features(settings: TargetHeadSettings, sets: Sequence[TargetSet]) -> tuple[EncoderConfig, list[np.ndarray]]:
     """The encoder's config (with the head's categories) and each set's first-token states ``[n, hidden]``."""
     ref = resolve_model(settings.model, max_length=settings.max_length)
     checkpoint = load_checkpoint(ref.path, target_head=False)
@@ -112,8 +113,20 @@ def _features(settings: TargetHeadSettings, sets: Sequence[TargetSet]) -> tuple[
     return config, out
 
 
-def train_head(config, features: np.ndarray, labels: np.ndarray, known: np.ndarray, settings: TargetHeadSettings) -> dict:
-    """The head's parameters after ``settings.steps`` steps on rows drawn uniformly with replacement."""
+def train_head(
+    config: EncoderConfig, features: np.ndarray, labels: np.ndarray, known: np.ndarray, settings: TargetHeadSettings
+) -> dict:
+    """The head's parameters after ``settings.steps`` steps on rows drawn uniformly with replacement.
+
+    Args:
+      config: the encoder's config with the head's categories and width.
+      features: float32 first-token states ``[n, hidden]``.
+      labels, known: float32 and bool ``[n, categories]`` (masked where not ``known``).
+      settings: steps, batch rows, learning rate, weight decay, seed.
+
+    Returns:
+      The head's parameter tree.
+    """
     head = TargetHead(config)
     rng = np.random.default_rng(settings.seed)
     params = head.init(jax.random.PRNGKey(settings.seed), jnp.zeros((1, 1, config.hidden_size)))["params"]
@@ -128,7 +141,7 @@ def train_head(config, features: np.ndarray, labels: np.ndarray, known: np.ndarr
     return jax.device_get(state.params)
 
 
-def head_scores(config, params: dict, features: np.ndarray) -> np.ndarray:
+def head_scores(config: EncoderConfig, params: dict, features: np.ndarray) -> np.ndarray:
     """Target scores ``[n, categories]`` of first-token states ``[n, hidden]``."""
     return np.asarray(jax.nn.sigmoid(TargetHead(config).apply({"params": params}, jnp.asarray(features)[:, None])))
 
