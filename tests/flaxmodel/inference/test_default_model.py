@@ -12,9 +12,7 @@ from flaxmodel import load_classifier
 from flaxmodel.ckpts.default_model import MINILM_PACKAGE, default_model_path
 from flaxmodel.ckpts.adapters import ADAPTER_CONFIG
 
-# The shipped folder stays a small adapter: 6.6 MB today (a rank-32 soup of two rank-16 runs, the target
-# head and the tokenizer), against 91 MB for the merged float32 checkpoint.
-MAX_ARTIFACT_BYTES = 8 * 1024 * 1024
+MAX_ARTIFACT_BYTES = 5 * 1024 * 1024
 
 FRIENDLY = (
     "Have a wonderful day, thank you so much for your help!",
