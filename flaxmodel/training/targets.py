@@ -46,7 +46,7 @@ from flaxmodel.errors import ConfigError
 from flaxmodel.flags import add_flags, flag, from_namespace
 from flaxmodel.inference.metrics import threshold_for_f1
 from flaxmodel.inference.planner import grid_for, predict_in_batches
-from flaxmodel.inference.reference import resolve_model
+from flaxmodel.inference.reference import ModelRef, resolve_model
 from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture
 from flaxmodel.training.target_data import CATEGORIES, TargetSet, read_dynahate_dev, read_target_sets
 
@@ -92,9 +92,10 @@ def train_step(state: HeadState, batch: dict[str, jax.Array]) -> tuple[HeadState
     return state.apply_gradients(grads=grads), {"loss": loss}
 
 
-def _features(settings: TargetHeadSettings, sets: Sequence[TargetSet]) -> tuple[EncoderConfig, list[np.ndarray]]:
+def _features(
+    ref: ModelRef, settings: TargetHeadSettings, sets: Sequence[TargetSet]
+) -> tuple[EncoderConfig, list[np.ndarray]]:
     """The encoder's config (with the head's categories) and each set's first-token states ``[n, hidden]``."""
-    ref = resolve_model(settings.model, max_length=settings.max_length)
     checkpoint = load_checkpoint(ref.path, target_head=False)
     config = checkpoint.config.with_targets(CATEGORIES, settings.hidden_size)
     grid = grid_for(config, ref.max_length, jax.devices()[0].platform)
@@ -188,12 +189,12 @@ def _check(settings: TargetHeadSettings) -> None:
 
 def _train(settings: TargetHeadSettings) -> dict[str, Any]:
     _check(settings)
-    resolve_model(settings.model)  # a bad folder fails here, before any data is read
+    ref = resolve_model(settings.model, max_length=settings.max_length)  # a bad folder fails here, before any data is read
     started = time.perf_counter()
     mixture_path = settings.mixture or DEFAULT_MIXTURE
     train_sets, val_sets = read_target_sets(load_mixture(mixture_path), settings.data_root)
     judges = [read_dynahate_dev(settings.data_root), next(v for v in val_sets if v.name == "hatemoji_build")]
-    config, features = _features(settings, [*train_sets, *val_sets, judges[0]])
+    config, features = _features(ref, settings, [*train_sets, *val_sets, judges[0]])
     train_features, val_features, dyna_features = features[: len(train_sets)], features[len(train_sets) : -1], features[-1]
     params = train_head(config, *_stack(train_sets, train_features), settings)
     val_x, val_y, val_known = _stack(val_sets, val_features)
