@@ -33,6 +33,7 @@ from flaxmodel.training.data import (
 )
 from flaxmodel.training.functional import cases
 from flaxmodel.training.mixture_file import DEFAULT_MIXTURE, READERS, Mixture, Source, load_mixture
+from flaxmodel.training.near_duplicates import seen_in_training
 
 __all__ = [
     "DEFAULT_MIXTURE",
@@ -169,7 +170,8 @@ def read_source(source: Source, root: str, classes: tuple[str, ...], seed: int) 
       seed: seeds a ``val_fraction`` split (the same rows on every run with this seed).
 
     Returns:
-      ``(train, val)``; ``val`` is None for a source with no validation rows.
+      ``(train, val)``; ``val`` is None for a source with no validation rows. With ``val_unseen``,
+      validation rows with a near-duplicate among the training rows are left out of ``val``.
 
     Raises:
       DataError: for a missing file or a label with no mapping.
@@ -186,6 +188,9 @@ def read_source(source: Source, root: str, classes: tuple[str, ...], seed: int) 
         val_rows = [r for r, v in zip(rows, is_val) if v]
     else:
         train_rows, val_rows = rows, []
+    if source.val_unseen:
+        seen = seen_in_training([r[0] for r in val_rows], [r[0] for r in train_rows])
+        val_rows = [r for r, s in zip(val_rows, seen) if not s]
     groups = source.reader == "functional"
     train = _to_set(source, train_rows, classes, groups)
     if not len(train):

@@ -28,7 +28,7 @@ USES = ("default", "research")
 DEFAULT_MIXTURE = os.path.join(os.path.dirname(__file__), "mixtures", "default.toml")
 _SOURCE_KEYS = {
     "reader", "train", "val", "text_field", "label_field", "split_field", "train_split", "val_split",
-    "val_fraction", "weight", "labels", "licence", "evaluate_only",
+    "val_fraction", "weight", "labels", "licence", "evaluate_only", "val_unseen",
 }
 
 
@@ -51,6 +51,8 @@ class Source:
     labels: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     # Scored on its validation rows for choosing the best epoch, never trained on.
     evaluate_only: bool = False
+    # Validation keeps only rows with no near-duplicate among this source's training rows.
+    val_unseen: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +92,8 @@ def _source(name: str, table: Mapping[str, Any], classes: tuple[str, ...]) -> So
         raise ConfigError(f"mixture source {name!r}: val_fraction must be in [0, 1)")
     if source.evaluate_only and source.val is None and source.split_field is None and not source.val_fraction:
         raise ConfigError(f"mixture source {name!r}: evaluate_only needs validation rows (val, split_field or val_fraction)")
+    if source.val_unseen and source.evaluate_only:
+        raise ConfigError(f"mixture source {name!r}: val_unseen drops rows like ones trained on; an evaluate_only source trains on none")
     return source
 
 

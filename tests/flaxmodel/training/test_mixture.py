@@ -92,6 +92,23 @@ def test_sources_map_their_labels_onto_our_classes(mixture_root):
     assert {r["label"] for r in rows if r["source"] == "coarse"} <= {"hostile", "friendly|hostile"}
 
 
+def test_val_unseen_leaves_out_validation_rows_like_training_rows(mixture_root):
+    # A perturbation pair split across train and val, as DynaHate's are: selection must not score the half
+    # whose partner was trained on.
+    train_texts = [json.loads(line)["text"] for line in open(mixture_root / "exact" / "train.jsonl")]
+    novel = ["the bridge opens in spring", "our choir sings on sundays", "a quiet walk by the river"]
+    rows = [(novel[0], "friendly"), (f"{train_texts[0]} not", "friendly"), (novel[1], "hostile")]
+    rows += [(train_texts[5].upper(), "hostile"), (novel[2], "friendly")]
+    with open(mixture_root / "exact" / "val.jsonl", "w") as f:
+        f.writelines(json.dumps({"text": text, "label": label}) + "\n" for text, label in rows)
+    plain = read_mixture(load_mixture(str(mixture_root / "mixture.toml")), str(mixture_root))[1][0]
+    unseen_mixture = load_mixture(_write(mixture_root, "unseen.toml", MIXTURE.replace(
+        'licence = "CC-BY-4.0"', 'licence = "CC-BY-4.0"\nval_unseen = true')))
+    train_sets, val_sets = read_mixture(unseen_mixture, str(mixture_root))
+    assert len(plain) == 5 and len(train_sets[0]) == 64
+    assert val_sets[0].texts == novel and val_sets[0].label_ids.tolist() == [0, 1, 0]
+
+
 def test_export_data_writes_the_chosen_sources_validation_rows(mixture_root, tmp_path, capsys):
     out = tmp_path / "new" / "val.jsonl"
     args = ["--mixture", str(mixture_root / "mixture.toml"), "--data_root", str(mixture_root), "--output", str(out)]
@@ -128,6 +145,7 @@ def test_export_data_fails_on_bad_flags_with_one_error_line(mixture_root, tmp_pa
         (lambda t: t.replace("weight = 1.0", "weight = 0"), "weight must be positive"),
         (lambda t: t.replace('licence = "MIT"', 'licence = "GPL"'), "licence must be one of"),
         (lambda t: t.replace('use = "default"', 'use = "anything"'), "'use' must be one of"),
+        (lambda t: t.replace('licence = "MIT"\n', 'licence = "MIT"\nevaluate_only = true\nval_unseen = true\n'), "trains on none"),
         (lambda t: t.replace('licence = "MIT"\n', 'licence = "MIT"\nevaluate_only = true\n').replace(
             'licence = "CC-BY-4.0"\n', 'licence = "CC-BY-4.0"\nevaluate_only = true\n'), "nothing to train on"),
     ],
@@ -186,6 +204,19 @@ def test_a_label_without_mapping_fails_before_training(mixture_root):
     path.write_text(MIXTURE.replace('spam = []\n', ""))
     with pytest.raises(DataError, match=r"coarse.*\['spam'\] have no mapping"):
         read_mixture(load_mixture(str(path)), str(mixture_root))
+
+
+def test_the_research_mixture_is_the_default_plus_research_sources_and_says_so():
+    from flaxmodel.training.mixture_file import PERMISSIVE_LICENCES
+
+    default = load_mixture(DEFAULT_MIXTURE)
+    research = load_mixture(DEFAULT_MIXTURE.replace("default.toml", "research.toml"))
+    assert research.use == "research"
+    assert research.sources[: len(default.sources)] == default.sources
+    added = {s.name: s for s in research.sources[len(default.sources) :]}
+    assert set(added) == {"dynahate", "conan_hate", "conan_counter", "qian_responses"}
+    assert not any(s.licence in PERMISSIVE_LICENCES or s.evaluate_only for s in added.values())
+    assert added["dynahate"].val_unseen  # its perturbation pairs straddle train and dev
 
 
 def test_the_default_mixtures_are_valid():
