@@ -29,6 +29,7 @@ import numpy as np
 from flaxmodel.errors import DataError
 from flaxmodel.training.data import detect_format, expand, read_records
 from flaxmodel.training.functional import HATE, cases
+from flaxmodel.training.near_duplicates import seen_in_training
 from flaxmodel.training.mixture import (
     CONVABUSE_ANNOTATORS,
     CONVABUSE_FIELDS,
@@ -277,11 +278,26 @@ def target_annotations(sets: Sequence[TargetSet]) -> dict[tuple[str, str], str]:
     return {k: v for k, v in found.items() if k not in clashing}
 
 
-def read_dynahate_dev(root: str) -> TargetSet:
-    """DynaHate's dev split (``dynahate/dev.csv``) with its targets: for selection and evaluation only."""
+def read_dynahate_dev(root: str, unseen: bool = False) -> TargetSet:
+    """DynaHate's dev split (``dynahate/dev.csv``) with its targets: for selection and evaluation only.
+
+    Args:
+      root: the labeled data folder.
+      unseen: keep only the rows with no near-duplicate in DynaHate's train split, the fair judge of a
+        model trained on that split (its perturbation pairs straddle train and dev).
+
+    Returns:
+      The rows, named ``dynahate_dev`` or ``dynahate_dev_unseen``.
+    """
     path = os.path.join(root, "dynahate", "dev.csv")
     rows = []
     for text, f in _table(path, "text", ("label", "target")):
         hate = f["label"] == "hate"
         rows.append((text, None, hate, codes_categories(f["target"], path) if hate else (), CATEGORIES))
-    return _to_set("dynahate_dev", rows)
+    data = _to_set("dynahate_dev", rows)
+    if not unseen:
+        return data
+    trained = [text for text, _ in _table(os.path.join(root, "dynahate", "train.csv"), "text", ())]
+    keep = ~seen_in_training(data.texts, trained)
+    texts = [t for t, k in zip(data.texts, keep) if k]
+    return TargetSet("dynahate_dev_unseen", texts, data.labels[keep], data.known[keep], data.hateful[keep])

@@ -11,7 +11,9 @@ best F1.  The encoder is not touched, so the classes' scores stay bit for bit
 what they were; the head reads the state the class head reads, and adds one
 small dense layer pair per text.  It reports per-category precision, recall and
 F1 on validation, and the two review-ready figures on DynaHate's dev split
-(selection only) and HatemojiBuild's validation split: the share of hateful
+(selection only; whole, and its rows with no near-duplicate in DynaHate's train
+split, the fair judge of a model trained there) and HatemojiBuild's validation
+split: the share of hateful
 entries with an annotated target whose ``targets`` name one of its categories,
 and the share of non-hateful entries that get any target.  The head goes into
 the folder as ``target_head.json`` and ``target_head.safetensors``
@@ -193,18 +195,20 @@ def _train(settings: TargetHeadSettings) -> dict[str, Any]:
     started = time.perf_counter()
     mixture_path = settings.mixture or DEFAULT_MIXTURE
     train_sets, val_sets = read_target_sets(load_mixture(mixture_path), settings.data_root)
-    judges = [read_dynahate_dev(settings.data_root), next(v for v in val_sets if v.name == "hatemoji_build")]
-    config, features = _features(ref, settings, [*train_sets, *val_sets, judges[0]])
-    train_features, val_features, dyna_features = features[: len(train_sets)], features[len(train_sets) : -1], features[-1]
+    dynahate = [read_dynahate_dev(settings.data_root), read_dynahate_dev(settings.data_root, unseen=True)]
+    config, features = _features(ref, settings, [*train_sets, *val_sets, *dynahate])
+    train_features, val_features = features[: len(train_sets)], features[len(train_sets) : -2]
     params = train_head(config, *_stack(train_sets, train_features), settings)
     val_x, val_y, val_known = _stack(val_sets, val_features)
     per_category = best_f1_thresholds(head_scores(config, params, val_x), val_y, val_known)
     thresholds = {c: per_category[c]["threshold"] for c in CATEGORIES}
-    hatemoji_features = val_features[[v.name for v in val_sets].index("hatemoji_build")]
-    figures = {
-        "dynahate_dev": review_figures(head_scores(config, params, dyna_features), judges[0], thresholds),
-        "hatemoji_build_validation": review_figures(head_scores(config, params, hatemoji_features), judges[1], thresholds),
+    hatemoji = [v.name for v in val_sets].index("hatemoji_build")
+    judges = {
+        "dynahate_dev": (dynahate[0], features[-2]),
+        "dynahate_dev_unseen": (dynahate[1], features[-1]),
+        "hatemoji_build_validation": (val_sets[hatemoji], val_features[hatemoji]),
     }
+    figures = {name: review_figures(head_scores(config, params, x), data, thresholds) for name, (data, x) in judges.items()}
     how = {
         "input": "first-token state of the model's last layer (frozen)",
         "trained_on": {s.name: len(s) for s in train_sets},

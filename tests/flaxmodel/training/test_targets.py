@@ -54,6 +54,7 @@ def data_root(tmp_path):
     for split in ("train", "validation"):
         _csv(root / f"hatemoji_build/{split}.csv", ["text", "label_gold", "target"], hatemoji)
     _csv(root / "dynahate/dev.csv", ["text", "label", "target"], [["immigrants are vermin", "hate", "immig, ref"], ["immigrants are welcome", "nothate", "none"], ["they are scum", "hate", "notgiven"]])
+    _csv(root / "dynahate/train.csv", ["text", "label"], [["immigrants are not welcome", "hate"]])
     return root
 
 
@@ -88,6 +89,10 @@ def test_each_source_maps_its_annotations_and_masks_what_it_does_not_say(data_ro
     assert {s.name for s in train} == {s.name for s in val} == {"hatexplain", "convabuse", "edos", "toxigen", "hatemoji_build", "functional"}
     dev = read_dynahate_dev(str(data_root))
     assert dict(zip(CATEGORIES, dev.labels[0]))["origin"] == 1 and not dev.known[2].any() and not dev.hateful[1]
+    # The perturbation of a trained entry is not a fair judge of a model trained on DynaHate.
+    unseen = read_dynahate_dev(str(data_root), unseen=True)
+    assert unseen.texts == ["immigrants are vermin", "they are scum"] and unseen.hateful.tolist() == [True, True]
+    np.testing.assert_array_equal(unseen.labels, dev.labels[[0, 2]])
 
 
 def test_the_functional_suite_targets_its_attacks_only(data_root):
@@ -135,7 +140,7 @@ def test_the_command_writes_a_folder_that_labels_targets(tiny_checkpoint, data_r
     assert command.main([*args, "--steps", "30", "--hidden_size", "4", "--max_length", "32"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed["per_category"]) == set(CATEGORIES)
-    assert set(printed["review_figures"]) == {"dynahate_dev", "hatemoji_build_validation"}
+    assert set(printed["review_figures"]) == {"dynahate_dev", "dynahate_dev_unseen", "hatemoji_build_validation"}
     classifier = load_classifier(str(out), precision="float32")
     assert classifier.targets == CATEGORIES
     scores = classifier.predict_targets(["they are 🐒🐒", "a quiet day"])
