@@ -11,10 +11,12 @@ name religion or national origin; an entry whose target was not recorded says
 nothing.  Each source's mapping is an explicit table below, so every
 annotation value is accounted for, and an unknown value is an error naming it.
 
-Splits follow the default mixture (:data:`~flaxmodel.training.mixture.DEFAULT_MIXTURE`):
-the head's validation rows are the rows the classifier never trained on.
-DynaHate's dev split (no licence stated: selection and evaluation only) is read by
-:func:`read_dynahate_dev`, never for training.
+Splits follow the mixture the classifier trained on: the head's validation rows
+are the rows the classifier never trained on.  A research mixture's CONAN
+sources (research only) add their hateful statements' targets and their
+counter-narratives' known zeros.  DynaHate's dev split (no licence stated:
+selection and evaluation only) is read by :func:`read_dynahate_dev`, never for
+training; its train split has no target column.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ CATEGORIES = ("race", "religion", "gender", "sexuality", "gender_identity", "dis
 RACE, RELIGION, GENDER, SEXUALITY, GENDER_IDENTITY, DISABILITY, ORIGIN = CATEGORIES
 # Sources that annotate targets, with the licence that lets them train the default model's head.
 TRAINING_SOURCES = ("hatexplain", "convabuse", "edos", "toxigen", "hatemoji_build", "functional")
+# Read too when a research mixture (use = "research") has them: CONAN is for research only.
+RESEARCH_SOURCES = ("conan_hate", "conan_counter")
 UNKNOWN = None  # a target that was not recorded: every category masked
 
 # DynaHate and HatemojiBuild target codes (the same annotation guide): code -> categories attacked.
@@ -88,6 +92,13 @@ _TOXIGEN = {
     "mental_disability": (DISABILITY,), "women": (GENDER,), "muslim": (RELIGION,), "mexican": (RACE, ORIGIN),
     "black": (RACE,), "chinese": (RACE, ORIGIN), "asian": (RACE,), "jewish": (RELIGION,),
     "native_american": (RACE,), "latino": (RACE,),
+}
+# Multitarget-CONAN's TARGET column; "other" (e.g. Roma, the elderly, mixed) is not recorded per group, and
+# "LGBT+" attacks sexuality, with gender identity not said.
+_CONAN = {
+    "MUSLIMS": ((RELIGION,), CATEGORIES), "JEWS": ((RELIGION,), CATEGORIES), "MIGRANTS": ((ORIGIN,), CATEGORIES),
+    "WOMEN": ((GENDER,), CATEGORIES), "POC": ((RACE,), CATEGORIES), "DISABLED": ((DISABILITY,), CATEGORIES),
+    "LGBT+": ((SEXUALITY,), tuple(c for c in CATEGORIES if c != GENDER_IDENTITY)), "other": (UNKNOWN, CATEGORIES),
 }
 # Our functional suite's targets (flaxmodel.training.functional.PROTECTED and UNNAMED).
 _FUNCTIONAL = {
@@ -201,12 +212,28 @@ def _hatemoji(path: str, split_field: str | None) -> list[_Row]:
     return rows
 
 
+def _conan(text_field: str, hateful: bool) -> Callable[[str, str | None], list[_Row]]:
+    def read(path: str, split_field: str | None) -> list[_Row]:
+        rows = []
+        for text, f in _table(path, text_field, ("TARGET",)):
+            if f["TARGET"] not in _CONAN:
+                raise DataError(f"{path}: TARGET {f['TARGET']!r} has no category in target_data._CONAN")
+            attacked, said = _CONAN[f["TARGET"]] if hateful else ((), CATEGORIES)
+            rows.append((text, None, hateful, attacked, said))
+        return rows
+
+    return read
+
+
 _READERS: dict[str, Callable[[str, str | None], list[_Row]]] = {
     "hatexplain": _hatexplain,
     "convabuse": _convabuse,
     "edos": _edos,
     "toxigen": _toxigen,
     "hatemoji_build": _hatemoji,
+    # A counter-narrative names the group it defends and attacks nobody: known zeros.
+    "conan_hate": _conan("HATE_SPEECH", hateful=True),
+    "conan_counter": _conan("COUNTER_NARRATIVE", hateful=False),
 }
 
 
@@ -243,7 +270,8 @@ def _read_split(source: Source, root: str, seed: int) -> tuple[list[_Row], list[
 
 
 def read_target_sets(mixture: Mixture, root: str) -> tuple[list[TargetSet], list[TargetSet]]:
-    """The training and validation target rows of every :data:`TRAINING_SOURCES` source in ``mixture``.
+    """The training and validation target rows of every :data:`TRAINING_SOURCES` source in ``mixture``,
+    and of its :data:`RESEARCH_SOURCES` when it is a research mixture.
 
     Args:
       mixture: gives each source's files and split (the classifier's, so validation rows stay unseen).
@@ -257,7 +285,8 @@ def read_target_sets(mixture: Mixture, root: str) -> tuple[list[TargetSet], list
     if missing:
         raise DataError(f"the mixture has no sources {missing}, which annotate the targets the head trains on")
     train, val = [], []
-    for name in TRAINING_SOURCES:
+    research = [name for name in RESEARCH_SOURCES if name in by_name and mixture.use == "research"]
+    for name in (*TRAINING_SOURCES, *research):
         train_rows, val_rows = _read_split(by_name[name], root, mixture.seed)
         train.append(_to_set(name, train_rows))
         val.append(_to_set(name, val_rows))

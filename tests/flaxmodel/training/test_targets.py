@@ -95,6 +95,23 @@ def test_each_source_maps_its_annotations_and_masks_what_it_does_not_say(data_ro
     np.testing.assert_array_equal(unseen.labels, dev.labels[[0, 2]])
 
 
+def test_a_research_mixture_also_trains_the_head_on_conan(data_root):
+    conan = [["muslims are invaders", "Most muslims are our neighbours.", "MUSLIMS"]] * 10
+    conan += [["gays are a disease", "Love is not a disease.", "LGBT+"], ["old people are leeches", "They built this town.", "other"]] * 5
+    _csv(data_root / "conan/Multitarget-CONAN.csv", ["HATE_SPEECH", "COUNTER_NARRATIVE", "TARGET"], conan)
+    default_train, _ = read_target_sets(load_mixture(DEFAULT_MIXTURE), str(data_root))
+    train, val = read_target_sets(load_mixture(DEFAULT_MIXTURE.replace("default.toml", "research.toml")), str(data_root))
+    assert [s.name for s in train] == [s.name for s in default_train] + ["conan_hate", "conan_counter"]
+    sets = train + val
+    labels, known, hateful = _row(sets, "conan_hate", "muslims are invaders")
+    assert hateful and labels["religion"] == 1 and sum(labels.values()) == 1 and all(known.values())
+    labels, known, _ = _row(sets, "conan_hate", "gays are a disease")
+    assert labels["sexuality"] == 1 and not known["gender_identity"] and known["race"]
+    assert not any(_row(sets, "conan_hate", "old people are leeches")[1].values())
+    labels, known, hateful = _row(sets, "conan_counter", "Most muslims are our neighbours.")
+    assert not hateful and sum(labels.values()) == 0 and all(known.values())
+
+
 def test_the_functional_suite_targets_its_attacks_only(data_root):
     train, _ = read_target_sets(load_mixture(DEFAULT_MIXTURE), str(data_root))
     suite = next(s for s in train if s.name == "functional")
