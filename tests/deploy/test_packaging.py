@@ -126,6 +126,13 @@ def test_setup_file_stages_every_module_and_the_default_model(tmp_path):
     in_wheel = set(zipfile.ZipFile(wheel).namelist())
     assert expected <= in_wheel, sorted(expected - in_wheel)
     assert not any(name.startswith(("tests/", "deploy/")) for name in in_wheel)
+    # The research model's licences forbid commercial use: it never ships to workers.
+    assert not any(name.startswith("flaxmodel/research/") for name in in_wheel | in_sdist)
+
+
+def test_the_image_never_carries_the_research_model():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "flaxmodel/research" in ignored
 
 
 def test_training_libraries_are_an_extra_not_a_runtime_requirement(setup_kwargs):

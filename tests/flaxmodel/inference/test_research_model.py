@@ -1,0 +1,38 @@
+"""The research model (flaxmodel/research): declared as research-only, and it loads and labels offline."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from flaxmodel import load_classifier
+from flaxmodel.training.mixture_file import PERMISSIVE_LICENCES
+from tests.flaxmodel.inference.test_default_model import FRIENDLY, HATEFUL, MAX_ARTIFACT_BYTES, PROFANE_INSULTS
+
+FOLDER = os.path.join(os.path.dirname(__file__), "..", "..", "..", "flaxmodel", "research")
+
+
+def test_its_folder_says_it_is_a_research_model_and_why():
+    with open(os.path.join(FOLDER, "training_data.json")) as f:
+        declared = json.load(f)
+    assert declared["use"] == "research"
+    restricted = {s["name"] for s in declared["sources"] if s["trained"] and s["licence"] not in PERMISSIVE_LICENCES}
+    assert restricted == {"dynahate", "conan_hate", "conan_counter", "qian_responses"}
+    with open(os.path.join(FOLDER, "README.md")) as f:
+        assert "NOT FOR COMMERCIAL USE" in f.readline()
+    assert sum(os.path.getsize(os.path.join(FOLDER, n)) for n in os.listdir(FOLDER)) <= MAX_ARTIFACT_BYTES
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return load_classifier(FOLDER, max_length=64)
+
+
+def test_it_labels_hate_insults_and_friendly_sentences_and_names_targets(classifier):
+    # HATEFUL[0] ("Their kind should not be allowed to vote.") it calls offensive: a failure its card lists.
+    assert classifier.predict(HATEFUL[1:]) == ["hate"] * (len(HATEFUL) - 1)
+    assert classifier.predict(FRIENDLY) == ["neither"] * len(FRIENDLY)
+    assert classifier.predict(PROFANE_INSULTS) == ["offensive"] * len(PROFANE_INSULTS)
+    assert classifier.targets == ("race", "religion", "gender", "sexuality", "gender_identity", "disability", "origin")
