@@ -22,6 +22,7 @@ from flaxmodel.ckpts.default_model import default_model_path
 from flaxmodel.ckpts.loader import read_model_config, weights_hash
 from flaxmodel.ckpts.target_head import read_target_head_spec
 from flaxmodel.ckpts.thresholds import recommended_thresholds
+from flaxmodel.ckpts.training_data import RESEARCH, UNDECLARED, read_use
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.inference.preprocessing import read_preprocessing
 from flaxmodel.inference.tokenizer import Tokenizer, tokenizer_for
@@ -47,6 +48,8 @@ class ModelRef:
       preprocessing: the text steps it declares (``preprocessing.json``), applied by its tokenizer.
       target_thresholds: ``(category, score)`` pairs of its target-group head
         (``target_head.json``), in the head's order; empty without one.
+      use: what its training data allows (``training_data.json``): ``"default"``, ``"research"``
+        (not for commercial use), or ``"undeclared"``.
     """
 
     path: str
@@ -59,6 +62,12 @@ class ModelRef:
     head_labels: tuple[str, ...] | None = None
     preprocessing: tuple[str, ...] = ()
     target_thresholds: tuple[tuple[str, float], ...] = ()
+    use: str = UNDECLARED
+
+    @property
+    def research_only(self) -> bool:
+        """Whether its training data allows research use only: no commercial use, no redistribution."""
+        return self.use == RESEARCH
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -117,4 +126,5 @@ def resolve_model(
         head_labels=tuple(labels) if labels is not None else None,
         preprocessing=steps,
         target_thresholds=tuple((c, head.thresholds[c]) for c in head.categories) if head else (),
+        use=read_use(path),
     )

@@ -14,12 +14,9 @@ import json
 from typing import Any, Sequence
 
 from flaxmodel.ckpts import files
+from flaxmodel.ckpts.training_data import TRAINING_DATA_FILE, UNDECLARED, read_use
 from flaxmodel.errors import ConfigError
 from flaxmodel.training.mixture_file import Mixture
-
-TRAINING_DATA_FILE = "training_data.json"
-# Data given as --train files, whose licences no file declares.
-UNDECLARED = "undeclared"
 
 
 def mixture_record(mixture: Mixture) -> dict[str, Any]:
@@ -66,17 +63,6 @@ def soup_record(folders: Sequence[str], weights: Sequence[float]) -> dict[str, A
         "soup_of": [{"folder": f, "weight": float(w)} for f, w in zip(folders, weights)],
         "sources": list(sources.values()),
     }
-
-
-def read_use(folder: str) -> str:
-    """The ``use`` a model folder's training data allows; :data:`UNDECLARED` without the file."""
-    path = files.join(folder, TRAINING_DATA_FILE)
-    if not files.exists(path):
-        return UNDECLARED
-    try:
-        return str(json.loads(files.read_bytes(path))["use"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"{path}: expected {{'use': ..., 'sources': [...]}} ({err})") from None
 
 
 def check_teachers(use: str, teachers: Sequence[str]) -> None:

@@ -25,6 +25,7 @@ shuffle.
 
 from __future__ import annotations
 
+import logging
 from typing import Iterable, NamedTuple
 
 import apache_beam as beam
@@ -38,6 +39,8 @@ from pipelines.model.handler import FlaxModelHandler, RunSettings, WindowScores
 from pipelines.model.tokenizing import TokenizedBlock, TokenizeBlocks
 from pipelines.names import DEAD_LETTER_TAG, MODEL_COUNTER_PREFIX, NAMESPACE, TARGET_COUNTER_PREFIX
 from pipelines.options import AGGREGATIONS, ClassifySettings
+
+_LOG = logging.getLogger(__name__)
 
 
 class ScoredBlock(NamedTuple):
@@ -200,6 +203,12 @@ class ClassifyRecords(beam.PTransform):
         self.settings = settings
         self.model = model or resolve_model(settings.model, max_length=settings.max_length)
         _check(settings, self.model)
+        if self.model.research_only:
+            _LOG.warning(
+                "%s is a research model (its training_data.json says use 'research'): its training data's "
+                "licences allow research use only, so do not run it commercially or redistribute it (its README.md)",
+                self.model.path,
+            )
 
     @classmethod
     def from_options(cls, options) -> "ClassifyRecords":

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from flaxmodel import load_classifier
+from flaxmodel import load_classifier, resolve_model
 from flaxmodel.training.mixture_file import PERMISSIVE_LICENCES
 from tests.flaxmodel.inference.test_default_model import FRIENDLY, HATEFUL, MAX_ARTIFACT_BYTES, PROFANE_INSULTS
 
@@ -23,6 +23,8 @@ def test_its_folder_says_it_is_a_research_model_and_why():
     with open(os.path.join(FOLDER, "README.md")) as f:
         assert "NOT FOR COMMERCIAL USE" in f.readline()
     assert sum(os.path.getsize(os.path.join(FOLDER, n)) for n in os.listdir(FOLDER)) <= MAX_ARTIFACT_BYTES
+    # What the jobs read to warn whoever runs it.
+    assert resolve_model(FOLDER).research_only and resolve_model().use == "default"
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,9 @@ scored once."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import apache_beam as beam
 import numpy as np
 import pytest
@@ -54,6 +57,19 @@ def test_settings_that_cannot_work_fail_at_construction(settings, message):
 def test_a_bad_model_folder_fails_at_construction(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         ClassifyRecords(ClassifySettings(model=str(tmp_path / "missing")))
+
+
+def test_a_research_model_says_so_when_the_job_is_built(model_dir, tmp_path, caplog):
+    # The session's model folder has no training_data.json: its use is undeclared, and nothing is said.
+    with caplog.at_level("WARNING", logger="pipelines.model.classify"):
+        assert ClassifyRecords(ClassifySettings(model=model_dir)).model.use == "undeclared"
+    assert not caplog.records
+    research = tmp_path / "research"
+    shutil.copytree(model_dir, research)
+    (research / "training_data.json").write_text(json.dumps({"use": "research", "sources": []}))
+    with caplog.at_level("WARNING", logger="pipelines.model.classify"):
+        assert ClassifyRecords(ClassifySettings(model=str(research))).model.research_only
+    assert "research model" in caplog.text and "research use only" in caplog.text
 
 
 def test_identical_texts_in_a_block_are_scored_once_into_the_rows_of_computing_each(model_dir):
