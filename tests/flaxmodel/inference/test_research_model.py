@@ -19,7 +19,7 @@ def test_its_folder_says_it_is_a_research_model_and_why():
         declared = json.load(f)
     assert declared["use"] == "research"
     restricted = {s["name"] for s in declared["sources"] if s["trained"] and s["licence"] not in PERMISSIVE_LICENCES}
-    assert restricted == {"dynahate", "conan_hate", "conan_counter", "qian_responses"}
+    assert restricted == {"tweeteval_hate", "tweeteval_offensive", "dynahate", "conan_hate", "conan_counter", "qian_responses"}
     with open(os.path.join(FOLDER, "README.md")) as f:
         assert "NOT FOR COMMERCIAL USE" in f.readline()
     assert sum(os.path.getsize(os.path.join(FOLDER, n)) for n in os.listdir(FOLDER)) <= MAX_ARTIFACT_BYTES
@@ -33,7 +33,7 @@ def classifier():
 
 
 def test_it_labels_hate_insults_and_friendly_sentences_and_names_targets(classifier):
-    # HATEFUL[0] ("Their kind should not be allowed to vote.") it calls offensive: a failure its card lists.
+    # HATEFUL[0] ("Their kind should not be allowed to vote.") it calls neither: a failure its card lists.
     assert classifier.predict(HATEFUL[1:]) == ["hate"] * (len(HATEFUL) - 1)
     assert classifier.predict(FRIENDLY) == ["neither"] * len(FRIENDLY)
     assert classifier.predict(PROFANE_INSULTS) == ["offensive"] * len(PROFANE_INSULTS)

@@ -212,7 +212,12 @@ def test_the_research_mixture_is_the_default_plus_research_sources_and_says_so()
     default = load_mixture(DEFAULT_MIXTURE)
     research = load_mixture(DEFAULT_MIXTURE.replace("default.toml", "research.toml"))
     assert research.use == "research"
-    assert research.sources[: len(default.sources)] == default.sources
+    shared = research.sources[: len(default.sources)]
+    assert [s.name for s in shared] == [s.name for s in default.sources]
+    # TweetEval (no licence stated) only selects a default model; a research model trains on it.
+    tweets = {"tweeteval_hate", "tweeteval_offensive"}
+    assert [s for s in shared if s.name not in tweets] == [s for s in default.sources if s.name not in tweets]
+    assert not any(s.evaluate_only for s in shared if s.name in tweets)
     added = {s.name: s for s in research.sources[len(default.sources) :]}
     assert set(added) == {"dynahate", "conan_hate", "conan_counter", "qian_responses"}
     assert not any(s.licence in PERMISSIVE_LICENCES or s.evaluate_only for s in added.values())
