@@ -19,8 +19,7 @@ import scipy.sparse as sparse
 __all__ = ["JACCARD", "seen_in_training"]
 
 # DynaHate's dev split holds 288 pairs whose both halves are in dev: their word-set overlap has median 0.75
-# and 10th percentile 0.47, so 0.5 catches about nine pairs in ten (flaxmodel/default/README.md, research
-# model).
+# and 10th percentile 0.47, so 0.5 catches about nine pairs in ten (flaxmodel/research/README.md).
 JACCARD = 0.5
 
 _WORD = re.compile(r"\w+")
@@ -63,8 +62,8 @@ def seen_in_training(queries: Sequence[str], corpus: Sequence[str], threshold: f
     q_sizes = np.asarray(q.sum(axis=1)).ravel()
     c_sizes = np.asarray(c.sum(axis=1)).ravel()
     corpus_t = c.T.tocsc()
-    # Common words make the product nearly dense, so it is taken a slice of queries at a time: 512 rows
-    # against 33,000 keep it under 200 MB.
+    # Common words make the product nearly dense, so it is taken a slice of queries at a time: 512 queries
+    # against DynaHate's 32,885 training entries are at most 17M non-zeros (about 200 MB as COO).
     for start in range(0, q.shape[0], _CHUNK):
         shared = (q[start : start + _CHUNK] @ corpus_t).tocoo()
         union = q_sizes[start + shared.row] + c_sizes[shared.col] - shared.data
