@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from flaxmodel.ckpts.training_data import RESEARCH
 from flaxmodel.errors import DataError
 from flaxmodel.training.data import detect_format, expand, read_records
 from flaxmodel.training.functional import HATE, cases
@@ -131,6 +132,11 @@ class TargetSet:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def subset(self, keep: np.ndarray, name: str) -> "TargetSet":
+        """The rows where bool ``keep`` ``[n]`` is True, under another name."""
+        texts = [t for t, k in zip(self.texts, keep) if k]
+        return TargetSet(name, texts, self.labels[keep], self.known[keep], self.hateful[keep])
 
 
 # One annotated row before splitting: text, split tag (or None), hateful, attacked categories or UNKNOWN, the
@@ -285,7 +291,7 @@ def read_target_sets(mixture: Mixture, root: str) -> tuple[list[TargetSet], list
     if missing:
         raise DataError(f"the mixture has no sources {missing}, which annotate the targets the head trains on")
     train, val = [], []
-    research = [name for name in RESEARCH_SOURCES if name in by_name and mixture.use == "research"]
+    research = [name for name in RESEARCH_SOURCES if name in by_name and mixture.use == RESEARCH]
     for name in (*TRAINING_SOURCES, *research):
         train_rows, val_rows = _read_split(by_name[name], root, mixture.seed)
         train.append(_to_set(name, train_rows))
@@ -324,9 +330,10 @@ def read_dynahate_dev(root: str, unseen: bool = False) -> TargetSet:
         hate = f["label"] == "hate"
         rows.append((text, None, hate, codes_categories(f["target"], path) if hate else (), CATEGORIES))
     data = _to_set("dynahate_dev", rows)
-    if not unseen:
-        return data
+    return data.subset(unseen_in_training(data, root), "dynahate_dev_unseen") if unseen else data
+
+
+def unseen_in_training(dev: TargetSet, root: str) -> np.ndarray:
+    """bool ``[n]``: the rows of DynaHate's dev split with no near-duplicate in its train split."""
     trained = [text for text, _ in _table(os.path.join(root, "dynahate", "train.csv"), "text", ())]
-    keep = ~seen_in_training(data.texts, trained)
-    texts = [t for t, k in zip(data.texts, keep) if k]
-    return TargetSet("dynahate_dev_unseen", texts, data.labels[keep], data.known[keep], data.hateful[keep])
+    return ~seen_in_training(dev.texts, trained)

@@ -50,7 +50,7 @@ from flaxmodel.inference.metrics import threshold_for_f1
 from flaxmodel.inference.planner import grid_for, predict_in_batches
 from flaxmodel.inference.reference import ModelRef, resolve_model
 from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture
-from flaxmodel.training.target_data import CATEGORIES, TargetSet, read_dynahate_dev, read_target_sets
+from flaxmodel.training.target_data import CATEGORIES, TargetSet, read_dynahate_dev, read_target_sets, unseen_in_training
 
 PROG = "flaxmodel.training.targets"
 log = logging.getLogger(__name__)
@@ -195,17 +195,18 @@ def _train(settings: TargetHeadSettings) -> dict[str, Any]:
     started = time.perf_counter()
     mixture_path = settings.mixture or DEFAULT_MIXTURE
     train_sets, val_sets = read_target_sets(load_mixture(mixture_path), settings.data_root)
-    dynahate = [read_dynahate_dev(settings.data_root), read_dynahate_dev(settings.data_root, unseen=True)]
-    config, features = _features(ref, settings, [*train_sets, *val_sets, *dynahate])
-    train_features, val_features = features[: len(train_sets)], features[len(train_sets) : -2]
+    dev = read_dynahate_dev(settings.data_root)
+    config, features = _features(ref, settings, [*train_sets, *val_sets, dev])
+    train_features, val_features, dev_features = features[: len(train_sets)], features[len(train_sets) : -1], features[-1]
     params = train_head(config, *_stack(train_sets, train_features), settings)
     val_x, val_y, val_known = _stack(val_sets, val_features)
     per_category = best_f1_thresholds(head_scores(config, params, val_x), val_y, val_known)
     thresholds = {c: per_category[c]["threshold"] for c in CATEGORIES}
     hatemoji = [v.name for v in val_sets].index("hatemoji_build")
+    unseen = unseen_in_training(dev, settings.data_root)
     judges = {
-        "dynahate_dev": (dynahate[0], features[-2]),
-        "dynahate_dev_unseen": (dynahate[1], features[-1]),
+        "dynahate_dev": (dev, dev_features),
+        "dynahate_dev_unseen": (dev.subset(unseen, "dynahate_dev_unseen"), dev_features[unseen]),
         "hatemoji_build_validation": (val_sets[hatemoji], val_features[hatemoji]),
     }
     figures = {name: review_figures(head_scores(config, params, x), data, thresholds) for name, (data, x) in judges.items()}
