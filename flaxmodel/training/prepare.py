@@ -3,7 +3,8 @@
 :func:`prepare` checks the settings and the run directory first, so a bad
 flag or a mismatched restart fails before any data is read, then reads and
 tokenizes the data, loads the starting checkpoint and splits its parameters
-into trained and frozen ones.  What it returns stays fixed for the whole run;
+into trained and frozen ones.  With teachers it also scores the sampled rows,
+the one thing it writes to the run directory (a cache a rerun reuses).  What it returns stays fixed for the whole run;
 only the :class:`~flaxmodel.training.state.TrainState` changes.
 """
 
@@ -33,7 +34,7 @@ from flaxmodel.training.mixture import SourceSet, epoch_rows, load_mixture, read
 from flaxmodel.training.provenance import check_teachers, files_record, mixture_record
 from flaxmodel.training.run_dir import check_run_dir
 from flaxmodel.training.state import StepSpec, TrainState, initial_state, split_trainable
-from flaxmodel.training.teachers import load_teachers, mean_probabilities
+from flaxmodel.training.teachers import CACHE_DIR, cached_probabilities, load_teachers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +49,8 @@ class Prepared:
       train_ids: token ids of each training text (a mixture's sources one after another).
       lengths: int ``[n_train]`` their token counts.
       train_targets: float32 ``[n_train, num_labels]`` the classes each row's label allows.
-      train_soft: float32 ``[n_train, num_labels]`` the teachers' mean probabilities; None without
-        ``--teachers``.
+      train_soft: float32 ``[n_train, num_labels]`` the teachers' mean probabilities (NaN on rows no
+        epoch samples), cached in the run directory; None without ``--teachers``.
       source_sizes, source_weights: training rows and sampling weight of each source (one source of
         weight 1 without a mixture); see :func:`~flaxmodel.training.mixture.epoch_rows`.
       weights: float32 ``[num_labels]`` class weights of the loss.
@@ -145,7 +146,7 @@ def prepare(config: TrainConfig) -> Prepared:
       config: the run's settings.
 
     Returns:
-      The run's :class:`Prepared` inputs; nothing is written to the run directory yet.
+      The run's :class:`Prepared` inputs; nothing is written to the run directory but the teachers' cache.
 
     Raises:
       ConfigError, DataError, CheckpointError: for bad settings, data or checkpoints.
@@ -171,6 +172,10 @@ def prepare(config: TrainConfig) -> Prepared:
     first = epoch_rows(sizes, source_weights, config.seed, 0)
     steps_per_epoch = len(epoch_batches(lengths, config.batch_size, config.seed, 0, rows=first))
     spec = _step_spec(config, model, steps_per_epoch * config.epochs)
+    soft = None
+    if teachers:
+        sampled = np.concatenate([epoch_rows(sizes, source_weights, config.seed, e) for e in range(config.epochs)])
+        soft = cached_probabilities(teachers, train_texts, sampled, os.path.join(run_dir, CACHE_DIR))
     dropout_key, adapter_key = jax.random.split(jax.random.PRNGKey(config.seed))
     trainable, frozen = split_trainable(checkpoint.params, model, config.lora, config.train_norms, adapter_key)
     return Prepared(
@@ -181,7 +186,7 @@ def prepare(config: TrainConfig) -> Prepared:
         train_ids=train_ids,
         lengths=lengths,
         train_targets=targets,
-        train_soft=mean_probabilities(teachers, train_texts) if teachers else None,
+        train_soft=soft,
         source_sizes=sizes,
         source_weights=tuple(source_weights),
         # Class counts for the weighting schemes: rows whose label allows one class only.

@@ -10,7 +10,8 @@ import pytest
 from flaxmodel import load_classifier
 from flaxmodel.errors import ConfigError
 from flaxmodel.training import main, train
-from flaxmodel.training.teachers import load_teachers, mean_probabilities
+from flaxmodel.training import teachers as teachers_module
+from flaxmodel.training.teachers import cached_probabilities, load_teachers, mean_probabilities
 from tests.fixtures import SHORT_TEXTS
 from tests.flaxmodel.training.conftest import LABELS, assert_one_error_line
 
@@ -21,6 +22,39 @@ def test_the_targets_are_the_teachers_mean_probabilities(tiny_checkpoint):
     each = [load_classifier(f, max_length=16, precision="float32").predict_proba(SHORT_TEXTS) for f in folders]
     assert np.abs(each[0] - each[1]).max() > 1e-3
     np.testing.assert_allclose(mean_probabilities(teachers, SHORT_TEXTS), (each[0] + each[1]) / 2, atol=1e-6)
+
+
+def _counting(teachers, calls):
+    """The teachers, each counting the texts it scores into ``calls``."""
+    for teacher in teachers:
+        score = teacher.predict_proba
+        teacher.predict_proba = lambda texts, score=score: calls.append(len(texts)) or score(texts)
+    return teachers
+
+
+def test_teacher_probabilities_are_cached_by_chunk_and_reused(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(teachers_module, "CHUNK_ROWS", 3)
+    teachers = load_teachers([str(tiny_checkpoint("bert", labels=LABELS))], LABELS, max_length=16)
+    texts = list(SHORT_TEXTS) * 2
+    rows = np.array([7, 0, 2, 2, 5, 9, 4, 1])
+    cache = tmp_path / "cache"
+    calls = []
+    first = cached_probabilities(_counting(teachers, calls), texts, rows, str(cache))
+    assert calls == [3, 3, 1] and sorted(p.name for p in cache.glob("part-*")) == [f"part-0000{i}.npy" for i in range(3)]
+    sampled = np.unique(rows)
+    np.testing.assert_allclose(first[sampled], mean_probabilities(teachers, [texts[i] for i in sampled]), atol=1e-6)
+    assert np.isnan(np.delete(first, sampled, axis=0)).all()
+
+    # A rerun (or a resumed run) scores only the chunk an interruption lost.
+    (cache / "part-00001.npy").unlink()
+    calls.clear()
+    np.testing.assert_array_equal(cached_probabilities(teachers, texts, rows, str(cache)), first)
+    assert calls == [3]
+
+    # Other texts are another key: every chunk is scored again.
+    calls.clear()
+    other = cached_probabilities(teachers, [t + "!" for t in texts], rows, str(cache))
+    assert calls == [3, 3, 1] and not np.allclose(other[sampled], first[sampled])
 
 
 def test_a_teacher_of_other_classes_is_refused_before_training(
