@@ -34,6 +34,9 @@ class Batch:
       targets: float32 ``[rows, num_labels]`` 1 for each class a row's label allows.
       weights: float32 ``[rows]`` loss weight of each row (its classes' mean class weight, 0 for padding).
       soft: float32 ``[rows, num_labels]`` the teachers' mean probabilities (distillation), 0 without.
+      groups: float32 ``[rows, categories]`` 1 where a row attacks a target category (joint training of
+        the target head), ``[rows, 0]`` without.
+      groups_known: float32 like ``groups``, 1 where the row's source annotates that category.
     """
 
     ids: jax.Array
@@ -41,6 +44,8 @@ class Batch:
     targets: jax.Array
     weights: jax.Array
     soft: jax.Array
+    groups: jax.Array
+    groups_known: jax.Array
 
 
 def epoch_batches(
@@ -107,6 +112,7 @@ def make_batch(
     grid: ShapeGrid,
     pad_id: int,
     soft: np.ndarray | None = None,
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Batch:
     """The padded batch of some training texts.
 
@@ -118,6 +124,8 @@ def make_batch(
       grid: picks the length bucket of the longest sequence.
       pad_id: the model's padding token id.
       soft: float32 ``[len(sequences), num_labels]`` teacher probabilities, or None without teachers.
+      groups: ``(labels, known)``, each ``[len(sequences), categories]``: the texts' target groups and
+        which of them their sources annotate; None without a target head in training.
 
     Returns:
       A :class:`Batch` of ``rows`` rows, ``length`` the bucket of the longest text.
@@ -131,4 +139,10 @@ def make_batch(
         padded_soft[:n] = soft
     row_weights = np.zeros(rows, np.float32)
     row_weights[:n] = (targets * weights).sum(axis=1) / targets.sum(axis=1)
-    return Batch(ids=ids, mask=mask, targets=padded, weights=row_weights, soft=padded_soft)
+    # Padding rows annotate nothing, so they add nothing to the target loss.
+    labels, known = np.zeros((2, rows, 0 if groups is None else groups[0].shape[1]), np.float32)
+    if groups is not None:
+        labels[:n], known[:n] = groups
+    return Batch(
+        ids=ids, mask=mask, targets=padded, weights=row_weights, soft=padded_soft, groups=labels, groups_known=known
+    )

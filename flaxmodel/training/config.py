@@ -68,6 +68,13 @@ class TrainConfig:
     distill_weight: float = flag(
         0.5, "With --teachers: share of the loss that is cross-entropy with the teachers' mean probabilities."
     )
+    target_weight: float = flag(
+        0.0,
+        "With --mixture: weight of a target-group loss beside the class loss (masked binary cross-entropy of a "
+        "fresh target head on the rows whose sources annotate targets), so the encoder learns who a text "
+        "attacks; the exported model leaves that head out (train the shipped one with "
+        "python -m flaxmodel.training.targets).  0: no target loss.",
+    )
     dtype: str = flag("float32", "Compute dtype (bfloat16 on accelerators).", choices=sorted(DTYPES))
     seed: int = flag(0, "Seed of the data order, dropout, a fresh head and fresh adapters.")
     save_every: int = flag(200, "Checkpoint every N steps (and at each epoch's end).")
@@ -115,6 +122,10 @@ class TrainConfig:
         for folder in self.teachers or ():
             if not files.is_remote(folder) and not os.path.isdir(folder):
                 raise ConfigError(f"--teachers {folder}: no such model folder")
+        if self.target_weight < 0:
+            raise ConfigError(f"--target_weight must be >= 0, got {self.target_weight}")
+        if self.target_weight and self.mixture is None:
+            raise ConfigError("--target_weight needs --mixture: the target annotations come from its sources")
 
     def _validate_data(self) -> None:
         if (self.train is None) == (self.mixture is None):

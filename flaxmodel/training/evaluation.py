@@ -73,16 +73,24 @@ def _summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     )
 
 
+def _without_target_head(params: dict) -> dict:
+    return {name: value for name, value in params.items() if name != "target_head"}
+
+
 def export_state(run: Prepared, state: TrainState, folder: str) -> str:
-    """Writes the state's model to ``folder``: a full checkpoint, or an adapter folder under LoRA."""
+    """Writes the state's model to ``folder``: a full checkpoint, or an adapter folder under LoRA.
+
+    A target head trained beside the classes (``--target_weight``) stays out: it has no thresholds yet,
+    and ``python -m flaxmodel.training.targets`` fits the shipped head on the exported encoder.
+    """
     lora = run.spec.lora
     return export_model(
         folder,
-        config=run.model_config,
-        params=assemble(run.frozen, state.trainable, lora),
+        config=run.model_config.with_targets(),
+        params=_without_target_head(assemble(run.frozen, state.trainable, lora)),
         tokenizer=run.tokenizer,
         adapters=state.trainable.get("lora"),
-        trained=state.trainable["params"] if lora else None,
+        trained=_without_target_head(state.trainable["params"]) if lora else None,
         lora=lora,
         base=run.base,
         training_data=run.training_data,

@@ -112,6 +112,7 @@ def _batch(run: Prepared, rows: np.ndarray) -> Batch:
         grid=run.grid,
         pad_id=run.model_config.pad_token_id,
         soft=None if run.train_soft is None else run.train_soft[rows],
+        groups=None if run.train_groups is None else (run.train_groups[0][rows], run.train_groups[1][rows]),
     )
 
 

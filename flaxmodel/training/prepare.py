@@ -11,6 +11,7 @@ only the :class:`~flaxmodel.training.state.TrainState` changes.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Any
 
@@ -22,7 +23,7 @@ from flaxmodel.ckpts.adapters import base_reference, is_adapter_folder
 from flaxmodel.ckpts.default_model import MINILM_PACKAGE, minilm_path
 from flaxmodel.ckpts.loader import load_checkpoint
 from flaxmodel.core.config import EncoderConfig
-from flaxmodel.core.model import Params
+from flaxmodel.core.model import Params, TargetHead
 from flaxmodel.errors import ConfigError
 from flaxmodel.inference.planner import ShapeGrid, grid_for
 from flaxmodel.inference.preprocessing import Preprocessing
@@ -31,10 +32,18 @@ from flaxmodel.training.batches import class_weights, epoch_batches
 from flaxmodel.training.config import TrainConfig
 from flaxmodel.training.data import read_labeled
 from flaxmodel.training.mixture import SourceSet, epoch_rows, load_mixture, read_mixture, single_source
+from flaxmodel.training.mixture_file import Mixture
 from flaxmodel.training.provenance import check_teachers, files_record, mixture_record
 from flaxmodel.training.run_dir import check_run_dir
 from flaxmodel.training.state import StepSpec, TrainState, initial_state, split_trainable
+from flaxmodel.training.target_data import CATEGORIES, read_target_sets
 from flaxmodel.training.teachers import CACHE_DIR, cached_probabilities, load_teachers
+
+
+log = logging.getLogger(__name__)
+
+# Hidden units of the target head joint training adds: the shipped head's (flaxmodel.training.targets).
+JOINT_HEAD_HIDDEN = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +60,8 @@ class Prepared:
       train_targets: float32 ``[n_train, num_labels]`` the classes each row's label allows.
       train_soft: float32 ``[n_train, num_labels]`` the teachers' mean probabilities (NaN on rows no
         epoch samples), cached in the run directory; None without ``--teachers``.
+      train_groups: with ``--target_weight``, float32 ``(labels, known)`` ``[n_train, categories]``: each
+        row's target groups and which of them its source annotates; else None.
       source_sizes, source_weights: training rows and sampling weight of each source (one source of
         weight 1 without a mixture); see :func:`~flaxmodel.training.mixture.epoch_rows`.
       weights: float32 ``[num_labels]`` class weights of the loss.
@@ -74,6 +85,7 @@ class Prepared:
     lengths: np.ndarray
     train_targets: np.ndarray
     train_soft: np.ndarray | None
+    train_groups: tuple[np.ndarray, np.ndarray] | None
     source_sizes: tuple[int, ...]
     source_weights: tuple[float, ...]
     weights: np.ndarray
@@ -110,19 +122,44 @@ def _start_folder(config: TrainConfig) -> tuple[str, dict[str, Any] | None]:
     return folder, base_reference(folder, package=None if config.model else MINILM_PACKAGE)
 
 
-def _read_data(config: TrainConfig) -> tuple[tuple[str, ...], list[SourceSet], list[float], list[SourceSet], dict]:
-    """``(classes, training sets, their sampling weights, validation sets, training_data.json record)``."""
+def _group_annotations(mixture: Mixture, root: str, train: list[SourceSet]) -> tuple[np.ndarray, np.ndarray]:
+    """Each training row's target groups ``(labels, known)``, float32 ``[n_train, categories]``.
+
+    Rows are matched to the mixture's target annotations by source and text; a text annotated twice keeps
+    the cells both agree on, and a row without annotations is unknown in every category.
+    """
+    found: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    for annotated in read_target_sets(mixture, root)[0]:
+        for text, labels, known in zip(annotated.texts, annotated.labels, annotated.known):
+            key = (annotated.name, text)
+            if key in found:
+                known = known & found[key][1] & (labels == found[key][0])
+            found[key] = (labels, known)
+    rows = [found.get((s.name, text)) for s in train for text in s.texts]
+    labels = np.zeros((len(rows), len(CATEGORIES)), np.float32)
+    known = np.zeros_like(labels)
+    for i, row in enumerate(rows):
+        if row is not None:
+            labels[i], known[i] = row
+    log.info("target groups: %d of %d training rows annotated", int(known.any(axis=1).sum()), len(rows))
+    return labels, known
+
+
+def _read_data(config: TrainConfig) -> tuple[tuple[str, ...], list[SourceSet], list[float], list[SourceSet], dict, Any]:
+    """``(classes, training sets, their sampling weights, validation sets, training_data.json record,
+    training rows' target groups or None)``."""
     if config.mixture is not None:
         mixture = load_mixture(config.mixture)
         check_teachers(mixture.use, config.teachers or ())
         train, val = read_mixture(mixture, config.data_root)
         weights = [s.weight for s in mixture.sources if not s.evaluate_only]
-        return mixture.classes, train, weights, val, mixture_record(mixture)
+        groups = _group_annotations(mixture, config.data_root, train) if config.target_weight else None
+        return mixture.classes, train, weights, val, mixture_record(mixture), groups
     fields = dict(text_field=config.text_field, label_field=config.label_field, format=config.format)
     train = read_labeled(config.train, labels=config.labels, **fields)
     # Validation labels map onto the training data's names, ids included.
     val = [single_source(read_labeled(config.val, labels=train.labels, **fields), "val")] if config.val else []
-    return train.labels, [single_source(train, "train")], [1.0], val, files_record(config.train)
+    return train.labels, [single_source(train, "train")], [1.0], val, files_record(config.train), None
 
 
 def _step_spec(config: TrainConfig, model: EncoderConfig, total_steps: int) -> StepSpec:
@@ -136,6 +173,7 @@ def _step_spec(config: TrainConfig, model: EncoderConfig, total_steps: int) -> S
         weight_decay=config.weight_decay,
         clip_norm=config.clip_norm,
         distill_weight=config.distill_weight if config.teachers else 0.0,
+        target_weight=config.target_weight,
     )
 
 
@@ -155,11 +193,16 @@ def prepare(config: TrainConfig) -> Prepared:
     run_dir = os.path.abspath(config.output)
     check_run_dir(run_dir, config)
     folder, base = _start_folder(config)
-    classes, train_sets, source_weights, val_sets, training_data = _read_data(config)
+    classes, train_sets, source_weights, val_sets, training_data, groups = _read_data(config)
     checkpoint = load_checkpoint(folder, labels=classes, seed=config.seed, target_head=False)
-    model = checkpoint.config
+    model, params = checkpoint.config, checkpoint.params
     if model.multi_label:
         raise ConfigError(f"{folder} is a multi-label model; training supports single-label classification")
+    if groups is not None:
+        model = model.with_targets(CATEGORIES, JOINT_HEAD_HIDDEN)
+        head_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
+        head = TargetHead(model).init(head_key, jnp.zeros((1, 1, model.hidden_size)))["params"]
+        params = {**params, "target_head": head}
     steps = Preprocessing(config.preprocessing) if config.preprocessing else None
     tokenizer = Tokenizer.from_folder(folder, min(config.max_length, model.max_length), steps)
     teachers = load_teachers(config.teachers, classes, tokenizer.max_length) if config.teachers else None
@@ -177,7 +220,7 @@ def prepare(config: TrainConfig) -> Prepared:
         sampled = np.concatenate([epoch_rows(sizes, source_weights, config.seed, e) for e in range(config.epochs)])
         soft = cached_probabilities(teachers, train_texts, sampled, os.path.join(run_dir, CACHE_DIR))
     dropout_key, adapter_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    trainable, frozen = split_trainable(checkpoint.params, model, config.lora, config.train_norms, adapter_key)
+    trainable, frozen = split_trainable(params, model, config.lora, config.train_norms, adapter_key)
     return Prepared(
         config=config,
         run_dir=run_dir,
@@ -187,6 +230,7 @@ def prepare(config: TrainConfig) -> Prepared:
         lengths=lengths,
         train_targets=targets,
         train_soft=soft,
+        train_groups=groups,
         source_sizes=sizes,
         source_weights=tuple(source_weights),
         # Class counts for the weighting schemes: rows whose label allows one class only.

@@ -39,7 +39,8 @@ def check_run_dir(run_dir: str, config: TrainConfig) -> None:
         return
     wanted = config.to_json()
     with open(path) as f:
-        stored = json.load(f)
+        # A setting added since the run started has its default there: the run did without it.
+        stored = {**TrainConfig(output=config.output).to_json(), **json.load(f)}
     if stored != wanted:
         changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         raise ConfigError(

@@ -32,6 +32,8 @@ from flaxmodel.training.batches import Batch
 
 # Parameter leaves that weight decay applies to; biases and norm scales are exempt.
 DECAYED_LEAVES = ("kernel", "embedding", "lora_a", "lora_b")
+# Top-level modules that always train in full, LoRA or not: the class head and the target head.
+HEADS = ("head", "target_head")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,8 @@ class StepSpec:
     clip_norm: float
     # Share of the loss that is cross-entropy with the batch's teacher probabilities (0: labels only).
     distill_weight: float = 0.0
+    # Weight of the target head's masked binary cross-entropy beside the class loss (0: no target head).
+    target_weight: float = 0.0
 
 
 @struct.dataclass
@@ -100,7 +104,7 @@ def split_trainable(
         norms = {path for path, (_, kind) in names.items() if kind == NORM}
     trained, frozen = {}, {}
     for path, value in traverse_util.flatten_dict(params).items():
-        (trained if path[0] == "head" or path[:-1] in norms else frozen)[path] = value
+        (trained if path[0] in HEADS or path[:-1] in norms else frozen)[path] = value
     trainable = {"params": traverse_util.unflatten_dict(trained), "lora": init_adapters(params, lora, rng)}
     return trainable, traverse_util.unflatten_dict(frozen)
 
@@ -191,10 +195,17 @@ def partial_label_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(logits, axis=-1) - jax.nn.logsumexp(allowed, axis=-1)
 
 
+def masked_bce(logits: jax.Array, labels: jax.Array, known: jax.Array) -> jax.Array:
+    """Mean binary cross-entropy over the known cells of ``[rows, categories]`` (0 when none is known)."""
+    losses = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), labels) * known
+    return losses.sum() / jnp.maximum(known.sum(), 1.0)
+
+
 def _loss(trainable: Params, frozen: Params, batch: Batch, key: jax.Array, spec: StepSpec) -> jax.Array:
     params = assemble(frozen, trainable, spec.lora)
     model = SequenceClassifier(spec.model_config, DTYPES[spec.dtype])
-    logits = model.apply({"params": params}, batch.ids, batch.mask, deterministic=False, rngs={"dropout": key})
+    outputs = model.apply({"params": params}, batch.ids, batch.mask, deterministic=False, rngs={"dropout": key})
+    logits, groups = outputs[:, : spec.model_config.num_labels], outputs[:, spec.model_config.num_labels :]
     # Padding rows allow nothing; give them every class so their (zero-weighted) loss stays finite.
     targets = jnp.where(batch.weights[:, None] > 0, batch.targets, 1.0)
     losses = partial_label_loss(logits, targets)
@@ -202,7 +213,10 @@ def _loss(trainable: Params, frozen: Params, batch: Batch, key: jax.Array, spec:
         distilled = -(batch.soft * jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)).sum(axis=-1)
         losses = (1 - spec.distill_weight) * losses + spec.distill_weight * distilled
     # A batch of padding rows only (weights all 0) must not divide by zero.
-    return (losses * batch.weights).sum() / jnp.maximum(batch.weights.sum(), jnp.finfo(jnp.float32).tiny)
+    loss = (losses * batch.weights).sum() / jnp.maximum(batch.weights.sum(), jnp.finfo(jnp.float32).tiny)
+    if spec.target_weight:
+        loss = loss + spec.target_weight * masked_bce(groups, batch.groups, batch.groups_known)
+    return loss
 
 
 @functools.partial(jax.jit, static_argnames="spec")
@@ -214,7 +228,7 @@ def train_step(
     Args:
       state: the state before the step.
       batch: ``[rows, length]`` ids and mask, ``[rows, num_labels]`` targets and teacher
-        probabilities, ``[rows]`` weights.
+        probabilities, ``[rows]`` weights, ``[rows, categories]`` target groups and their mask.
       frozen: the parameters that do not train (empty without LoRA).
       spec: the model and the optimizer's hyper-parameters (static).
 
@@ -239,7 +253,8 @@ def train_step(
 @functools.partial(jax.jit, static_argnames="spec")
 def _probabilities(trainable: Params, frozen: Params, ids: jax.Array, mask: jax.Array, *, spec: StepSpec) -> jax.Array:
     params = assemble(frozen, trainable, spec.lora)
-    return probabilities(apply(params, ids, mask, config=spec.model_config, dtype=DTYPES[spec.dtype]), spec.model_config)
+    outputs = probabilities(apply(params, ids, mask, config=spec.model_config, dtype=DTYPES[spec.dtype]), spec.model_config)
+    return outputs[:, : spec.model_config.num_labels]
 
 
 def predict(

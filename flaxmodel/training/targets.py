@@ -50,6 +50,7 @@ from flaxmodel.inference.metrics import threshold_for_f1
 from flaxmodel.inference.planner import grid_for, predict_in_batches
 from flaxmodel.inference.reference import ModelRef, resolve_model
 from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture
+from flaxmodel.training.state import masked_bce
 from flaxmodel.training.target_data import CATEGORIES, TargetSet, read_dynahate_dev, read_target_sets, unseen_in_training
 
 PROG = "flaxmodel.training.targets"
@@ -75,12 +76,6 @@ class TargetHeadSettings:
 
 class HeadState(train_state.TrainState):
     """The head's parameters and optimiser state, one pytree through :func:`train_step`."""
-
-
-def masked_bce(logits: jax.Array, labels: jax.Array, known: jax.Array) -> jax.Array:
-    """Mean binary cross-entropy over the known cells of ``[rows, categories]``."""
-    losses = optax.sigmoid_binary_cross_entropy(logits, labels) * known
-    return losses.sum() / jnp.maximum(known.sum(), 1.0)
 
 
 @jax.jit

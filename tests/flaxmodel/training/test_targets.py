@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 
 import numpy as np
 import pytest
 
-from flaxmodel import DataError, load_classifier, multilabel_scores
+from flaxmodel import ConfigError, DataError, load_classifier, multilabel_scores
+from flaxmodel.core.model import apply
 from flaxmodel.inference import threshold_for_f1
-from flaxmodel.training import targets as command
-from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture
-from flaxmodel.training.target_data import CATEGORIES, codes_categories, read_dynahate_dev, read_target_sets
+from flaxmodel.inference.planner import pad_batch
+from flaxmodel.training import TrainConfig, targets as command, train
+from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture, read_mixture
+from flaxmodel.training.prepare import prepare
+from flaxmodel.training.state import assemble, masked_bce
+from flaxmodel.training.target_data import (
+    CATEGORIES,
+    TRAINING_SOURCES,
+    codes_categories,
+    read_dynahate_dev,
+    read_target_sets,
+)
 from tests.flaxmodel.training.conftest import assert_one_error_line
 
 CONVABUSE_HEADER = ["user", "Annotator1_is_abuse.1", "Annotator1_is_abuse.-2", "Annotator1_racist", "Annotator1_sexist"]
@@ -169,3 +181,63 @@ def test_the_command_writes_a_folder_that_labels_targets(tiny_checkpoint, data_r
 def test_the_command_refuses_a_folder_without_data_before_reading(tiny_checkpoint, tmp_path, capsys):
     assert command.main(["--model", str(tiny_checkpoint("bert")), "--data_root", str(tmp_path)]) == 2
     assert_one_error_line(capsys.readouterr().err, command.PROG, "no hatexplain/ there")
+
+
+def _annotating_mixture(path) -> str:
+    """The default mixture's sources that annotate targets, and nothing else, as a mixture file."""
+    text = open(DEFAULT_MIXTURE, encoding="utf-8").read()
+    head, *sections = re.split(r"(?m)^(?=\[sources\.)", text)
+    names = {re.match(r"\[sources\.(\w+)", s).group(1) for s in sections}
+    keep = [s for s in sections if re.match(r"\[sources\.(\w+)", s).group(1) in TRAINING_SOURCES]
+    path.write_text(head + "".join(keep), encoding="utf-8")
+    assert set(TRAINING_SOURCES) <= names
+    return str(path)
+
+
+def test_joint_training_annotates_its_rows_and_trains_a_target_head_beside_the_classes(data_root, base_folder, tmp_path):
+    mixture = _annotating_mixture(tmp_path / "mixture.toml")
+    settings = dict(mixture=mixture, data_root=str(data_root), model=base_folder, epochs=2, batch_size=8, max_length=16)
+    runs, results = {}, {}
+    for weight in (0.0, 1.0):
+        config = TrainConfig(output=str(tmp_path / f"run{weight}"), learning_rate=3e-3, target_weight=weight, **settings)
+        runs[weight], results[weight] = prepare(config), train(config, progress=False)
+    run, result = runs[1.0], results[1.0]
+    assert runs[0.0].train_groups is None
+
+    # Each training row carries its source's annotation of its text; the rest of a row is unknown.
+    labels, known = run.train_groups
+    train_sets, _ = read_mixture(load_mixture(mixture), str(data_root))
+    rows = [(s.name, text) for s in train_sets for text in s.texts]
+    assert len(rows) == len(labels) == len(run.train_ids)
+    expected = {
+        ("hatexplain", "they are all animals go back"): ({"race"}, set(CATEGORIES)),
+        ("hatexplain", "shut up you idiot woman"): (set(), set()),
+        ("edos", "women are inferior"): ({"gender"}, {"gender"}),
+        ("hatemoji_build", "🐷 eaters out"): ({"religion", "race"}, set(CATEGORIES)),
+        ("toxigen", "jewish holidays are in autumn"): (set(), set(CATEGORIES)),
+    }
+    for key, (attacked, said) in expected.items():
+        i = rows.index(key)
+        assert {c for c, y in zip(CATEGORIES, labels[i]) if y} == attacked, key
+        assert {c for c, k in zip(CATEGORIES, known[i]) if k} == said, key
+    assert known.any(axis=1).sum() > len(rows) / 2
+
+    # The head learns the annotated rows: its masked loss falls from the fresh head's.
+    ids, mask = pad_batch([run.train_ids[i] for i in range(len(rows))], len(rows), 16, run.model_config.pad_token_id)
+    def target_loss(params):
+        logits = apply(params, ids, mask, config=run.model_config)[:, run.model_config.num_labels :]
+        return float(masked_bce(logits, labels, known))
+    start = assemble(run.frozen, run.initial.trainable, run.spec.lora)
+    assert target_loss(result.params) < 0.7 * target_loss(start)
+
+    # It shaped the class scores too, and the exported model has no head without thresholds.
+    texts = ["they are all animals go back", "nice day at the mosque"]
+    scores = {w: load_classifier(results[w].best_folder, precision="float32") for w in results}
+    assert scores[1.0].targets == () and not os.path.exists(os.path.join(result.best_folder, "target_head.json"))
+    assert np.abs(scores[1.0].predict_proba(texts) - scores[0.0].predict_proba(texts)).max() > 1e-4
+
+
+def test_target_weight_needs_a_mixture(fixture_data, tmp_path):
+    config = TrainConfig(output=str(tmp_path / "run"), train=str(fixture_data / "train.jsonl"), target_weight=0.5)
+    with pytest.raises(ConfigError, match="--target_weight needs --mixture"):
+        config.validate()

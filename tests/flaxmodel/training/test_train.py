@@ -140,6 +140,17 @@ def test_restart_with_other_settings_is_refused(make_config):
         train(dataclasses.replace(config, learning_rate=1.0), progress=False)
 
 
+def test_a_run_started_before_a_setting_existed_resumes_with_its_default(make_config, tmp_path):
+    config = make_config()
+    train(config, stop_after_steps=1, progress=False)
+    path = tmp_path / "run" / "train_config.json"
+    recorded = json.loads(path.read_text())
+    del recorded["target_weight"]
+    path.write_text(json.dumps(recorded))
+    assert train(config, stop_after_steps=2, progress=False).step == 2
+    assert json.loads(path.read_text())["target_weight"] == 0.0
+
+
 @pytest.mark.parametrize(
     "flag, message",
     [
