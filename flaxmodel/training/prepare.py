@@ -4,8 +4,9 @@
 flag or a mismatched restart fails before any data is read, then reads and
 tokenizes the data, loads the starting checkpoint and splits its parameters
 into trained and frozen ones.  With teachers it also scores the sampled rows,
-the one thing it writes to the run directory (a cache a rerun reuses).  What it returns stays fixed for the whole run;
-only the :class:`~flaxmodel.training.state.TrainState` changes.
+the one thing it writes to the run directory (a cache a rerun reuses).  What
+it returns stays fixed for the whole run; only the
+:class:`~flaxmodel.training.state.TrainState` changes.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ from flaxmodel.training.state import StepSpec, TrainState, initial_state, split_
 from flaxmodel.training.target_data import CATEGORIES, read_target_sets
 from flaxmodel.training.teachers import CACHE_DIR, cached_probabilities, load_teachers
 
-
 log = logging.getLogger(__name__)
 
 # Hidden units of the target head joint training adds: the shipped head's (flaxmodel.training.targets).
 JOINT_HEAD_HIDDEN = 256
+# Training rows' target groups and which of them their sources annotate: float32 (labels, known).
+Groups = tuple[np.ndarray, np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +87,7 @@ class Prepared:
     lengths: np.ndarray
     train_targets: np.ndarray
     train_soft: np.ndarray | None
-    train_groups: tuple[np.ndarray, np.ndarray] | None
+    train_groups: Groups | None
     source_sizes: tuple[int, ...]
     source_weights: tuple[float, ...]
     weights: np.ndarray
@@ -122,7 +124,7 @@ def _start_folder(config: TrainConfig) -> tuple[str, dict[str, Any] | None]:
     return folder, base_reference(folder, package=None if config.model else MINILM_PACKAGE)
 
 
-def _group_annotations(mixture: Mixture, root: str, train: list[SourceSet]) -> tuple[np.ndarray, np.ndarray]:
+def _group_annotations(mixture: Mixture, root: str, train: list[SourceSet]) -> Groups:
     """Each training row's target groups ``(labels, known)``, float32 ``[n_train, categories]``.
 
     Rows are matched to the mixture's target annotations by source and text; a text annotated twice keeps
@@ -145,7 +147,9 @@ def _group_annotations(mixture: Mixture, root: str, train: list[SourceSet]) -> t
     return labels, known
 
 
-def _read_data(config: TrainConfig) -> tuple[tuple[str, ...], list[SourceSet], list[float], list[SourceSet], dict, Any]:
+def _read_data(
+    config: TrainConfig,
+) -> tuple[tuple[str, ...], list[SourceSet], list[float], list[SourceSet], dict, Groups | None]:
     """``(classes, training sets, their sampling weights, validation sets, training_data.json record,
     training rows' target groups or None)``."""
     if config.mixture is not None:
