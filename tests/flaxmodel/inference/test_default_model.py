@@ -39,7 +39,7 @@ HATEFUL = (
     "Those people are animals and should be kept out of our neighbourhood.",
     "Women like her shouldn't be allowed to speak in public.",
 )
-# Hate the default flags as offensive, not hate (its card, "Known failure modes"): still not let through
+# Hate the default labels offensive, not hate (its card, "Known failure modes"): still not let through
 # as neither.  Strict, so a model that gets it right fails this test and the sentence moves to HATEFUL.
 MISSED_HATE = ("Their kind should not be allowed to vote.",)
 
