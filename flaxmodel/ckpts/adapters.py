@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -35,7 +35,9 @@ from flaxmodel.ckpts.checkpoint import (
     read_state_dict,
     tensor_leaves,
 )
-from flaxmodel.ckpts.default_model import MINILM_PACKAGE, minilm_path
+from flaxmodel.ckpts.default_model import MINILM_PACKAGE, MINILM_WEIGHTS_SHA256, minilm_path
+from flaxmodel.ckpts.mpnet_base import MPNET_PACKAGE, mpnet_path
+from flaxmodel.ckpts.mpnet_base import WEIGHTS_SHA256 as MPNET_WEIGHTS_SHA256
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.lora import Adapters, LoraConfig, merge
 from flaxmodel.core.model import ARCHITECTURES, Params
@@ -44,6 +46,10 @@ from flaxmodel.errors import CheckpointError
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_FORMAT = "flaxmodel-lora"
+# Base encoders that install as packages, by the sha256 of their weights: an adapter over one names the
+# package rather than this machine's path, so it loads wherever the package is installed.
+PACKAGED_BASES = {MINILM_WEIGHTS_SHA256: MINILM_PACKAGE, MPNET_WEIGHTS_SHA256: MPNET_PACKAGE}
+_PACKAGE_FOLDERS: dict[str, Callable[[], str]] = {MINILM_PACKAGE: minilm_path, MPNET_PACKAGE: mpnet_path}
 
 
 def _task_names(config: EncoderConfig) -> dict[tuple[str, ...], tuple[str, str]]:
@@ -85,20 +91,31 @@ def weights_digest(folder: str) -> str:
     raise CheckpointError(f"{folder}: no weight file ({', '.join(WEIGHT_FILES)}) to identify the base encoder by")
 
 
-def base_reference(base_folder: str, package: str | None = None) -> dict[str, Any]:
-    """How an adapter names its base: an installed package (portable) or a path, plus its weights hash."""
+def base_reference(base_folder: str) -> dict[str, Any]:
+    """How an adapter names its base: its package if it is a packaged encoder, else its path; plus its hash.
+
+    Args:
+      base_folder: the base encoder's checkpoint folder, local or on a Beam filesystem.
+
+    Returns:
+      ``{"package": name, "sha256": digest}`` for an encoder in :data:`PACKAGED_BASES`, else
+      ``{"path": absolute path or URL, "sha256": digest}``.
+    """
+    digest = weights_digest(base_folder)
+    if digest in PACKAGED_BASES:
+        return {"package": PACKAGED_BASES[digest], "sha256": digest}
     path = str(base_folder) if files.is_remote(str(base_folder)) else os.path.abspath(base_folder)
-    ref: dict[str, Any] = {"package": package} if package else {"path": path}
-    ref["sha256"] = weights_digest(base_folder)
-    return ref
+    return {"path": path, "sha256": digest}
 
 
 def resolve_base(ref: Mapping[str, Any], source: str) -> str:
     """Folder of the base encoder an adapter config names; checks its weights hash."""
     if "package" in ref:
-        if ref["package"] != MINILM_PACKAGE:
-            raise CheckpointError(f"{source}: unknown base package {ref['package']!r}; known: {MINILM_PACKAGE}")
-        folder = minilm_path()
+        if ref["package"] not in _PACKAGE_FOLDERS:
+            raise CheckpointError(
+                f"{source}: unknown base package {ref['package']!r}; known: {', '.join(_PACKAGE_FOLDERS)}"
+            )
+        folder = _PACKAGE_FOLDERS[ref["package"]]()
     elif "path" in ref:
         folder = str(ref["path"])
     else:

