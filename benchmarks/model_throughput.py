@@ -420,7 +420,7 @@ def _spec(args: argparse.Namespace, model: str, torch_model: str, labels: Any) -
     )
 
 
-def _chunks(order: Sequence[int], size: int) -> list[list[int]]:
+def chunks_of(order: Sequence[int], size: int) -> list[list[int]]:
     return [list(order[i : i + size]) for i in range(0, len(order), size)]
 
 
@@ -441,7 +441,7 @@ def _label_agreement(probs: Any, reference: Any) -> float:
     return float((probs.argmax(axis=1) == reference.argmax(axis=1)).mean())
 
 
-def _summarise(passes: list[dict], lengths: list[int], config: Any, n_texts: int, ours: bool) -> dict[str, Any]:
+def summarise(passes: list[dict], lengths: list[int], config: Any, n_texts: int, ours: bool) -> dict[str, Any]:
     from flaxmodel import forward_flops
 
     best = min(passes, key=lambda p: p["seconds"])
@@ -502,8 +502,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         lengths = ours.ask("lengths")
         by_length = sorted(range(len(texts)), key=lambda i: lengths[i])
         chunk_orders = {
-            "sorted": _chunks(by_length, args.batch_size),
-            "unsorted": _chunks(range(len(texts)), args.batch_size),
+            "sorted": chunks_of(by_length, args.batch_size),
+            "unsorted": chunks_of(range(len(texts)), args.batch_size),
         }
         sides = {"ours": ours}
         if not args.no_torch:
@@ -531,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     per_order: dict[str, Any] = {}
     for o in orders:
-        entry = {name: _summarise(passes[o][name], lengths, config, len(texts), name == "ours") for name in sides}
+        entry = {name: summarise(passes[o][name], lengths, config, len(texts), name == "ours") for name in sides}
         # Every side returns probabilities chunk by chunk in the same order as the float32 reference.
         for name in sides:
             entry[name]["label_agreement_fp32"] = _label_agreement(warmup[o][name]["probs"], reference[o])
