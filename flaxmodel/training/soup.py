@@ -1,7 +1,7 @@
 """Model soups: one model whose weights are the weighted average of several fine-tuned runs.
 
 ``python -m flaxmodel.training.soup --models runs/a/best,runs/b/best --output runs/soup [--weights 0.5,0.5]
-[--max_rank 16]``
+[--max_rank 16] [--storage float16]``
 
 Runs fine-tuned from the same base with the same seed (so the same fresh head
 and adapter initialisation) and different data (mixture weights, templates)
@@ -18,7 +18,9 @@ adapted kernel is one adapter of the summed rank
 averaged tensor by tensor; ``--max_rank`` keeps the best approximation of
 that update at a lower rank instead (truncated SVD, :func:`flaxmodel.core.lora.truncate`),
 for a smaller folder; the share of the update kept is logged, and validation
-decides whether what it drops matters.  Full checkpoints average every tensor.  The
+decides whether what it drops matters.  ``--storage float16`` halves the file
+again (tensors are merged in float32 at load time either way).  A single adapter
+folder with either flag is shrunk the same way, alone.  Full checkpoints average every tensor.  The
 ingredients must share the base encoder, the labels, the adapted modules and
 the tokenizer.
 """
@@ -55,6 +57,9 @@ from flaxmodel.training.provenance import soup_record, write_record
 logger = logging.getLogger(__name__)
 
 PROG = "flaxmodel.training.soup"
+# float16 keeps 11 significant bits: the rounding of a factor or head weight is far below what bfloat16
+# inference (8 bits) already rounds, and the range (65504) holds any trained weight.
+STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +72,17 @@ class SoupSettings:
     max_rank: int | None = flag(
         None, "Adapters only: truncate the soup to this rank (default: the ingredients' summed rank)."
     )
+    storage: str = flag(
+        "float32", "Adapters only: the dtype the folder stores its tensors in.", choices=tuple(STORAGE_DTYPES)
+    )
 
 
-def _weights(count: int, weights: Sequence[float] | None) -> list[float]:
-    if count < 2:
-        raise ConfigError(f"a soup needs at least two models, got {count}")
+def _weights(count: int, weights: Sequence[float] | None, shrinks: bool) -> list[float]:
+    if count < 2 and not (count == 1 and shrinks):
+        raise ConfigError(
+            f"a soup needs at least two models, got {count} (one adapter folder with --max_rank or "
+            "--storage float16 is shrunk alone)"
+        )
     if weights is None:
         return [1.0 / count] * count
     if len(weights) != count or any(not w > 0 for w in weights):
@@ -102,7 +113,9 @@ def _make_folder(output: str) -> None:
         os.makedirs(output, exist_ok=True)
 
 
-def _adapter_soup(folders: Sequence[str], weights: Sequence[float], output: str, max_rank: int | None) -> float:
+def _adapter_soup(
+    folders: Sequence[str], weights: Sequence[float], output: str, max_rank: int | None, storage: str
+) -> float:
     parts = [read_adapter(f) for f in folders]
     first = parts[0]
     for folder, part in zip(folders[1:], parts[1:]):
@@ -123,6 +136,7 @@ def _adapter_soup(folders: Sequence[str], weights: Sequence[float], output: str,
     state = adapter_state_dict(adapters, {}, first.config)
     for name in first.trained:
         state[name] = _weighted(weights, [p.trained[name] for p in parts])
+    state = {name: value.astype(STORAGE_DTYPES[storage]) for name, value in state.items()}
     _make_folder(output)
     write_adapter(output, state, config=first.config, lora=lora, base=first.base)
     return kept
@@ -139,16 +153,22 @@ def _full_soup(folders: Sequence[str], weights: Sequence[float], output: str) ->
 
 
 def make_soup(
-    folders: Sequence[str], output: str, weights: Sequence[float] | None = None, max_rank: int | None = None
+    folders: Sequence[str],
+    output: str,
+    weights: Sequence[float] | None = None,
+    max_rank: int | None = None,
+    storage: str = "float32",
 ) -> str:
     """Writes the weighted average of several model folders as one model folder.
 
     Args:
-      folders: two or more adapter folders, or two or more full checkpoint folders, from the same base.
+      folders: two or more adapter folders, or two or more full checkpoint folders, from the same base;
+        or one adapter folder, to shrink with ``max_rank`` or ``storage``.
       output: the folder to write (created; files already there are overwritten).
       weights: one positive weight per folder, normalised to sum to 1; default: uniform.
       max_rank: adapters only: keep the soup's update at this rank (truncated SVD, logged with the share
         of the update kept) instead of the ingredients' summed rank, for a smaller folder.
+      storage: adapters only: ``float32`` or ``float16``, the dtype the folder's tensors are stored in.
 
     Returns:
       ``output``.
@@ -157,20 +177,22 @@ def make_soup(
       ConfigError: before anything is written, when the folders are not runs of one model.
     """
     folders = [str(f) for f in folders]
-    weights = _weights(len(folders), weights)
+    if storage not in STORAGE_DTYPES:
+        raise ConfigError(f"storage must be one of {', '.join(STORAGE_DTYPES)}, got {storage!r}")
+    weights = _weights(len(folders), weights, max_rank is not None or storage != "float32")
     missing = [f for f in folders if not files.is_dir(f)]
     if missing:
         raise ConfigError(f"{missing}: no such model folder")
     kinds = {is_adapter_folder(f) for f in folders}
     if len(kinds) != 1:
         raise ConfigError("mix of adapter folders and full checkpoints: soup adapters with adapters only")
-    if max_rank is not None and kinds != {True}:
-        raise ConfigError("max_rank applies to adapter folders only; full checkpoints average every tensor")
+    if (max_rank is not None or storage != "float32") and kinds != {True}:
+        raise ConfigError("max_rank and storage apply to adapter folders only; full checkpoints average every tensor")
     if max_rank is not None and max_rank < 1:
         raise ConfigError(f"max_rank must be at least 1, got {max_rank}")
     tokenizer, preprocessing = _tokenizer(folders)
     if kinds == {True}:
-        kept = _adapter_soup(folders, weights, output, max_rank)
+        kept = _adapter_soup(folders, weights, output, max_rank, storage)
         if kept < 1.0:
             logger.info("truncated to rank %d: %.1f%% of the update's energy kept", max_rank, 100 * kept)
     else:
@@ -187,7 +209,7 @@ def _soup(settings: SoupSettings) -> None:
         weights = [float(w) for w in settings.weights] if settings.weights else None
     except ValueError:
         raise ConfigError(f"--weights must be numbers, got {','.join(settings.weights)!r}") from None
-    make_soup(settings.models, settings.output, weights, settings.max_rank)
+    make_soup(settings.models, settings.output, weights, settings.max_rank, settings.storage)
     count = len(settings.models)
     print(f"soup of {count} models -> {settings.output}; choose its thresholds on validation before use")
 

@@ -99,6 +99,31 @@ def test_max_rank_keeps_the_best_low_rank_part_of_the_soups_update(base, tmp_pat
     assert not (tmp_path / "zero").exists()
 
 
+def test_one_adapter_is_shrunk_alone_to_a_lower_rank_and_float16_storage(base, tmp_path):
+    from safetensors.numpy import load_file
+
+    base_folder, checkpoint = base
+    lora = LoraConfig(rank=4, alpha=8, targets=("query", "value", "intermediate"))
+    one = _adapter_folder(tmp_path / "one", base_folder, checkpoint, lora, 1)
+    halved = soup.make_soup([one], str(tmp_path / "halved"), storage="float16")
+    stored = load_file(os.path.join(halved, "adapter_model.safetensors"))
+    assert {v.dtype for v in stored.values()} == {np.dtype(np.float16)}
+    size = lambda folder: os.path.getsize(os.path.join(folder, "adapter_model.safetensors"))
+    assert size(halved) < 0.6 * size(one)
+    # float16 storage rounds each tensor at the 11th bit: the probabilities barely move.
+    exact = load_classifier(one).predict_proba(SHORT_TEXTS)
+    np.testing.assert_allclose(load_classifier(halved).predict_proba(SHORT_TEXTS), exact, atol=2e-3)
+
+    lower = soup.make_soup([one], str(tmp_path / "lower"), max_rank=2)
+    assert json.loads(open(os.path.join(lower, ADAPTER_CONFIG)).read())["rank"] == 2
+    assert size(lower) < size(one)
+
+    with pytest.raises(ConfigError, match="at least two models, got 1 .*--max_rank or --storage float16"):
+        soup.make_soup([one], str(tmp_path / "copy"))
+    with pytest.raises(ConfigError, match="storage must be one of float32, float16"):
+        soup.make_soup([one], str(tmp_path / "bad"), storage="int4")
+
+
 def test_full_checkpoint_soup_averages_every_tensor(tiny_checkpoint, tmp_path):
     first = str(tiny_checkpoint("bert"))
     checkpoint = load_checkpoint(first)
