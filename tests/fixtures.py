@@ -12,9 +12,11 @@ format and compared.  torch is a test-only dependency; runtime code never sees i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
-from typing import Any, Sequence
+import socket
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -256,3 +258,18 @@ def add_target_head(
     }
     write_target_head(str(folder), tuple(categories), params, {c: threshold for c in categories}, {"trained_on": "test"})
     return params
+
+
+@contextlib.contextmanager
+def no_network(what: str) -> Iterator[None]:
+    """Fails any socket connection made inside: ``what`` must load and run offline."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"{what} tried to reach the network")
+
+    original = socket.socket.connect
+    socket.socket.connect = refuse
+    try:
+        yield
+    finally:
+        socket.socket.connect = original

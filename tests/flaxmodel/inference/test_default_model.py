@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 
 from flaxmodel import load_classifier
 from flaxmodel.ckpts.default_model import MINILM_PACKAGE, default_model_path
 from flaxmodel.ckpts.adapters import ADAPTER_CONFIG
+from tests.fixtures import no_network
 
 MAX_ARTIFACT_BYTES = 5 * 1024 * 1024
 
@@ -46,15 +46,8 @@ MISSED_HATE = ("Their kind should not be allowed to vote.",)
 
 @pytest.fixture(scope="module")
 def classifier():
-    def refuse(*args, **kwargs):
-        raise AssertionError("the default model tried to reach the network")
-
-    original = socket.socket.connect
-    socket.socket.connect = refuse
-    try:
+    with no_network("the default model"):
         yield load_classifier(max_length=64)
-    finally:
-        socket.socket.connect = original
 
 
 def test_default_model_is_a_small_adapter_over_the_installed_encoder():
