@@ -49,6 +49,11 @@ class TrainConfig:
         "replaced by its name); default: the starting folder's own.",
     )
     epochs: int = flag(3, "Passes over the training data.")
+    epoch_share: float = flag(
+        1.0,
+        "Share of each source's sampled rows one epoch draws (0.5: epochs half as long, each a fresh draw and "
+        "validated at its end), so a slow model gets a short schedule or more frequent selection.",
+    )
     batch_size: int = flag(32, "Texts per training step.")
     max_length: int = flag(64, "Tokens per text, special tokens included.")
     learning_rate: float = flag(5e-5, "Peak learning rate.")
@@ -91,6 +96,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "save_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.epoch_share <= 1:
+            raise ConfigError(f"--epoch_share must be in (0, 1], got {self.epoch_share}")
         if self.max_length < 3:
             raise ConfigError(f"--max_length must leave room for special tokens and text, got {self.max_length}")
         if not self.learning_rate > 0:

@@ -149,20 +149,21 @@ def _group_annotations(mixture: Mixture, root: str, train: list[SourceSet]) -> G
 def _read_data(
     config: TrainConfig,
 ) -> tuple[tuple[str, ...], list[SourceSet], list[float], list[SourceSet], dict, Groups | None]:
-    """``(classes, training sets, their sampling weights, validation sets, training_data.json record,
-    training rows' target groups or None)``."""
+    """``(classes, training sets, their sampling weights (``--epoch_share`` applied), validation sets,
+    training_data.json record, training rows' target groups or None)``."""
     if config.mixture is not None:
         mixture = load_mixture(config.mixture)
         check_teachers(mixture.use, config.teachers or ())
         train, val = read_mixture(mixture, config.data_root)
-        weights = [s.weight for s in mixture.sources if not s.evaluate_only]
+        weights = [s.weight * config.epoch_share for s in mixture.sources if not s.evaluate_only]
         groups = _group_annotations(mixture, config.data_root, train) if config.target_weight else None
         return mixture.classes, train, weights, val, mixture_record(mixture), groups
     fields = dict(text_field=config.text_field, label_field=config.label_field, format=config.format)
     train = read_labeled(config.train, labels=config.labels, **fields)
     # Validation labels map onto the training data's names, ids included.
     val = [single_source(read_labeled(config.val, labels=train.labels, **fields), "val")] if config.val else []
-    return train.labels, [single_source(train, "train")], [1.0], val, files_record(config.train), None
+    weights = [config.epoch_share]
+    return train.labels, [single_source(train, "train")], weights, val, files_record(config.train), None
 
 
 def _step_spec(config: TrainConfig, model: EncoderConfig, total_steps: int) -> StepSpec:

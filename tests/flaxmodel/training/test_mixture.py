@@ -14,6 +14,7 @@ import pytest
 from flaxmodel.errors import ConfigError, DataError
 from flaxmodel.training import TrainConfig, export_data, functional, main, train
 from flaxmodel.training.mixture import DEFAULT_MIXTURE, epoch_rows, load_mixture, read_mixture, validation_rows
+from flaxmodel.training.prepare import prepare
 from flaxmodel.training.state import partial_label_loss
 from tests.flaxmodel.training.conftest import FRIENDLY, HOSTILE, LABELS, STANDARD, assert_one_error_line
 
@@ -291,6 +292,18 @@ def test_training_on_a_mixture_reports_every_source(mixture_root, base_folder, t
     assert last["val_sources"]["coarse"]["score"] == last["val_sources"]["coarse"]["accuracy"]
     assert last["val_macro_f1"] == pytest.approx(np.mean([s["score"] for s in last["val_sources"].values()]))
     assert last["val_sources"]["exact"]["macro_f1"] >= 0.9 and result.best_folder
+
+
+def test_epoch_share_shortens_every_epoch_and_keeps_the_mixtures_proportions(mixture_root, base_folder, tmp_path):
+    settings = {k: v for k, v in STANDARD.items() if k != "labels"}
+    config = dict(settings, mixture=str(mixture_root / "mixture.toml"), data_root=str(mixture_root), epochs=1)
+    full = prepare(TrainConfig(output=str(tmp_path / "full"), model=base_folder, **config))
+    half = prepare(TrainConfig(output=str(tmp_path / "half"), model=base_folder, epoch_share=0.5, **config))
+    assert half.source_weights == tuple(w / 2 for w in full.source_weights)
+    assert len(half.epoch_rows(0)) == pytest.approx(len(full.epoch_rows(0)) / 2, abs=len(full.source_sizes))
+    assert half.total_steps < full.total_steps
+    with pytest.raises(ConfigError, match="--epoch_share must be in"):
+        TrainConfig(output=str(tmp_path), epoch_share=0.0, **config).validate()
 
 
 def test_mixture_and_train_flags_exclude_each_other(mixture_root, tmp_path):
