@@ -37,7 +37,9 @@ __all__ = [
 class ClassifySettings:
     """The flags that shape classification (tokenizing, batching, the model and its run)."""
 
-    model: str | None = flag(None, "Checkpoint folder (local or gs://); default: the bundled default model.")
+    model: str | None = flag(
+        None, "Checkpoint folder (local or gs://) or a bundled model's name (default, large); default: default."
+    )
     max_length: int = flag(128, "Tokens per window, special tokens included.")
     stride: int = flag(32, "Tokens shared by consecutive windows of a long text.")
     max_windows: int = flag(16, "Windows per record; beyond it the record is marked truncated.")

@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 from typing import Sequence
 
-from flaxmodel.ckpts.default_model import default_model_path
+from flaxmodel.ckpts.default_model import model_folder
 from flaxmodel.ckpts.loader import read_model_config, weights_hash
 from flaxmodel.ckpts.target_head import read_target_head_spec
 from flaxmodel.ckpts.thresholds import recommended_thresholds
@@ -96,8 +96,8 @@ def resolve_model(
     """The :class:`ModelRef` of a model folder; raises the loaders' errors, saying what to fix.
 
     Args:
-      model: a Hugging Face or adapter folder (local or ``gs://``), a ref (returned as it
-        is), or None for the default model.
+      model: a Hugging Face or adapter folder (local or ``gs://``), a bundled model's name
+        (``default``, ``large``), a ref (returned as it is), or None for the default model.
       max_length: caps the tokens per window (default: what the model's position table allows).
       labels: the classes of a fresh head when the folder holds only a base encoder.
 
@@ -106,7 +106,7 @@ def resolve_model(
     """
     if isinstance(model, ModelRef):
         return model
-    path = str(model) if model is not None else default_model_path()
+    path = model_folder(None if model is None else str(model))
     config = read_model_config(path, labels=labels)
     limit = config.max_length if max_length is None else min(max_length, config.max_length)
     digest = weights_hash(path, labels=labels)  # a folder without weights fails here, before its tokenizer

@@ -50,6 +50,15 @@ def test_the_default_models_reference_names_its_adapter_and_base(monkeypatch):
     assert len(ref.weights_hash) == 16
 
 
+def test_a_bundled_models_name_selects_it_unless_a_folder_of_that_name_is_here(tiny_checkpoint, tmp_path, monkeypatch):
+    assert resolve_model("default") == resolve_model()
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_checkpoint("bert"), tmp_path / "default")
+    assert resolve_model("default").path == "default"
+    with pytest.raises(CheckpointError, match="elsewhere: checkpoint folder does not exist"):
+        resolve_model("elsewhere")
+
+
 def test_a_position_table_caps_the_window_length(tiny_checkpoint):
     ref = resolve_model(tiny_checkpoint("bert"), max_length=10**6)
     assert ref.max_length == ref.config.max_length
