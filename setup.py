@@ -12,7 +12,9 @@ setup(
     description="Apache Beam pipelines running Flax/JAX text classifiers for content moderation",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["flaxmodel", "flaxmodel.*", "pipelines", "pipelines.*"]),
-    package_data={"flaxmodel": ["default/*", "default/**/*", "training/mixtures/*.toml", "training/recipes/*.toml"]},
+    package_data={
+        "flaxmodel": ["default/*", "default/**/*", "large/*", "training/mixtures/*.toml", "training/recipes/*.toml"]
+    },
     install_requires=[
         f"apache-beam=={BEAM_VERSION}",
         f"jax=={JAX_VERSION}",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and pushes the worker/launcher image, then writes the Flex Template spec to Cloud Storage.
 #
-#   PROJECT=my-project BUCKET=my-bucket [ACCELERATOR=gpu|tpu|cpu] [BUILDER=cloudbuild|docker] deploy/build_template.sh
+#   PROJECT=my-project BUCKET=my-bucket [ACCELERATOR=gpu|tpu|cpu] [LARGE_MODEL=true|false] [BUILDER=cloudbuild|docker] deploy/build_template.sh
 #
 # BUILDER=cloudbuild (default) builds remotely with Cloud Build (deploy/cloudbuild.yaml);
 # BUILDER=docker builds with the local Docker (BuildKit) and pushes to Artifact Registry.
@@ -18,13 +18,14 @@ case "$BUILDER" in
       --project="$PROJECT" \
       --region="$REGION" \
       --config=deploy/cloudbuild.yaml \
-      --substitutions="_IMAGE=${IMAGE},_ACCELERATOR=${ACCELERATOR}"
+      --substitutions="_IMAGE=${IMAGE},_ACCELERATOR=${ACCELERATOR},_LARGE_MODEL=${LARGE_MODEL}"
     ;;
   docker)
     run gcloud auth configure-docker "${REGION}-docker.pkg.dev" --quiet
     run docker build . \
       --file=deploy/Dockerfile \
       --build-arg="ACCELERATOR=${ACCELERATOR}" \
+      --build-arg="LARGE_MODEL=${LARGE_MODEL}" \
       --build-arg="SDK_CONTAINER_IMAGE=${IMAGE}" \
       --tag="$IMAGE"
     run docker push "$IMAGE"

