@@ -15,7 +15,7 @@ import math
 from typing import Any, Mapping
 
 from flaxmodel.ckpts import files
-from flaxmodel.ckpts.default_model import default_model_path
+from flaxmodel.ckpts.default_model import model_folder
 from flaxmodel.errors import CheckpointError
 
 THRESHOLDS_FILE = "thresholds.json"
@@ -25,7 +25,8 @@ def recommended_thresholds(folder: str | None = None) -> dict[str, float]:
     """The per-class thresholds a model folder recommends.
 
     Args:
-      folder: a model folder (local or on a Beam filesystem); default: the default model.
+      folder: a model folder (local or on a Beam filesystem) or a bundled model's name; default: the
+        default model.
 
     Returns:
       Class name -> probability threshold; empty when the folder has no ``thresholds.json``.
@@ -33,7 +34,7 @@ def recommended_thresholds(folder: str | None = None) -> dict[str, float]:
     Raises:
       CheckpointError: for a ``thresholds.json`` that is not a mapping of names to probabilities.
     """
-    folder = str(folder) if folder is not None else default_model_path()
+    folder = model_folder(None if folder is None else str(folder))
     path = files.join(folder, THRESHOLDS_FILE)
     if not files.exists(path):
         return {}

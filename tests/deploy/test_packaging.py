@@ -23,6 +23,8 @@ import setuptools
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.stager import Stager
 
+from flaxmodel.ckpts.default_model import BUNDLED_MODELS
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 
@@ -100,7 +102,7 @@ def test_dockerfile_copies_every_package_setup_py_ships(setup_kwargs):
 def _source_files() -> set[str]:
     """Every module of the shipped packages and every bundled model's file, relative to the repo."""
     files = {p for package in ("flaxmodel", "pipelines") for p in (ROOT / package).rglob("*.py")}
-    files |= {p for model in ("default", "large") for p in (ROOT / "flaxmodel" / model).rglob("*") if p.is_file()}
+    files |= {p for folder in BUNDLED_MODELS.values() for p in pathlib.Path(folder).rglob("*") if p.is_file()}
     return {str(p.relative_to(ROOT)) for p in files if "__pycache__" not in p.parts}
 
 
