@@ -34,7 +34,7 @@ from flaxmodel.training.config import TrainConfig
 from flaxmodel.training.data import read_labeled
 from flaxmodel.training.mixture import SourceSet, epoch_rows, load_mixture, read_mixture, single_source
 from flaxmodel.training.mixture_file import Mixture
-from flaxmodel.training.provenance import check_teachers, files_record, mixture_record
+from flaxmodel.training.provenance import check_teachers, files_record, mixture_record, teachers_record
 from flaxmodel.training.run_dir import check_run_dir
 from flaxmodel.training.state import StepSpec, TrainState, initial_state, split_trainable
 from flaxmodel.training.target_data import CATEGORIES, read_target_sets
@@ -221,6 +221,7 @@ def prepare(config: TrainConfig) -> Prepared:
     spec = _step_spec(config, model, steps_per_epoch * config.epochs)
     soft = None
     if teachers:
+        training_data = {**training_data, "teachers": teachers_record(config.teachers, teachers, config.distill_weight)}
         sampled = np.concatenate([epoch_rows(sizes, source_weights, config.seed, e) for e in range(config.epochs)])
         soft = cached_probabilities(teachers, train_texts, sampled, os.path.join(run_dir, CACHE_DIR))
     dropout_key, adapter_key = jax.random.split(jax.random.PRNGKey(config.seed))

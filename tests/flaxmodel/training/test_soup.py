@@ -192,6 +192,8 @@ def test_a_soup_records_its_ingredients_and_every_source_they_trained_on(base, t
         a: {"use": "default", "sources": [{"name": "x", "licence": "MIT", "trained": True}, {"name": "y", "licence": "none-stated", "trained": False}]},
         b: {"use": "default", "sources": [{"name": "x", "licence": "MIT", "trained": True}, {"name": "z", "licence": "CC0-1.0", "trained": True}]},
     }
+    teacher = {"model": "large@0123456789abcdef:float32", "folder": "flaxmodel/large", "use": "default", "distill_weight": 0.5}
+    records[a]["teachers"] = records[b]["teachers"] = [teacher]
     for folder, record in records.items():
         with open(os.path.join(folder, "training_data.json"), "w") as f:
             json.dump(record, f)
@@ -200,6 +202,7 @@ def test_a_soup_records_its_ingredients_and_every_source_they_trained_on(base, t
     assert record["use"] == "default"
     assert record["soup_of"] == [{"folder": a, "weight": 0.75}, {"folder": b, "weight": 0.25}]
     assert {s["name"]: s["trained"] for s in record["sources"]} == {"x": True, "y": False, "z": True}
+    assert record["teachers"] == [teacher]  # distilled ingredients: the soup names their teacher once
     # One ingredient of another use makes the soup's use undeclared: it may do only what all may.
     records[b]["use"] = "research"
     with open(os.path.join(b, "training_data.json"), "w") as f:

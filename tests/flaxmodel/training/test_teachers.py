@@ -92,4 +92,10 @@ def test_a_student_learns_its_teachers_at_distill_weight_1_and_the_labels_at_0(m
         result = train(config, progress=False)
         student = load_classifier(result.best_folder, max_length=16, precision="float32").predict_proba(texts)
         accuracy[weight] = (student.argmax(axis=1) == truth).mean()
+        # The student's folder names its teacher by weights, so the model card and licence checks can.
+        record = json.loads((tmp_path / f"student{weight}" / "best" / "training_data.json").read_text())
+        teacher_id = load_classifier(teacher.best_folder, max_length=16, precision="float32").identity
+        assert record["teachers"] == [
+            {"model": teacher_id, "folder": teacher.best_folder, "use": "undeclared", "distill_weight": weight}
+        ]
     assert accuracy[0.0] >= 0.9 and accuracy[1.0] <= 0.1
