@@ -38,10 +38,16 @@ PROFANE_INSULTS = (
 HATEFUL = (
     "Those people are animals and should be kept out of our neighbourhood.",
     "Women like her shouldn't be allowed to speak in public.",
+    # Missed by the 2026-12-03 default (offensive, hate 0.36); back with the teacher's half.
+    "Their kind should not be allowed to vote.",
 )
-# Hate the default labels offensive, not hate (its card, "Known failure modes"): still not let through
-# as neither.  Strict, so a model that gets it right fails this test and the sentence moves to HATEFUL.
-MISSED_HATE = ("Their kind should not be allowed to vote.",)
+# Hate the default labels offensive, not hate (its card, "Known failure modes"; both from the bundled
+# sample): still not let through as neither.  Strict, so a model that gets one right fails this test and
+# the sentence moves to HATEFUL.
+MISSED_HATE = (
+    "I hate all of them, they're vermin.",
+    "I can't stand that whole group, they ruin everything they touch.",
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +90,7 @@ def test_missed_hate_is_not_neither(classifier):
 
 @pytest.mark.xfail(strict=True, reason="the default calls it offensive; its card lists it as a failure")
 def test_missed_hate_is_hate(classifier):
-    assert classifier.predict(MISSED_HATE) == ["hate"] * len(MISSED_HATE)
+    assert "hate" in classifier.predict(MISSED_HATE)
 
 
 def test_the_default_model_recommends_a_hate_threshold():

@@ -33,8 +33,9 @@ def classifier():
 
 
 def test_it_labels_hate_insults_and_friendly_sentences_and_names_targets(classifier):
-    # HATEFUL[0] ("Their kind should not be allowed to vote.") it calls neither: a failure its card lists.
-    assert classifier.predict(HATEFUL[1:]) == ["hate"] * (len(HATEFUL) - 1)
+    # "Their kind should not be allowed to vote." it calls neither: a failure its card lists.
+    hateful = [s for s in HATEFUL if not s.startswith("Their kind")]
+    assert classifier.predict(hateful) == ["hate"] * len(hateful)
     assert classifier.predict(FRIENDLY) == ["neither"] * len(FRIENDLY)
     assert classifier.predict(PROFANE_INSULTS) == ["offensive"] * len(PROFANE_INSULTS)
     assert classifier.targets == ("race", "religion", "gender", "sexuality", "gender_identity", "disability", "origin")
