@@ -83,7 +83,8 @@ def test_a_student_learns_its_teachers_at_distill_weight_1_and_the_labels_at_0(m
     teacher = train(make_config("teacher", train=flipped, val=None), progress=False)
     texts = [json.loads(line)["text"] for line in open(fixture_data / "val.jsonl")]
     truth = np.array([LABELS.index(json.loads(line)["label"]) for line in open(fixture_data / "val.jsonl")])
-    taught = load_classifier(teacher.best_folder, max_length=16, precision="float32").predict_proba(texts)
+    teacher_model = load_classifier(teacher.best_folder, max_length=16, precision="float32")
+    taught = teacher_model.predict_proba(texts)
     assert (taught.argmax(axis=1) != truth).mean() >= 0.9
 
     accuracy = {}
@@ -94,8 +95,7 @@ def test_a_student_learns_its_teachers_at_distill_weight_1_and_the_labels_at_0(m
         accuracy[weight] = (student.argmax(axis=1) == truth).mean()
         # The student's folder names its teacher by weights, so the model card and licence checks can.
         record = json.loads((tmp_path / f"student{weight}" / "best" / "training_data.json").read_text())
-        teacher_id = load_classifier(teacher.best_folder, max_length=16, precision="float32").identity
         assert record["teachers"] == [
-            {"model": teacher_id, "folder": teacher.best_folder, "use": "undeclared", "distill_weight": weight}
+            {"model": teacher_model.identity, "folder": teacher.best_folder, "use": "undeclared", "distill_weight": weight}
         ]
     assert accuracy[0.0] >= 0.9 and accuracy[1.0] <= 0.1
