@@ -88,7 +88,7 @@ def test_missed_hate_is_not_neither(classifier):
     assert "neither" not in classifier.predict(MISSED_HATE)
 
 
-@pytest.mark.xfail(strict=True, reason="the default calls it offensive; its card lists it as a failure")
+@pytest.mark.xfail(strict=True, reason="the default calls them offensive; its card lists them as failures")
 def test_missed_hate_is_hate(classifier):
     assert "hate" in classifier.predict(MISSED_HATE)
 
