@@ -232,6 +232,9 @@ def test_the_default_mixtures_are_valid():
     tweets = load_mixture(DEFAULT_MIXTURE.replace("default.toml", "default_tweets.toml"))
     assert [s.name for s in tweets.sources] == [s.name for s in mixture.sources]
     assert [s.labels for s in tweets.sources] == [s.labels for s in mixture.sources]
+    doubled = load_mixture(DEFAULT_MIXTURE.replace("default.toml", "default_davidson_hatemoji_x2.toml"))
+    changed = {s.name: s.weight for s, d in zip(doubled.sources, mixture.sources) if s != d}
+    assert changed == {"davidson": 2.0, "hatemoji_build": 2.0} and doubled.use == "default"
 
 
 def test_a_mixture_extends_another_and_overrides_its_keys(mixture_root):
@@ -259,6 +262,16 @@ def test_an_epoch_samples_weight_times_each_source():
     assert len(second) == 10 and np.bincount(second - 10, minlength=4).min() == 2
     np.testing.assert_array_equal(rows, epoch_rows([10, 4], [0.5, 2.5], seed=0, epoch=0))
     assert not np.array_equal(rows, epoch_rows([10, 4], [0.5, 2.5], seed=0, epoch=1))
+
+
+def test_raising_a_whole_weight_samples_the_same_distinct_rows():
+    # What lets a run of default_davidson_hatemoji_x2.toml reuse a default.toml run's cached teacher
+    # probabilities: the cache is keyed by the distinct texts sampled, and the other sources' draws stay put.
+    for epoch in (0, 1):
+        once = epoch_rows([10, 4, 6], [1.0, 0.5, 1.0], seed=0, epoch=epoch)
+        twice = epoch_rows([10, 4, 6], [2.0, 0.5, 2.0], seed=0, epoch=epoch)
+        assert len(twice) == len(once) + 16
+        np.testing.assert_array_equal(np.unique(twice), np.unique(once))
 
 
 def test_partial_label_loss():
