@@ -11,50 +11,70 @@ from flaxmodel import load_classifier
 from flaxmodel.errors import ConfigError
 from flaxmodel.training import main, train
 from flaxmodel.training import teachers as teachers_module
-from flaxmodel.training.teachers import cached_probabilities, load_teachers, mean_probabilities
+from flaxmodel.training.teachers import cached_probabilities, load_teachers
 from tests.fixtures import SHORT_TEXTS
 from tests.flaxmodel.training.conftest import LABELS, assert_one_error_line
 
 
-def test_the_targets_are_the_teachers_mean_probabilities(tiny_checkpoint):
+def _counting(teachers, calls):
+    """The teachers, each counting the texts it scores into ``calls`` as (teacher index, texts)."""
+    for i, teacher in enumerate(teachers):
+        score = teacher.predict_proba
+        teacher.predict_proba = lambda texts, i=i, score=score: calls.append((i, len(texts))) or score(texts)
+    return teachers
+
+
+def _probabilities(folder, texts):
+    return load_classifier(folder, max_length=16, precision="float32").predict_proba(texts)
+
+
+def test_the_targets_are_the_teachers_mean_probabilities(tiny_checkpoint, tmp_path):
     folders = [str(tiny_checkpoint("bert", labels=LABELS, seed=seed)) for seed in (0, 1)]
     teachers = load_teachers(folders, LABELS, max_length=16)
-    each = [load_classifier(f, max_length=16, precision="float32").predict_proba(SHORT_TEXTS) for f in folders]
+    each = [_probabilities(f, SHORT_TEXTS) for f in folders]
     assert np.abs(each[0] - each[1]).max() > 1e-3
-    np.testing.assert_allclose(mean_probabilities(teachers, SHORT_TEXTS), (each[0] + each[1]) / 2, atol=1e-6)
-
-
-def _counting(teachers, calls):
-    """The teachers, each counting the texts it scores into ``calls``."""
-    for teacher in teachers:
-        score = teacher.predict_proba
-        teacher.predict_proba = lambda texts, score=score: calls.append(len(texts)) or score(texts)
-    return teachers
+    targets = cached_probabilities(teachers, SHORT_TEXTS, np.arange(len(SHORT_TEXTS)), str(tmp_path / "cache"))
+    np.testing.assert_allclose(targets, (each[0] + each[1]) / 2, atol=1e-6)
 
 
 def test_teacher_probabilities_are_cached_by_chunk_and_reused(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(teachers_module, "CHUNK_ROWS", 3)
-    teachers = load_teachers([str(tiny_checkpoint("bert", labels=LABELS))], LABELS, max_length=16)
+    folder = str(tiny_checkpoint("bert", labels=LABELS))
+    teachers = load_teachers([folder], LABELS, max_length=16)
     texts = list(SHORT_TEXTS) * 2
     rows = np.array([7, 0, 2, 2, 5, 9, 4, 1])
     cache = tmp_path / "cache"
     calls = []
     first = cached_probabilities(_counting(teachers, calls), texts, rows, str(cache))
-    assert calls == [3, 3, 1] and sorted(p.name for p in cache.glob("part-*")) == [f"part-0000{i}.npy" for i in range(3)]
+    (teacher_dir,) = cache.iterdir()
+    assert calls == [(0, 3), (0, 3), (0, 1)]
+    assert sorted(p.name for p in teacher_dir.glob("part-*")) == [f"part-0000{i}.npy" for i in range(3)]
     sampled = np.unique(rows)
-    np.testing.assert_allclose(first[sampled], mean_probabilities(teachers, [texts[i] for i in sampled]), atol=1e-6)
+    np.testing.assert_allclose(first[sampled], _probabilities(folder, [texts[i] for i in sampled]), atol=1e-6)
     assert np.isnan(np.delete(first, sampled, axis=0)).all()
 
     # A rerun (or a resumed run) scores only the chunk an interruption lost.
-    (cache / "part-00001.npy").unlink()
+    (teacher_dir / "part-00001.npy").unlink()
     calls.clear()
     np.testing.assert_array_equal(cached_probabilities(teachers, texts, rows, str(cache)), first)
-    assert calls == [3]
+    assert calls == [(0, 3)]
 
     # Other texts are another key: every chunk is scored again.
     calls.clear()
     other = cached_probabilities(teachers, [t + "!" for t in texts], rows, str(cache))
-    assert calls == [3, 3, 1] and not np.allclose(other[sampled], first[sampled])
+    assert calls == [(0, 3), (0, 3), (0, 1)] and not np.allclose(other[sampled], first[sampled])
+
+
+def test_a_run_that_adds_a_teacher_scores_only_the_new_one(tiny_checkpoint, tmp_path):
+    folders = [str(tiny_checkpoint("bert", labels=LABELS, seed=seed)) for seed in (0, 1)]
+    texts, rows, cache = list(SHORT_TEXTS), np.arange(len(SHORT_TEXTS)), str(tmp_path / "cache")
+    cached_probabilities(load_teachers(folders[:1], LABELS, max_length=16), texts, rows, cache)
+    calls = []
+    both = _counting(load_teachers(folders, LABELS, max_length=16), calls)
+    targets = cached_probabilities(both, texts, rows, cache)
+    assert calls == [(1, len(texts))]
+    mean = (_probabilities(folders[0], texts) + _probabilities(folders[1], texts)) / 2
+    np.testing.assert_allclose(targets, mean, atol=1e-6)
 
 
 def test_a_teacher_of_other_classes_is_refused_before_training(
