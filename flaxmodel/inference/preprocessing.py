@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 from typing import Callable, Mapping, Sequence
 
 from flaxmodel.ckpts import files
@@ -54,8 +55,61 @@ def emoji_names(text: str) -> str:
     return "".join(parts)
 
 
+# Four or more single letters, each pair split by the same one separator ("v e r m i n", "s.c.u.m"):
+# shorter runs are too often real text ("u r a", "W T F").
+_SPACED = re.compile(r"(?<![^\W\d_])[^\W\d_]([ .*_-])[^\W\d_](?:\1[^\W\d_]){2,}(?![^\W\d_])")
+
+
+def join_spaced_letters(text: str) -> str:
+    """Runs of four or more single letters split by one repeated separator joined into a word.
+
+    "they are v e r m i n" -> "they are vermin", "s.c.u.m" -> "scum".  Spacing
+    out the word that carries the hate is a common evasion: WordPiece reads each
+    letter as its own token, and the word is gone.
+    """
+    return _SPACED.sub(lambda match: match.group(0).replace(match.group(1), ""), text)
+
+
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_WORD = re.compile(r"[A-Za-z0-9@$]+")
+# A letter, then a substitute with a letter after it ("k1lled", "h3ll0"), or a word that opens with a
+# substitute and a letter and has another substitute ("1d10t5"): not "mp3", "4chan", "10th", "gr8", "@user".
+_LEET_WORD = re.compile(
+    r"[A-Za-z]+[013457@$]+[A-Za-z][A-Za-z013457@$]*|[013457$][A-Za-z]+[013457@$][A-Za-z013457@$]*"
+)
+
+
+def undo_leetspeak(text: str) -> str:
+    """Digits and symbols standing for letters inside a word read as those letters.
+
+    "they should be k1lled" -> "they should be killed", "p4r@sites" -> "parasites".
+    Only a word of letters and the substitutes 0 1 3 4 5 7 @ $ changes, and only
+    when a substitute has a letter before and after it, or the word opens with
+    one and has another ("1d10t5"), so numbers, "mp3", "4chan", "10th", "covid19"
+    and "gr8" stay as they are, and so do links, hashtags and mentions.
+    """
+    if not any(c in text for c in "013457@$"):
+        return text
+    return _CHUNK.sub(_undo_leetspeak_chunk, text)
+
+
+_CHUNK = re.compile(r"\S+")
+
+
+def _undo_leetspeak_chunk(chunk: re.Match) -> str:
+    text = chunk.group(0)
+    # Links, hashtags and mentions are names, not words: "t.co/A3rM", "#WWG1WGA" must stay as written.
+    if text[0] in "#@" or "://" in text or "www." in text:
+        return text
+    return _WORD.sub(lambda m: m.group(0).translate(_LEET) if _LEET_WORD.fullmatch(m.group(0)) else m.group(0), text)
+
+
 # Every step a model may declare, by the name preprocessing.json gives it.
-STEPS: Mapping[str, Callable[[str], str]] = {"emoji_names": emoji_names}
+STEPS: Mapping[str, Callable[[str], str]] = {
+    "emoji_names": emoji_names,
+    "join_spaced_letters": join_spaced_letters,
+    "undo_leetspeak": undo_leetspeak,
+}
 
 
 @dataclasses.dataclass(frozen=True)

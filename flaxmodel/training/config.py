@@ -46,7 +46,8 @@ class TrainConfig:
     preprocessing: tuple[str, ...] = flag(
         (),
         "Text preprocessing the trained model declares, applied wherever it scores text (emoji_names: each emoji "
-        "replaced by its name); default: the starting folder's own.",
+        "replaced by its name; join_spaced_letters: 'v e r m i n' -> 'vermin'; undo_leetspeak: 'k1ll' -> 'kill'); "
+        "default: the starting folder's own.",
     )
     epochs: int = flag(3, "Passes over the training data.")
     epoch_share: float = flag(

@@ -9,7 +9,13 @@ import shutil
 import pytest
 
 from flaxmodel import CheckpointError, Tokenizer, minilm_path, resolve_model
-from flaxmodel.inference.preprocessing import PREPROCESSING_FILE, Preprocessing, emoji_names
+from flaxmodel.inference.preprocessing import (
+    PREPROCESSING_FILE,
+    Preprocessing,
+    emoji_names,
+    join_spaced_letters,
+    undo_leetspeak,
+)
 from flaxmodel.errors import ConfigError
 
 
@@ -29,8 +35,43 @@ def test_emoji_become_their_names_as_words(text, expected):
     assert emoji_names(text) == expected
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("they are v e r m i n.", "they are vermin."),
+        ("S U B H U M A N, all of them", "SUBHUMAN, all of them"),
+        ("pure s.c.u.m!", "pure scum!"),
+        ("r-a-t-s and p*i*g*s", "rats and pigs"),
+        # Three letters or fewer, or separators that change within the run, are left alone: too often real.
+        ("u r a legend", "u r a legend"),
+        ("W T F", "W T F"),
+        ("a.b-c d", "a.b-c d"),
+        ("a  b  c  d", "a  b  c  d"),
+    ],
+)
+def test_spaced_out_words_are_joined(text, expected):
+    assert join_spaced_letters(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("they should be k1lled", "they should be killed"),
+        ("p4r@sites, all of them", "parasites, all of them"),
+        ("1d10t5 and h3ll0", "idiots and hello"),
+        ("J3ws", "Jews"),
+        # Numbers, names and links are not words in disguise.
+        ("mp3 4chan 10th 1st covid19 gr8 2020 x1", "mp3 4chan 10th 1st covid19 gr8 2020 x1"),
+        ("@us3r #WWG1WGA http://t.co/A3rM5x", "@us3r #WWG1WGA http://t.co/A3rM5x"),
+    ],
+)
+def test_leetspeak_reads_as_letters(text, expected):
+    assert undo_leetspeak(text) == expected
+
+
 def test_an_unknown_step_is_refused_naming_the_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown preprocessing steps \['stem'\]; known: \['emoji_names'\]"):
+    known = r"\['emoji_names', 'join_spaced_letters', 'undo_leetspeak'\]"
+    with pytest.raises(ConfigError, match=r"unknown preprocessing steps \['stem'\]; known: " + known):
         Preprocessing(("stem",))
 
 
