@@ -1,0 +1,137 @@
+"""How well a model's hate labels survive obfuscation of the word that carries the hate.
+
+``python -m benchmarks.obfuscation --data_root ../shared/data --json out/bench/obfuscation.json
+[--model FOLDER] [--baseline_steps emoji_names]``
+
+Rows: the validation rows labelled ``hate`` of the default mixture's sources of
+posts (our functional suite left out: its spelling templates are obfuscated
+already) that the model also labels ``hate``.  In each, the key word is the word
+of four or more letters whose deletion lowers P(hate) most, which is the word an
+evader would disguise.  It is disguised three ways: spaced out ("v e r m i n"),
+leetspeak ("v3rm1n") and a repeated last letter ("verminnnn").  Figures: the
+share of rows still labelled ``hate``, scored with the preprocessing the model
+folder declares and with ``--baseline_steps`` only (the same weights), so the
+difference is what the declared steps win back.  Results go to the JSON and one
+row of ``benchmarks/README.md``'s results log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from benchmarks import harness
+
+_WORD = re.compile(r"[A-Za-z]{4,}")
+_LEET = str.maketrans({"a": "4", "e": "3", "i": "1", "o": "0", "s": "5"})
+
+DISGUISES: dict[str, Callable[[str], str]] = {
+    "spaced": " ".join,
+    "leetspeak": lambda word: word.translate(_LEET),
+    "repeated": lambda word: word + word[-1] * 3,
+}
+
+
+def _hate_rows(data_root: str) -> list[str]:
+    from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture, read_mixture
+
+    mixture = load_mixture(DEFAULT_MIXTURE)
+    only_hate = np.eye(len(mixture.classes))[mixture.classes.index("hate")]
+    _, val = read_mixture(mixture, data_root)
+    texts = []
+    for source in val:
+        if source.name != "functional":
+            texts += [t for t, allowed in zip(source.texts, source.masks) if np.array_equal(allowed, only_hate)]
+    return texts
+
+
+def key_words(p_hate: Callable[[list[str]], np.ndarray], texts: Sequence[str]) -> list[tuple[int, int] | None]:
+    """Per text, the span ``(start, end)`` of the word whose deletion lowers P(hate) most (None: no such word)."""
+    spans = [[(m.start(), m.end()) for m in _WORD.finditer(text)] for text in texts]
+    cut = [text[:s] + text[e:] for text, pairs in zip(texts, spans) for s, e in pairs]
+    scores = p_hate(cut)
+    keys, start = [], 0
+    for pairs in spans:
+        keys.append(pairs[int(np.argmin(scores[start : start + len(pairs)]))] if pairs else None)
+        start += len(pairs)
+    return keys
+
+
+def survival(p_hate: Callable[[list[str]], np.ndarray], texts: Sequence[str], spans, disguise) -> dict[str, Any]:
+    """Share of texts still scored ``hate`` (argmax) after their key word is disguised."""
+    changed = []
+    for text, span in zip(texts, spans):
+        if span is not None:
+            word = text[span[0] : span[1]]
+            if disguise(word) != word:
+                changed.append(text[: span[0]] + disguise(word) + text[span[1] :])
+    return {"rows": len(changed), "still_hate": round(float(np.mean(p_hate(changed) >= 0.0)), 4), "texts": changed}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_root", required=True)
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--model", default=None, help="Model folder; default: the default model.")
+    parser.add_argument("--baseline_steps", default="emoji_names", help="Comma-separated steps to compare with.")
+    parser.add_argument("--max_length", type=int, default=64)
+    parser.add_argument("--note", default="")
+    args = parser.parse_args(argv)
+
+    from flaxmodel import default_model_path, load_classifier
+    from flaxmodel.inference.preprocessing import Preprocessing
+
+    load_before = os.getloadavg()[0]
+    folder = args.model or default_model_path()
+    classifier = load_classifier(folder, max_length=args.max_length, precision="float32")
+    declared = classifier.tokenizer.preprocessing
+    baseline = Preprocessing(tuple(s for s in args.baseline_steps.split(",") if s))
+    hate = classifier.labels.index("hate")
+
+    def probabilities(texts: list[str], steps: Preprocessing) -> np.ndarray:
+        classifier.tokenizer.preprocessing = steps
+        return np.concatenate([classifier.predict_proba(texts[i : i + 512]) for i in range(0, len(texts), 512)])
+
+    def margin(steps: Preprocessing) -> Callable[[list[str]], np.ndarray]:
+        # P(hate) minus the largest other class: >= 0 is labelled hate.
+        def score(texts: list[str]) -> np.ndarray:
+            p = probabilities(texts, steps) if texts else np.zeros((0, len(classifier.labels)))
+            return p[:, hate] - np.delete(p, hate, axis=1).max(axis=1)
+
+        return score
+
+    texts = _hate_rows(args.data_root)
+    labelled = [t for t, m in zip(texts, margin(declared)(texts)) if m >= 0]
+    spans = key_words(lambda cut: probabilities(cut, declared)[:, hate], labelled)
+    table = {}
+    for name, disguise in DISGUISES.items():
+        with_steps = survival(margin(declared), labelled, spans, disguise)
+        without = survival(margin(baseline), labelled, spans, disguise)
+        table[name] = {"rows": with_steps["rows"], "declared": with_steps["still_hate"], "baseline": without["still_hate"]}
+        table[name]["example"] = with_steps["texts"][0][:120] if with_steps["texts"] else ""
+    setup = {
+        "model": folder,
+        "declared_steps": list(declared.steps),
+        "baseline_steps": list(baseline.steps),
+        "hate_rows": len(texts),
+        "labelled_hate": len(labelled),
+        **harness.provenance(load_before, args.note),
+    }
+    result = {"disguises": table, "setup": setup}
+    harness.write_result(args.json, result)
+    figures = [
+        f"{name} (n={r['rows']}): still hate {r['baseline']:.3f} with {'+'.join(baseline.steps) or 'no steps'} -> "
+        f"{r['declared']:.3f} with {'+'.join(declared.steps) or 'no steps'}"
+        for name, r in table.items()
+    ]
+    harness.record_run("obfuscation", figures, setup)
+    print("\n".join(figures))
+    return result
+
+
+if __name__ == "__main__":
+    main()
