@@ -184,6 +184,14 @@ def _check(settings: TargetHeadSettings) -> None:
         raise ConfigError(f"--data_root {settings.data_root}: no hatexplain/ there; give the labeled data folder")
 
 
+
+def _shown(path: str) -> str:
+    """A mixture's path as the model folder records it: relative to the repository for the bundled ones, so
+    a shipped file names no machine's folders."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    inside = os.path.relpath(os.path.abspath(path), repo)
+    return path if inside.startswith("..") else inside
+
 def _train(settings: TargetHeadSettings) -> dict[str, Any]:
     _check(settings)
     ref = resolve_model(settings.model, max_length=settings.max_length)  # a bad folder fails here, before any data is read
@@ -208,7 +216,7 @@ def _train(settings: TargetHeadSettings) -> dict[str, Any]:
     how = {
         "input": "first-token state of the model's last layer (frozen)",
         "trained_on": {s.name: len(s) for s in train_sets},
-        "chosen_on": f"validation splits of {', '.join(s.name for s in val_sets)} ({mixture_path}), pooled; best F1",
+        "chosen_on": f"validation splits of {', '.join(s.name for s in val_sets)} ({_shown(mixture_path)}), pooled; best F1",
         "per_category": per_category,
         "review_figures": figures,
         "settings": dataclasses.asdict(settings),
