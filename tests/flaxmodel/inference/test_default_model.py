@@ -84,6 +84,18 @@ def test_attacks_on_groups_are_hate(classifier):
     assert classifier.predict(HATEFUL) == ["hate"] * len(HATEFUL)
 
 
+def test_hate_in_disguise_is_read_as_the_plain_words(classifier):
+    # Spaced-out and leetspeak key words halved the hate labels kept before the folder declared the
+    # steps that undo them (benchmarks/obfuscation.py).
+    plain = HATEFUL[0]
+    disguised = (
+        "Those people are a n i m a l s and should be kept out of our neighbourhood.",
+        "Those people are 4n1m4l5 and should be kept out of our neighbourhood.",
+    )
+    assert classifier.predict(disguised) == classifier.predict([plain]) * 2 == ["hate"] * 2
+    assert classifier.predict_proba(disguised) == pytest.approx(classifier.predict_proba([plain] * 2))
+
+
 def test_missed_hate_is_not_neither(classifier):
     assert "neither" not in classifier.predict(MISSED_HATE)
 

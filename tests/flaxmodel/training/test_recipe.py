@@ -25,7 +25,8 @@ def _recipe(folder, text: str, name: str = "recipe.toml") -> str:
 def test_the_default_recipe_is_the_model_cards_training_command():
     card = (
         f"--mixture {DEFAULT_MIXTURE} --data_root data --output runs/seed0 --epochs 2 --batch_size 32 "
-        "--max_length 64 --learning_rate 6e-4 --lora_rank 16 --lora_alpha 32 --train_norms --preprocessing emoji_names "
+        "--max_length 64 --learning_rate 6e-4 --lora_rank 16 --lora_alpha 32 --train_norms "
+        "--preprocessing emoji_names,join_spaced_letters,undo_leetspeak "
         "--target_weight 1.0"
     ).split()
     assert "default" in shipped_recipes()
