@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", default=None, help="Model folder; default: the default model.")
     parser.add_argument("--baseline_steps", default="emoji_names", help="Comma-separated steps to compare with.")
     parser.add_argument("--max_length", type=int, default=64)
+    parser.add_argument("--precision", default="float32", help="float32, bfloat16 or int8 (bfloat16 for a large model).")
     parser.add_argument("--note", default="")
     args = parser.parse_args(argv)
 
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     load_before = os.getloadavg()[0]
     folder = args.model or default_model_path()
-    classifier = load_classifier(folder, max_length=args.max_length, precision="float32")
+    classifier = load_classifier(folder, max_length=args.max_length, precision=args.precision)
     declared = classifier.tokenizer.preprocessing
     baseline = Preprocessing(tuple(s for s in args.baseline_steps.split(",") if s))
     hate = classifier.labels.index("hate")
@@ -115,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         table[name]["example"] = with_steps["texts"][0][:120] if with_steps["texts"] else ""
     setup = {
         "model": folder,
+        "precision": args.precision,
         "declared_steps": list(declared.steps),
         "baseline_steps": list(baseline.steps),
         "hate_rows": len(texts),
