@@ -71,6 +71,7 @@ def join_spaced_letters(text: str) -> str:
 
 
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_CHUNK = re.compile(r"\S+")
 _WORD = re.compile(r"[A-Za-z0-9@$]+")
 # A letter, then a substitute with a letter after it ("k1lled", "h3ll0"), or a word that opens with a
 # substitute and a letter and has another substitute ("1d10t5"): not "mp3", "4chan", "10th", "gr8", "@user".
@@ -93,15 +94,17 @@ def undo_leetspeak(text: str) -> str:
     return _CHUNK.sub(_undo_leetspeak_chunk, text)
 
 
-_CHUNK = re.compile(r"\S+")
-
-
 def _undo_leetspeak_chunk(chunk: re.Match) -> str:
     text = chunk.group(0)
     # Links, hashtags and mentions are names, not words: "t.co/A3rM", "#WWG1WGA" must stay as written.
     if text[0] in "#@" or "://" in text or "www." in text:
         return text
-    return _WORD.sub(lambda m: m.group(0).translate(_LEET) if _LEET_WORD.fullmatch(m.group(0)) else m.group(0), text)
+    return _WORD.sub(_undo_leetspeak_word, text)
+
+
+def _undo_leetspeak_word(word: re.Match) -> str:
+    text = word.group(0)
+    return text.translate(_LEET) if _LEET_WORD.fullmatch(text) else text
 
 
 # Every step a model may declare, by the name preprocessing.json gives it.

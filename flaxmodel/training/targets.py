@@ -184,13 +184,13 @@ def _check(settings: TargetHeadSettings) -> None:
         raise ConfigError(f"--data_root {settings.data_root}: no hatexplain/ there; give the labeled data folder")
 
 
-
 def _shown(path: str) -> str:
     """A mixture's path as the model folder records it: relative to the repository for the bundled ones, so
     a shipped file names no machine's folders."""
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     inside = os.path.relpath(os.path.abspath(path), repo)
     return path if inside.startswith("..") else inside
+
 
 def _train(settings: TargetHeadSettings) -> dict[str, Any]:
     _check(settings)
