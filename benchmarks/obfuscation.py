@@ -62,13 +62,14 @@ def key_words(p_hate: Callable[[list[str]], np.ndarray], texts: Sequence[str]) -
 
 
 def survival(p_hate: Callable[[list[str]], np.ndarray], texts: Sequence[str], spans, disguise) -> dict[str, Any]:
-    """Share of texts still scored ``hate`` (argmax) after their key word is disguised."""
+    """Share of texts still labelled ``hate`` (``p_hate`` margin >= 0) after their key word is disguised."""
     changed = []
     for text, span in zip(texts, spans):
         if span is not None:
             word = text[span[0] : span[1]]
-            if disguise(word) != word:
-                changed.append(text[: span[0]] + disguise(word) + text[span[1] :])
+            hidden = disguise(word)
+            if hidden != word:
+                changed.append(text[: span[0]] + hidden + text[span[1] :])
     return {"rows": len(changed), "still_hate": round(float(np.mean(p_hate(changed) >= 0.0)), 4), "texts": changed}
 
 
