@@ -85,23 +85,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     from flaxmodel import default_model_path, load_classifier
+    from flaxmodel.inference import Tokenizer
     from flaxmodel.inference.preprocessing import Preprocessing
 
     load_before = os.getloadavg()[0]
     folder = args.model or default_model_path()
     classifier = load_classifier(folder, max_length=args.max_length, precision=args.precision)
-    declared = classifier.tokenizer.preprocessing
-    baseline = Preprocessing(tuple(s for s in args.baseline_steps.split(",") if s))
+    declared = classifier.tokenizer
+    # The classifier's tokenizer is the process's shared one for the declared steps: the baseline gets its own.
+    baseline_steps = Preprocessing(tuple(s for s in args.baseline_steps.split(",") if s))
+    baseline = Tokenizer(declared.tokenizer, declared.max_length, baseline_steps)
     hate = classifier.labels.index("hate")
+    num_labels = len(classifier.labels)
 
-    def probabilities(texts: list[str], steps: Preprocessing) -> np.ndarray:
-        classifier.tokenizer.preprocessing = steps
-        return np.concatenate([classifier.predict_proba(texts[i : i + 512]) for i in range(0, len(texts), 512)])
+    def probabilities(texts: list[str], tokenizer: Tokenizer) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, num_labels), np.float32)
+        return classifier.predict_ids(tokenizer.encode(texts))[:, :num_labels]
 
-    def margin(steps: Preprocessing) -> Callable[[list[str]], np.ndarray]:
+    def margin(tokenizer: Tokenizer) -> Callable[[list[str]], np.ndarray]:
         # P(hate) minus the largest other class: >= 0 is labelled hate.
         def score(texts: list[str]) -> np.ndarray:
-            p = probabilities(texts, steps) if texts else np.zeros((0, len(classifier.labels)))
+            p = probabilities(texts, tokenizer)
             return p[:, hate] - np.delete(p, hate, axis=1).max(axis=1)
 
         return score
@@ -118,17 +123,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     setup = {
         "model": folder,
         "precision": args.precision,
-        "declared_steps": list(declared.steps),
-        "baseline_steps": list(baseline.steps),
+        "declared_steps": list(declared.preprocessing.steps),
+        "baseline_steps": list(baseline_steps.steps),
         "hate_rows": len(texts),
         "labelled_hate": len(labelled),
         **harness.provenance(load_before, args.note),
     }
     result = {"disguises": table, "setup": setup}
     harness.write_result(args.json, result)
+    before, after = ("+".join(steps) or "no steps" for steps in (setup["baseline_steps"], setup["declared_steps"]))
     figures = [
-        f"{name} (n={r['rows']}): still hate {r['baseline']:.3f} with {'+'.join(baseline.steps) or 'no steps'} -> "
-        f"{r['declared']:.3f} with {'+'.join(declared.steps) or 'no steps'}"
+        f"{name} (n={r['rows']}): still hate {r['baseline']:.3f} with {before} -> {r['declared']:.3f} with {after}"
         for name, r in table.items()
     ]
     harness.record_run("obfuscation", figures, setup)
