@@ -58,3 +58,16 @@ def write_bytes(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
+
+
+def delete(path: str) -> bool:
+    """Removes one file; returns whether there was one to remove."""
+    if not exists(path):
+        return False
+    if is_remote(path):
+        from apache_beam.io.filesystems import FileSystems
+
+        FileSystems.delete([path])
+    else:
+        os.remove(path)
+    return True

@@ -10,7 +10,8 @@ often better than each (Wortsman et al. 2022, "Model soups"), and it costs
 what one model costs at inference.  Whether a soup is better is for the
 validation data to say: score it like any model folder (``pipelines.evaluate``),
 and choose its thresholds anew (:mod:`flaxmodel.training.thresholds`); an
-ingredient's thresholds are not carried over.
+ingredient's thresholds and target head are not carried over, and those of a
+model folder the soup replaces are removed.
 
 Adapter folders average exactly and stay small: the averaged update of each
 adapted kernel is one adapter of the summed rank
@@ -38,9 +39,18 @@ import jax
 import numpy as np
 
 from flaxmodel.ckpts import files
-from flaxmodel.ckpts.adapters import adapter_state_dict, is_adapter_folder, read_adapter, write_adapter
-from flaxmodel.ckpts.checkpoint import save_checkpoint
+from flaxmodel.ckpts.adapters import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    adapter_state_dict,
+    is_adapter_folder,
+    read_adapter,
+    write_adapter,
+)
+from flaxmodel.ckpts.checkpoint import WEIGHT_FILES, save_checkpoint
 from flaxmodel.ckpts.loader import load_checkpoint
+from flaxmodel.ckpts.target_head import TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS
+from flaxmodel.ckpts.thresholds import THRESHOLDS_FILE
 from flaxmodel.commands import run_command
 from flaxmodel.core.lora import LoraConfig, combine, truncate
 from flaxmodel.errors import ConfigError
@@ -108,9 +118,18 @@ def _tokenizer(folders: Sequence[str]) -> tuple[bytes, Preprocessing]:
     return texts[0], steps[0]
 
 
-def _make_folder(output: str) -> None:
+def _make_folder(output: str, adapter: bool) -> None:
+    """Creates ``output``, or clears what a model folder there held that would not describe the soup.
+
+    The previous model's thresholds and target head were fitted to other weights, and the other kind's
+    weight files would be loaded instead of the soup's (an adapter config wins over a full checkpoint).
+    """
     if not files.is_remote(output):
         os.makedirs(output, exist_ok=True)
+    other_kind = WEIGHT_FILES if adapter else (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
+    for name in (THRESHOLDS_FILE, TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS, *other_kind):
+        if files.delete(files.join(output, name)):
+            logger.info("removed %s: it belonged to the folder's previous weights", files.join(output, name))
 
 
 def _adapter_soup(
@@ -137,7 +156,7 @@ def _adapter_soup(
     for name in first.trained:
         state[name] = _weighted(weights, [p.trained[name] for p in parts])
     state = {name: value.astype(STORAGE_DTYPES[storage]) for name, value in state.items()}
-    _make_folder(output)
+    _make_folder(output, adapter=True)
     write_adapter(output, state, config=first.config, lora=lora, base=first.base)
     return kept
 
@@ -148,7 +167,7 @@ def _full_soup(folders: Sequence[str], weights: Sequence[float], output: str) ->
         if checkpoint.config.to_hf_dict() != checkpoints[0].config.to_hf_dict():
             raise ConfigError(f"{folder}: its config.json (labels, architecture) differs from {folders[0]}'s")
     params = jax.tree_util.tree_map(lambda *leaves: _weighted(weights, leaves), *[c.params for c in checkpoints])
-    _make_folder(output)
+    _make_folder(output, adapter=False)
     save_checkpoint(output, params, checkpoints[0].config)
 
 
@@ -164,7 +183,7 @@ def make_soup(
     Args:
       folders: two or more adapter folders, or two or more full checkpoint folders, from the same base;
         or one adapter folder, to shrink with ``max_rank`` or ``storage``.
-      output: the folder to write (created; files already there are overwritten).
+      output: the folder to write (created; a model folder already there is replaced, its fitted files removed).
       weights: one positive weight per folder, normalised to sum to 1; default: uniform.
       max_rank: adapters only: keep the soup's update at this rank (truncated SVD, logged with the share
         of the update kept) instead of the ingredients' summed rank, for a smaller folder.

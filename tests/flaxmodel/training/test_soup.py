@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from flaxmodel import ConfigError, Tokenizer, load_checkpoint, load_classifier
+from flaxmodel import ConfigError, Tokenizer, load_checkpoint, load_classifier, recommended_thresholds, write_thresholds
 from flaxmodel.ckpts.adapters import ADAPTER_CONFIG, base_reference, save_adapter
 from flaxmodel.ckpts.checkpoint import save_checkpoint
 from flaxmodel.core.lora import LoraConfig, init_adapters
 from flaxmodel.training import soup
-from tests.fixtures import LABELS, SHORT_TEXTS
+from tests.fixtures import LABELS, SHORT_TEXTS, add_target_head
 from tests.flaxmodel.training.conftest import assert_one_error_line
 
 
@@ -133,6 +133,28 @@ def test_full_checkpoint_soup_averages_every_tensor(tiny_checkpoint, tmp_path):
 
     out = soup.make_soup([first, second], str(tmp_path / "soup"))
     _assert_average(out, [first, second], [0.5, 0.5])
+
+
+def test_a_soup_written_over_a_model_folder_drops_what_was_fitted_to_its_old_weights(base, tiny_checkpoint, tmp_path):
+    base_folder, checkpoint = base
+    lora = LoraConfig(rank=2, alpha=4, targets=("query",))
+    a = _adapter_folder(tmp_path / "a", base_folder, checkpoint, lora, 1)
+    b = _adapter_folder(tmp_path / "b", base_folder, checkpoint, lora, 2)
+    shipped = str(tmp_path / "shipped")
+    shutil.copytree(a, shipped)
+    write_thresholds(shipped, {"hate": 0.7}, {})
+    add_target_head(shipped)
+    assert load_checkpoint(shipped).config.targets
+
+    soup.make_soup([a, b], shipped)
+    assert recommended_thresholds(shipped) == {}
+    assert not load_checkpoint(shipped).config.targets
+    _assert_average(shipped, [a, b], [0.5, 0.5])
+
+    full = str(tiny_checkpoint("bert"))
+    soup.make_soup([full, full], shipped)  # full checkpoints over an adapter folder: the adapter must not win
+    assert not os.path.exists(os.path.join(shipped, ADAPTER_CONFIG))
+    _assert_average(shipped, [full], [1.0])
 
 
 def test_runs_of_different_models_are_refused_before_anything_is_written(base, tiny_checkpoint, tmp_path):
