@@ -26,6 +26,14 @@ def base(tiny_checkpoint):
     return folder, load_checkpoint(folder, labels=LABELS)
 
 
+@pytest.fixture()
+def two_runs(base, tmp_path):
+    """Two rank-2 adapters of the same modules on the tiny base: runs of one recipe, different seeds."""
+    base_folder, checkpoint = base
+    lora = LoraConfig(rank=2, alpha=4, targets=("query",))
+    return tuple(_adapter_folder(tmp_path / n, base_folder, checkpoint, lora, seed) for n, seed in (("a", 1), ("b", 2)))
+
+
 def _adapter_folder(folder, base_folder, checkpoint, lora: LoraConfig, seed: int) -> str:
     adapters = init_adapters(checkpoint.params, lora, jax.random.PRNGKey(seed))
     keys = iter(jax.random.split(jax.random.PRNGKey(seed + 100), 64))
@@ -135,11 +143,8 @@ def test_full_checkpoint_soup_averages_every_tensor(tiny_checkpoint, tmp_path):
     _assert_average(out, [first, second], [0.5, 0.5])
 
 
-def test_a_soup_written_over_a_model_folder_drops_what_was_fitted_to_its_old_weights(base, tiny_checkpoint, tmp_path):
-    base_folder, checkpoint = base
-    lora = LoraConfig(rank=2, alpha=4, targets=("query",))
-    a = _adapter_folder(tmp_path / "a", base_folder, checkpoint, lora, 1)
-    b = _adapter_folder(tmp_path / "b", base_folder, checkpoint, lora, 2)
+def test_a_soup_over_a_model_folder_drops_what_was_fitted_to_its_old_weights(two_runs, tiny_checkpoint, tmp_path):
+    a, b = two_runs
     shipped = str(tmp_path / "shipped")
     shutil.copytree(a, shipped)
     write_thresholds(shipped, {"hate": 0.7}, {})
@@ -183,11 +188,8 @@ def test_runs_of_different_models_are_refused_before_anything_is_written(base, t
     assert not out.exists()
 
 
-def test_command_line_writes_a_loadable_soup_and_reports_bad_input(base, tmp_path, capsys):
-    base_folder, checkpoint = base
-    lora = LoraConfig(rank=2, alpha=4, targets=("query",))
-    a = _adapter_folder(tmp_path / "a", base_folder, checkpoint, lora, 1)
-    b = _adapter_folder(tmp_path / "b", base_folder, checkpoint, lora, 2)
+def test_command_line_writes_a_loadable_soup_and_reports_bad_input(two_runs, tmp_path, capsys):
+    a, b = two_runs
     out = str(tmp_path / "soup")
 
     assert soup.main(["--models", f"{a},{b}", "--output", out]) == 0
@@ -205,11 +207,8 @@ def test_command_line_writes_a_loadable_soup_and_reports_bad_input(base, tmp_pat
     assert not (tmp_path / "x").exists()
 
 
-def test_a_soup_records_its_ingredients_and_every_source_they_trained_on(base, tmp_path):
-    base_folder, checkpoint = base
-    lora = LoraConfig(rank=2, alpha=4, targets=("query",))
-    a = _adapter_folder(tmp_path / "a", base_folder, checkpoint, lora, 1)
-    b = _adapter_folder(tmp_path / "b", base_folder, checkpoint, lora, 2)
+def test_a_soup_records_its_ingredients_and_every_source_they_trained_on(two_runs, tmp_path):
+    a, b = two_runs
     records = {
         a: {"use": "default", "sources": [{"name": "x", "licence": "MIT", "trained": True}, {"name": "y", "licence": "none-stated", "trained": False}]},
         b: {"use": "default", "sources": [{"name": "x", "licence": "MIT", "trained": True}, {"name": "z", "licence": "CC0-1.0", "trained": True}]},
