@@ -8,7 +8,7 @@ reuse of identical texts within a block finds nothing to reuse.  The real
 ``pipelines.moderate`` graph then runs over them in this process (DirectRunner,
 Parquet out, pinned to ``--threads`` cores) with the model's jitted forward
 replaced by a null function of the same output shape (uniform probabilities
-``[rows, labels]``): everything a worker's host does per text is timed, the
+``[rows, labels]`` and zero target scores): everything a worker's host does per text is timed, the
 device's work is not.  ``--planning accelerator`` (the default) plans batches
 as a GPU or TPU worker does (``--batch_size 1024``, no token cap), since feeding
 an accelerator is what this measures; ``--planning cpu`` keeps the CPU's
@@ -140,7 +140,9 @@ def null_forward() -> None:
     from flaxmodel.inference import predictor
 
     def forward(params, input_ids, attention_mask, *, config, dtype):
-        return jnp.full((input_ids.shape[0], config.num_labels), 1.0 / config.num_labels, jnp.float32)
+        # Every output column the real forward has: uniform class probabilities, then zero target scores.
+        classes = jnp.full((input_ids.shape[0], config.num_labels), 1.0 / config.num_labels, jnp.float32)
+        return jnp.pad(classes, ((0, 0), (0, config.num_outputs - config.num_labels)))
 
     predictor._forward = forward
 

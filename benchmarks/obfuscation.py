@@ -36,10 +36,10 @@ DISGUISES: dict[str, Callable[[str], str]] = {
 }
 
 
-def _hate_rows(data_root: str) -> list[str]:
-    from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture, read_mixture
+def _hate_rows(data_root: str, mixture_file: str) -> list[str]:
+    from flaxmodel.training.mixture import load_mixture, read_mixture
 
-    mixture = load_mixture(DEFAULT_MIXTURE)
+    mixture = load_mixture(mixture_file)
     only_hate = np.eye(len(mixture.classes))[mixture.classes.index("hate")]
     _, val = read_mixture(mixture, data_root)
     texts = []
@@ -76,6 +76,8 @@ def survival(p_hate: Callable[[list[str]], np.ndarray], texts: Sequence[str], sp
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_root", required=True)
+    parser.add_argument("--mixture", default=None, help="Mixture file whose validation rows to use; default: the default model's.")
+    parser.add_argument("--limit", type=int, default=None, help="At most this many of the rows labelled hate.")
     parser.add_argument("--json", required=True)
     parser.add_argument("--model", default=None, help="Model folder; default: the default model.")
     parser.add_argument("--baseline_steps", default="emoji_names", help="Comma-separated steps to compare with.")
@@ -96,12 +98,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     baseline_steps = Preprocessing(tuple(s for s in args.baseline_steps.split(",") if s))
     baseline = Tokenizer(declared.tokenizer, declared.max_length, baseline_steps)
     hate = classifier.labels.index("hate")
-    num_labels = len(classifier.labels)
 
     def probabilities(texts: list[str], tokenizer: Tokenizer) -> np.ndarray:
         if not texts:
-            return np.zeros((0, num_labels), np.float32)
-        return classifier.predict_ids(tokenizer.encode(texts))[:, :num_labels]
+            return np.zeros((0, len(classifier.labels)), np.float32)
+        return classifier.class_probabilities(classifier.predict_ids(tokenizer.encode(texts)))
 
     def margin(tokenizer: Tokenizer) -> Callable[[list[str]], np.ndarray]:
         # P(hate) minus the largest other class: >= 0 is labelled hate.
@@ -111,8 +112,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
         return score
 
-    texts = _hate_rows(args.data_root)
-    labelled = [t for t, m in zip(texts, margin(declared)(texts)) if m >= 0]
+    from flaxmodel.training.mixture import DEFAULT_MIXTURE
+
+    texts = _hate_rows(args.data_root, args.mixture or DEFAULT_MIXTURE)
+    labelled = [t for t, m in zip(texts, margin(declared)(texts)) if m >= 0][: args.limit]
     spans = key_words(lambda cut: probabilities(cut, declared)[:, hate], labelled)
     table = {}
     for name, disguise in DISGUISES.items():

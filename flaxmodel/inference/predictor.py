@@ -49,6 +49,7 @@ from flaxmodel.inference.calibration import (
     time_call,
 )
 from flaxmodel.inference.reference import ModelRef, resolve_model
+from flaxmodel.inference.compile_ledger import CompileLedger
 from flaxmodel.inference.planner import grid_for, predict_in_batches
 from flaxmodel.inference.tokenizer import Tokenizer
 
@@ -113,6 +114,7 @@ class Classifier:
         mesh = Mesh(np.array(self.devices), ("rows",))
         self._replicated, self._by_rows = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("rows"))
         self._shapes: set[tuple[int, int]] = set()
+        self.ledger = CompileLedger()
         self._lock = threading.Lock()
         self.calibration: Calibration | None = None
         self.precision_source = "given" if precision != AUTO_PRECISION else "device"
@@ -123,17 +125,7 @@ class Classifier:
                 # time_call is looked up here, so that a test can replace it for a whole pipeline run.
                 precision, built = _calibrate_on_cpu(self, candidates, measure or time_call, calibration_cache_dir)
         self.precision = precision
-        self.params, self._jitted = built or self._build(precision)
-
-    def _build(self, precision: str) -> tuple[Params, Callable]:
-        """Parameters prepared for ``precision`` on the devices, and the jitted forward reading them."""
-        params = jax.device_put(prepare_params(self.host_params, precision), self._replicated)
-        jitted = jax.jit(
-            functools.partial(_forward, config=self.config, dtype=COMPUTE_DTYPES[precision]),
-            in_shardings=(self._replicated, self._by_rows, self._by_rows),
-            out_shardings=self._by_rows,
-        )
-        return params, jitted
+        self.params, self._jitted = built or _build(self, precision)
 
     @property
     def num_compiles(self) -> int:
@@ -193,7 +185,7 @@ class Classifier:
         then one target score per :attr:`targets` category; run sorted by length in the grid-shaped batches
         the grid's planner picks, preferring shapes already compiled."""
         return predict_in_batches(
-            self.predict_padded, sequences, self.grid, self.pad_id, self.config.num_outputs, self.compiled_shapes()
+            self.predict_padded, sequences, self.grid, self.pad_id, self.config.num_outputs, self.compiled_shapes(), self.ledger
         )
 
     def predict_scores(self, texts: Sequence[str]) -> np.ndarray:
@@ -204,17 +196,55 @@ class Classifier:
             return np.zeros((0, self.config.num_outputs), dtype=np.float32)
         return self.predict_ids(self.tokenizer.encode(texts))
 
+    def class_probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """Class columns ``[n, n_labels]`` of any predict method's scores ``[n, config.num_outputs]``."""
+        return split_scores(scores, self.config)[0]
+
+    def target_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Target-group columns ``[n, len(targets)]`` of such scores (none without a head)."""
+        return split_scores(scores, self.config)[1]
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities ``[n_texts, n_labels]``; texts past ``max_length`` are truncated."""
-        return self.predict_scores(texts)[:, : self.config.num_labels]
+        return self.class_probabilities(self.predict_scores(texts))
 
     def predict_targets(self, texts: Sequence[str]) -> np.ndarray:
         """Target-group scores ``[n_texts, len(targets)]`` ("the text attacks this group"); no columns without a head."""
-        return self.predict_scores(texts)[:, self.config.num_labels :]
+        return self.target_scores(self.predict_scores(texts))
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """The most probable label name of each text."""
         return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]
+
+
+def split_scores(scores: np.ndarray, config: EncoderConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The class and target-group columns of a model's scores, whatever heads it has.
+
+    Args:
+      scores: ``[..., config.num_outputs]``, as the predict methods return them.
+      config: the model's configuration.
+
+    Returns:
+      ``(classes [..., num_labels], targets [..., len(config.targets)])``.
+
+    Raises:
+      ValueError: the scores' width is not the model's output width (scores of another model, or a
+        forward that changed its outputs).
+    """
+    if scores.shape[-1] != config.num_outputs:
+        raise ValueError(f"scores have {scores.shape[-1]} columns; this model outputs {config.num_outputs}")
+    return scores[..., : config.num_labels], scores[..., config.num_labels :]
+
+
+def _build(c: Classifier, precision: str) -> tuple[Params, Callable]:
+    """Parameters prepared for ``precision`` on ``c``'s devices, and the jitted forward reading them."""
+    params = jax.device_put(prepare_params(c.host_params, precision), c._replicated)
+    jitted = jax.jit(
+        functools.partial(_forward, config=c.config, dtype=COMPUTE_DTYPES[precision]),
+        in_shardings=(c._replicated, c._by_rows, c._by_rows),
+        out_shardings=c._by_rows,
+    )
+    return params, jitted
 
 
 def _calibrate_on_cpu(
@@ -238,7 +268,7 @@ def _calibrate_on_cpu(
     built: dict[str, tuple[Params, Callable]] = {}
 
     def measure_now() -> Calibration:
-        built.update((name, c._build(name)) for name in dict.fromkeys(("float32", *candidates)))
+        built.update((name, _build(c, name)) for name in dict.fromkeys(("float32", *candidates)))
         return calibrate({name: functools.partial(c._run, *built[name], ids, mask) for name in built}, measure=measure)
 
     c.calibration, c.precision_source = stored_or_measured(key, store, measure_now)
@@ -247,7 +277,7 @@ def _calibrate_on_cpu(
     if precision not in built:
         # Compile the probe shape as a measuring load leaves it: the planner prefers compiled shapes, so a
         # load that reuses a stored choice then cuts batches as the measuring one did, and labels the same.
-        built[precision] = c._build(precision)
+        built[precision] = _build(c, precision)
         c._run(*built[precision], ids, mask)
     c._shapes.add(ids.shape)
     return precision, built[precision]
