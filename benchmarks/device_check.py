@@ -129,11 +129,14 @@ def unique_texts(path: str, n: int) -> list[str]:
 
 
 def model_folder(name: str, workdir: Path) -> str:
-    """The folder of ``default``, or of a random model (``tiny`` or one of model_throughput's)."""
+    """The folder of ``default``, of a random model (``tiny`` or one of model_throughput's), or ``name`` itself
+    when it is a model folder (a configuration file may name one)."""
     from flaxmodel import default_model_path
 
     if name == "default":
         return default_model_path()
+    if Path(name).is_dir():
+        return name
     import jax
 
     from benchmarks.model_throughput import RANDOM_MODELS, TOKENIZER_FILES
@@ -326,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     cfg = config_named(args.config)
     if args.step == "model":
-        harness.write_json(f"{args.out}/model-{args.model}.json", measure_model(args.model, cfg, args.texts, Path(args.workdir)))
+        result = measure_model(args.model, cfg, args.texts, Path(args.workdir))
+        harness.write_json(f"{args.out}/model-{_file_name(args.model)}.json", result)
         return {}
     started = time.perf_counter()
     out = Path(args.out)
@@ -378,6 +382,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return result
 
 
+def _file_name(model: str) -> str:
+    """A model's name as one file-name part (a configuration may name a folder)."""
+    return re.sub(r"[^\w.-]+", "_", model).strip("_")
+
+
 def _model_step(name: str, args: argparse.Namespace, work: Path, timeout_s: float) -> dict[str, Any]:
     """Step 1 for one model in a child process (a fresh JAX, and a hang cannot outlast ``timeout_s``)."""
     command = [sys.executable, "-m", "benchmarks.device_check", "--out", str(work), "--config", args.config]
@@ -388,7 +397,7 @@ def _model_step(name: str, args: argparse.Namespace, work: Path, timeout_s: floa
     except subprocess.TimeoutExpired:
         return {"error": f"cut off after {timeout_s:.0f} s (time budget)"}
     sys.stderr.write(done.stderr)
-    path = work / f"model-{name}.json"
+    path = work / f"model-{_file_name(name)}.json"
     if done.returncode or not path.exists():
         return {"error": f"exit {done.returncode}", "stderr_tail": done.stderr.strip().splitlines()[-20:]}
     return {**json.loads(path.read_text()), "process_s": time.perf_counter() - start}

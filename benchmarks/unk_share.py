@@ -47,11 +47,11 @@ def unk_shares(tokenizer, texts: Sequence[str]) -> dict[str, float]:
     }
 
 
-def _sources(data_root: str, extra: Sequence[str]) -> dict[str, list[str]]:
+def _sources(data_root: str, mixture: str, extra: Sequence[str]) -> dict[str, list[str]]:
     from flaxmodel.training.data import detect_format, read_records
-    from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture, read_mixture
+    from flaxmodel.training.mixture import load_mixture, read_mixture
 
-    train, val = read_mixture(load_mixture(DEFAULT_MIXTURE), data_root)
+    train, val = read_mixture(load_mixture(mixture), data_root)
     texts = {s.name: list(s.texts) for s in train}
     for s in val:
         texts[s.name] = texts.get(s.name, []) + list(s.texts)
@@ -69,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", required=True)
     parser.add_argument("--model", default=None, help="Model folder whose tokenizer counts; default: the default model.")
     parser.add_argument("--steps", default="emoji_names", help="Comma-separated preprocessing steps to compare with.")
-    parser.add_argument("--extra", action="append", default=None, help="NAME=PATH:TEXT_FIELD under --data_root.")
+    parser.add_argument("--mixture", default=None, help="Mixture file whose sources to count; default: the default model's.")
+    parser.add_argument(
+        "--extra", action="append", default=None, help="NAME=PATH:TEXT_FIELD under --data_root (default with the default mixture: three held-out sets)."
+    )
     parser.add_argument("--note", default="")
     args = parser.parse_args(argv)
 
@@ -82,7 +85,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     steps = Preprocessing(tuple(s for s in args.steps.split(",") if s))
     plain = Tokenizer(load_tokenizer(folder), 512)
     prepared = Tokenizer(load_tokenizer(folder), 512, steps)
-    sources = _sources(args.data_root, args.extra or DEFAULT_EXTRA)
+    from flaxmodel.training.mixture import DEFAULT_MIXTURE
+
+    extra = args.extra if args.extra is not None or args.mixture else DEFAULT_EXTRA
+    sources = _sources(args.data_root, args.mixture or DEFAULT_MIXTURE, extra or ())
     table, seconds = {}, {}
     for name, texts in sources.items():
         start = time.perf_counter()
