@@ -29,6 +29,7 @@ from flaxmodel.errors import CheckpointError, ConfigError, DataError, Moderation
 from flaxmodel.inference import (
     AUTO_PRECISION,
     Classifier,
+    CompileLedger,
     ModelRef,
     ShapeGrid,
     Tokenizer,
@@ -54,6 +55,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "Classifier",
+    "CompileLedger",
     "ConfigError",
     "DataError",
     "EncoderConfig",
