@@ -30,7 +30,8 @@ setup(
         # Fine-tuning (optimizer, checkpoints, progress) and the evaluation job's confusion-matrix plot:
         # neither the moderation job nor a Dataflow worker needs them.
         "train": TRAIN_REQUIRES,
-        "test": ["pytest>=8", "transformers==5.24.0", "torch==2.13.0", *TRAIN_REQUIRES],
+        # The benchmarks' smoke runs (tests/benchmarks/test_smoke.py) include ONNX Runtime's sides.
+        "test": ["pytest>=8", "transformers==5.24.0", "torch==2.13.0", "onnxruntime==1.32.0", "onnx==1.23.2", *TRAIN_REQUIRES],
         # benchmarks/model_throughput.py's ONNX Runtime peers (export from transformers' torch model, then
         # ONNX Runtime's dynamic int8 quantization); never imported by the engine.
         "bench": ["onnxruntime==1.32.0", "onnx==1.23.2", "transformers==5.24.0", "torch==2.13.0"],

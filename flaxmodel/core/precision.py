@@ -28,6 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
+from jax.extend import core as jex_core
+from jax.extend.mlir.dialects import stablehlo
+from jax.interpreters import mlir
 
 PRECISIONS = ("float32", "bfloat16", "int8")
 # The ``dtype`` that :func:`flaxmodel.core.model.apply` takes for each precision.
@@ -78,6 +81,60 @@ def _contract_last(x: jax.Array, kernel: jax.Array, accumulate: Any) -> jax.Arra
     return jax.lax.dot_general(x, kernel, dims, preferred_element_type=accumulate)
 
 
+# ``int8_dot(a, b)``: the exact int32 product of int8 ``a [m, k]`` and int8 ``b [k, n]``.  Every platform but
+# the CPU lowers it as the int8 x int8 dot it is.  On a CPU, XLA's YNNPACK kernels for int8 x int8 are plain
+# AVX-512 (no instruction multiplies signed by signed bytes short of AMX), while its uint8 x int8 kernels use
+# AVX512-VNNI ``vpdpbusd`` (and AMX where present); JAX's own ``dot_general`` converts mixed operand types
+# to a common one first, so the CPU lowering emits the uint8 x int8 dot itself: ``(a + 128) @ b - 128 *
+# colsum(b)``, the same integers (benchmarks/README.md, issue 45, has the kernels' rates).
+_int8_dot_p = jex_core.Primitive("int8_dot")
+_uint8_int8_dot_p = jex_core.Primitive("uint8_int8_dot")
+
+
+def _int32_product_shape(a: jax.core.ShapedArray, b: jax.core.ShapedArray) -> jax.core.ShapedArray:
+    return jax.core.ShapedArray((a.shape[0], b.shape[1]), jnp.int32)
+
+
+def _lower_dot(ctx: Any, a: Any, b: Any) -> list:
+    # A plain 2-D dot of whatever operand types it is given (stablehlo allows them to differ).
+    dims = stablehlo.DotDimensionNumbers.get(
+        lhs_batching_dimensions=[], rhs_batching_dimensions=[], lhs_contracting_dimensions=[1], rhs_contracting_dimensions=[0]
+    )
+    return [stablehlo.dot_general(mlir.aval_to_ir_type(ctx.module_context, ctx.avals_out[0]), a, b, dims)]
+
+
+def _int8_dot_on_cpu(a: jax.Array, b: jax.Array) -> jax.Array:
+    # a + 128 as uint8 is a's two's-complement bits with the sign bit flipped.
+    shifted = jax.lax.bitcast_convert_type(a, jnp.uint8) ^ jnp.uint8(0x80)
+    # b's column sums through the same kernel: converting b to int32 to sum it took 15% of the int8 forward.
+    column_sums = _uint8_int8_dot_p.bind(jnp.ones((1, b.shape[0]), jnp.uint8), b)
+    return _uint8_int8_dot_p.bind(shifted, b) - 128 * column_sums
+
+
+for _primitive in (_int8_dot_p, _uint8_int8_dot_p):
+    _primitive.def_abstract_eval(_int32_product_shape)
+    # Outside jit (eager calls, tests) the primitive runs as a jitted call of itself.
+    _primitive.def_impl(jax.jit(_primitive.bind))
+mlir.register_lowering(_uint8_int8_dot_p, _lower_dot)
+mlir.register_lowering(_int8_dot_p, _lower_dot)
+mlir.register_lowering(_int8_dot_p, mlir.lower_fun(_int8_dot_on_cpu, multiple_results=False), platform="cpu")
+
+
+def int8_dot(a: jax.Array, b: jax.Array) -> jax.Array:
+    """The exact product of int8 matrices, through the CPU's fastest integer kernel.
+
+    Args:
+      a: int8 ``[m, k]``.
+      b: int8 ``[k, n]``.
+
+    Returns:
+      int32 ``[m, n]``, equal to ``a @ b`` in integers on every platform.
+    """
+    if a.dtype != jnp.int8 or b.dtype != jnp.int8 or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"int8_dot takes int8 [m, k] and [k, n], got {a.dtype}{list(a.shape)} and {b.dtype}{list(b.shape)}")
+    return _int8_dot_p.bind(a, b)
+
+
 def matmul(x: jax.Array, kernel: jax.Array, dtype: Any, scale: jax.Array | None = None) -> jax.Array:
     """``x @ kernel`` in precision ``dtype`` (one of :data:`COMPUTE_DTYPES`' values), float32 out.
 
@@ -92,7 +149,8 @@ def matmul(x: jax.Array, kernel: jax.Array, dtype: Any, scale: jax.Array | None 
     """
     if dtype == jnp.int8:
         quantized, row_scale = quantize_rows(x)
-        return _contract_last(quantized, kernel, jnp.int32).astype(jnp.float32) * row_scale * scale
+        product = int8_dot(quantized.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], kernel.shape[1])
+        return product.astype(jnp.float32) * row_scale * scale
     return _contract_last(x.astype(dtype), kernel.astype(dtype), jnp.float32)
 
 

@@ -43,7 +43,8 @@ import numpy as np
 
 from flaxmodel.ckpts import files
 from flaxmodel.core.precision import PRECISIONS
-from flaxmodel.inference.planner import ShapeGrid, pad_batch
+from flaxmodel.inference.padding import pad_batch
+from flaxmodel.inference.planner import ShapeGrid
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,16 @@ Measure = Callable[[str, Callable[[], np.ndarray]], float]
 def probe_batch(
     encode: Callable[[Sequence[str]], list[list[int]]], grid: ShapeGrid, pad_id: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:data:`PROBE_TEXTS` (as many as the grid's rows hold) as one batch of one of the grid's shapes.
+    """:data:`PROBE_TEXTS`, cycled to fill the grid's most rows, as one batch of one of the grid's shapes.
+
+    As many rows as a planned batch of tweets takes: the paths rank differently on
+    small batches (on an AVX512-VNNI CPU int8 lost to bfloat16 on 16 rows and beat
+    it on 64; ``benchmarks/README.md``, issue 45).
 
     Returns:
       ``(input_ids, attention_mask)``, int32 ``[rows, length]``.
     """
-    sequences = encode(PROBE_TEXTS[: grid.max_rows])
+    sequences = encode([PROBE_TEXTS[i % len(PROBE_TEXTS)] for i in range(grid.max_rows)])
     rows = min(b for b in grid.row_buckets if b >= len(sequences))
     return pad_batch(sequences, rows, grid.bucket_length(max(map(len, sequences))), pad_id)
 

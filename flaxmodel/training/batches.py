@@ -4,7 +4,7 @@ The order of an epoch (and, for a data mixture, which rows it samples) is a
 function of the seed and the epoch alone, so a resumed run sees exactly the
 batches an uninterrupted one would.  A row's target is the set of classes its
 label allows (one class for an ordinary label, several for a partial one).  Batches group
-texts of similar length and are padded by :func:`flaxmodel.inference.planner.pad_batch`
+texts of similar length and are padded by :func:`flaxmodel.inference.padding.pad_batch`
 to the grid's length buckets, so the train step compiles once per bucket.
 """
 
@@ -17,7 +17,8 @@ import numpy as np
 from flax import struct
 
 from flaxmodel.errors import ConfigError
-from flaxmodel.inference.planner import ShapeGrid, pad_batch
+from flaxmodel.inference.padding import pad_batch
+from flaxmodel.inference.planner import ShapeGrid
 from flaxmodel.training.config import CLASS_WEIGHTING, parse_class_weights
 
 # Batches are formed inside shuffled pools of this many batches: each pool is

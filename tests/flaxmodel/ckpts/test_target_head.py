@@ -18,7 +18,7 @@ from safetensors.numpy import load_file, save_file
 from flaxmodel import CheckpointError, load_checkpoint, load_classifier, resolve_model
 from flaxmodel.ckpts.target_head import TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS
 from flaxmodel.core.model import hidden_states
-from flaxmodel.inference.planner import pad_batch
+from flaxmodel.inference.padding import pad_batch
 from tests.fixtures import SHORT_TEXTS, TARGET_CATEGORIES, add_target_head
 
 

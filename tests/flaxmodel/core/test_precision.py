@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flaxmodel import load_checkpoint
-from flaxmodel.core.precision import INT8_MAX, KERNEL_SCALE, matmul, prepare_params, quantize_per_channel, quantize_rows
+from flaxmodel.core.precision import INT8_MAX, KERNEL_SCALE, int8_dot, matmul, prepare_params, quantize_per_channel, quantize_rows
 
 
 def test_per_channel_quantization_rounds_each_weight_to_its_columns_grid():
@@ -28,6 +28,26 @@ def test_per_row_quantization_gives_each_row_its_own_scale_and_padding_rows_stay
     assert quantized.dtype == jnp.int8 and scale.shape == (2, 3, 1)
     assert float(scale[1, 2, 0]) == 1.0 and not np.asarray(quantized[1, 2]).any()
     assert np.all(np.abs(np.asarray(quantized) * np.asarray(scale) - np.asarray(x)) <= np.asarray(scale) / 2 + 1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (33, 70, 17), (64, 384, 96)])
+def test_int8_dot_is_the_exact_integer_product_extremes_included(shape):
+    m, k, n = shape
+    rng = np.random.default_rng(m)
+    a = rng.integers(-128, 128, size=(m, k)).astype(np.int8)
+    b = rng.integers(-128, 128, size=(k, n)).astype(np.int8)
+    a[0, 0], b[0, 0] = -128, 127
+    exact = a.astype(np.int64) @ b.astype(np.int64)
+    assert np.array_equal(np.asarray(int8_dot(a, b)), exact)  # eager
+    assert np.array_equal(np.asarray(jax.jit(int8_dot)(a, b)), exact)
+    assert np.asarray(jax.jit(int8_dot)(a, b)).dtype == np.int32
+
+
+def test_int8_dot_refuses_what_it_does_not_multiply():
+    with pytest.raises(ValueError, match="int8_dot takes int8"):
+        int8_dot(np.zeros((2, 3), np.int8), np.zeros((4, 2), np.int8))
+    with pytest.raises(ValueError, match="int8_dot takes int8"):
+        int8_dot(np.zeros((2, 3), np.uint8), np.zeros((3, 2), np.int8))
 
 
 @pytest.mark.parametrize("dtype, bound", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2), (jnp.int8, 3e-2)])

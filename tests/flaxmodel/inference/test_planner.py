@@ -10,12 +10,11 @@ import pytest
 
 from flaxmodel import CompileLedger, ShapeGrid, grid_for
 from flaxmodel.inference import planner
+from flaxmodel.inference.padding import pad_batch, pad_windows
 from flaxmodel.inference.planner import (
     batch_buckets,
     batch_costs,
     length_buckets,
-    pad_batch,
-    pad_windows,
     plan_batches,
     predict_in_batches,
 )

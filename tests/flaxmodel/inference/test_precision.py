@@ -23,7 +23,7 @@ from flaxmodel.inference.calibration import (
     cpu_flags,
 )
 from flaxmodel.inference.predictor import Classifier
-from flaxmodel.inference.planner import pad_batch
+from flaxmodel.inference.padding import pad_batch
 from flaxmodel.inference.tokenizer import Tokenizer
 from tests.fixtures import TEXTS
 

@@ -19,7 +19,7 @@ import pytest
 from flaxmodel import ConfigError, DataError, load_classifier, multilabel_scores
 from flaxmodel.core.model import apply
 from flaxmodel.inference import threshold_for_f1
-from flaxmodel.inference.planner import pad_batch
+from flaxmodel.inference.padding import pad_batch
 from flaxmodel.training import TrainConfig, targets as command, train
 from flaxmodel.training.mixture import DEFAULT_MIXTURE, load_mixture, read_mixture
 from flaxmodel.training.prepare import prepare
