@@ -29,7 +29,6 @@ from flaxmodel.errors import CheckpointError, ConfigError, DataError, Moderation
 from flaxmodel.inference import (
     AUTO_PRECISION,
     Classifier,
-    CompileLedger,
     ModelRef,
     ShapeGrid,
     Tokenizer,
@@ -55,7 +54,6 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "Classifier",
-    "CompileLedger",
     "ConfigError",
     "DataError",
     "EncoderConfig",

@@ -17,13 +17,11 @@ from flaxmodel.inference.metrics import (
 )
 from flaxmodel.inference.predictor import Classifier, load_classifier
 from flaxmodel.inference.reference import ModelRef, resolve_model
-from flaxmodel.inference.compile_ledger import CompileLedger
 from flaxmodel.inference.padding import pad_batch, pad_windows
 from flaxmodel.inference.planner import ShapeGrid, grid_for
 from flaxmodel.inference.tokenizer import Tokenizer, TokenWindows
 
 __all__ = [
-    "CompileLedger",
     "AUTO_PRECISION",
     "Classifier",
     "ModelRef",

@@ -24,7 +24,6 @@ import numpy as np
 
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.model import forward_flops
-from flaxmodel.inference.compile_ledger import CompileLedger
 from flaxmodel.inference.padding import pad_batch
 
 # Tweets are short (median ~29 tokens, p90 ~52): steps of 4 up to 64, where
@@ -218,21 +217,17 @@ class ShapeGrid:
         lengths: Sequence[int],
         sizes: Sequence[int] | None = None,
         compiled: Container[tuple[int, int]] | None = None,
-        ledger: CompileLedger | None = None,
     ) -> list[tuple[int, int, int, int]]:
         """:func:`plan_batches` on this grid within its token budget; ``lengths`` ascending.
 
-        ``compiled``: the shapes the model has compiled; every other shape costs :attr:`compile_cost`
-        more (None: all cost the same).  ``ledger``: the model's :class:`CompileLedger`, which takes the
-        plan that ignores compilation once keeping to compiled shapes has cost more than compiling.
+        ``compiled``: the ``(rows, length)`` shapes the model has compiled; every other shape
+        costs :attr:`compile_cost` more (None: shapes cost the same compiled or not).
         """
-        def plan_at(costs: Mapping[tuple[int, int], float]) -> list[tuple[int, int, int, int]]:
-            return plan_batches(lengths, self.length_buckets, self.row_buckets, costs, sizes=sizes, max_cells=self.max_tokens or None)
-
-        if compiled is None:
-            return plan_at(self.costs)
-        preferred = plan_at({shape: cost + (0.0 if shape in compiled else self.compile_cost) for shape, cost in self.costs.items()})
-        return preferred if ledger is None else ledger.choose(preferred, plan_at(self.costs), self.costs, self.compile_cost)
+        max_cells = self.max_tokens or None
+        costs = self.costs
+        if compiled is not None:
+            costs = {shape: cost + (0.0 if shape in compiled else self.compile_cost) for shape, cost in costs.items()}
+        return plan_batches(lengths, self.length_buckets, self.row_buckets, costs, sizes=sizes, max_cells=max_cells)
 
 
 def grid_for(
@@ -273,7 +268,6 @@ def predict_in_batches(
     pad_id: int,
     num_outputs: int,
     compiled: Container[tuple[int, int]] | None = None,
-    ledger: CompileLedger | None = None,
 ) -> np.ndarray:
     """Runs ``forward`` over length-sorted, grid-shaped batches of ``sequences``.
 
@@ -284,14 +278,13 @@ def predict_in_batches(
       pad_id: the model's padding token id.
       num_outputs: width of ``forward``'s result.
       compiled: the shapes ``forward`` has compiled, which the plan prefers (:meth:`ShapeGrid.plan`).
-      ledger: the model's :class:`CompileLedger` (when to compile the shapes the plans avoid).
 
     Returns:
       float32 ``[len(sequences), num_outputs]``, in input order.
     """
     out = np.zeros((len(sequences), num_outputs), dtype=np.float32)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    for start, end, rows, length in grid.plan([len(sequences[i]) for i in order], compiled=compiled, ledger=ledger):
+    for start, end, rows, length in grid.plan([len(sequences[i]) for i in order], compiled=compiled):
         chunk = order[start:end]
         ids, mask = pad_batch([sequences[i] for i in chunk], rows, length, pad_id)
         out[chunk] = np.asarray(forward(ids, mask))[: len(chunk)]

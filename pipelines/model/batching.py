@@ -22,7 +22,7 @@ from typing import Container, NamedTuple
 
 import numpy as np
 
-from flaxmodel import CompileLedger, ShapeGrid, TokenWindows
+from flaxmodel import ShapeGrid, TokenWindows
 
 
 class PlannedBatch(NamedTuple):
@@ -34,11 +34,7 @@ class PlannedBatch(NamedTuple):
 
 
 def plan_record_batches(
-    longest: np.ndarray,
-    sizes: np.ndarray,
-    grid: ShapeGrid,
-    compiled: Container[tuple[int, int]] | None = None,
-    ledger: CompileLedger | None = None,
+    longest: np.ndarray, sizes: np.ndarray, grid: ShapeGrid, compiled: Container[tuple[int, int]] | None = None
 ) -> list[tuple[np.ndarray, int, int]]:
     """Groups texts into batches: ``[(text indices, padded rows, padded length), ...]``.
 
@@ -47,7 +43,6 @@ def plan_record_batches(
       sizes: int ``[n]``, its number of windows.
       grid: the shapes and the planner.
       compiled: the shapes the model has compiled, which the planner prefers (:meth:`flaxmodel.ShapeGrid.plan`).
-      ledger: the model's compile ledger (when to compile the shapes the plans avoid).
 
     Returns:
       Per batch, the int64 indices of its texts, its rows and length.  Texts are
@@ -57,7 +52,7 @@ def plan_record_batches(
       its own: ``--max_windows`` is checked against ``--batch_size`` at launch).
     """
     order = np.argsort(longest, kind="stable")
-    plan = grid.plan(longest[order].tolist(), sizes=sizes[order].tolist(), compiled=compiled, ledger=ledger)
+    plan = grid.plan(longest[order].tolist(), sizes=sizes[order].tolist(), compiled=compiled)
     return [(order[start:end], rows, length) for start, end, rows, length in plan]
 
 
@@ -75,7 +70,6 @@ def plan_block(
     specials: int,
     buffer_windows: int,
     compiled: Container[tuple[int, int]] | None = None,
-    ledger: CompileLedger | None = None,
 ) -> tuple[PlannedBatch, ...]:
     """The batches of one block's windows, every window in exactly one.
 
@@ -85,7 +79,6 @@ def plan_block(
       specials: special tokens the padding adds to every window.
       buffer_windows: texts are sorted and planned in groups of about this many windows, in block order.
       compiled: the shapes the model has compiled, which the planner prefers.
-      ledger: the model's compile ledger.
 
     Returns:
       The batches, each text's windows in one.
@@ -96,6 +89,6 @@ def plan_block(
     batches = []
     for group in np.unique(group_of):
         texts = np.flatnonzero(group_of == group)
-        for members, rows, length in plan_record_batches(longest[texts], sizes[texts], grid, compiled, ledger):
+        for members, rows, length in plan_record_batches(longest[texts], sizes[texts], grid, compiled):
             batches.append(PlannedBatch(_window_indices(texts[members], windows.window_offsets), rows, length))
     return tuple(batches)

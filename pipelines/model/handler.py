@@ -152,9 +152,7 @@ class BlockRunner:
           Their :class:`WindowScores`, scores ``[W, num_outputs]`` (classes, then target groups).
         """
         specials = len(self._prefix) + len(self._suffix)
-        batches = plan_block(
-            windows, self._grid, specials, self._sort_buffer, self._classifier.compiled_shapes(), self._classifier.ledger
-        )
+        batches = plan_block(windows, self._grid, specials, self._sort_buffer, self._classifier.compiled_shapes())
         scores = np.zeros((len(windows.window_length), self._classifier.config.num_outputs), np.float32)
         error_of_window = np.full(len(windows.window_length), -1, np.int32)
         errors: list[str] = []

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from flaxmodel import CompileLedger, ShapeGrid, grid_for
+from flaxmodel import ShapeGrid, grid_for
 from flaxmodel.inference import planner
 from flaxmodel.inference.padding import pad_batch, pad_windows
 from flaxmodel.inference.planner import (
@@ -78,24 +78,6 @@ def test_plans_reuse_a_compiled_shape_unless_its_padding_costs_more_than_a_compi
     mixed = [12] * 8 + [24] * 8 + [40] * 8
     assert len(grid.plan(mixed)) == 3
     assert len(grid.plan(mixed, compiled=())) < 3
-
-
-def test_the_ledger_compiles_the_avoided_shape_once_the_padding_paid_exceeds_a_compilation():
-    grid = ShapeGrid.for_model(minilm_shaped_config(), max_length=128, batch_size=64, max_tokens=10**9)
-    eight_of_30, compiled = [30] * 8, {(16, 32)}
-    # Each call on the compiled 16-row shape pays 8 padded rows of 32 tokens more than the ideal 8-row one.
-    extra = grid.costs[(16, 32)] - grid.costs[(8, 32)]
-    calls_to_pay = math.ceil(grid.compile_cost / extra)
-    assert calls_to_pay > 1
-    ledger = CompileLedger()
-    plans = [grid.plan(eight_of_30, compiled=compiled, ledger=ledger) for _ in range(calls_to_pay)]
-    assert plans[:-1] == [[(0, 8, 16, 32)]] * (calls_to_pay - 1)
-    assert plans[-1] == [(0, 8, 8, 32)] and ledger.owed == 0.0
-    # Once the ideal shape is compiled the plans take it and owe nothing.
-    compiled.add((8, 32))
-    assert grid.plan(eight_of_30, compiled=compiled, ledger=ledger) == [(0, 8, 8, 32)] and ledger.owed == 0.0
-    # Without a ledger the compiled shape is kept however often the call comes.
-    assert all(grid.plan(eight_of_30, compiled={(16, 32)}) == [(0, 8, 16, 32)] for _ in range(calls_to_pay + 1))
 
 
 def test_pad_batch_right_pads_ids_and_masks_to_the_bucket_shape():
