@@ -79,11 +79,13 @@ class Smoke:
 def _model_throughput(result: dict, ctx: Context) -> dict[str, tuple[str, Any]]:
     sides = result["orders"]["sorted"]
     figures: dict[str, tuple[str, Any]] = {}
-    for side in ("ours", "torch", "ort_fp32", "ort_int8"):
+    # ONNX Runtime's sides run for the model with a target head, where ours has more columns than theirs.
+    for side in ("ours", "torch", *(("ort_fp32", "ort_int8") if ctx.model == ctx.models[0] else ())):
         figures[f"{side}.texts_per_s"] = ("rate", sides[side]["texts_per_s"])
         figures[f"{side}.label_agreement_fp32"] = ("share", sides[side]["label_agreement_fp32"])
     figures["ratio"] = ("rate", result["ratio"])
-    figures["ratio_vs_ort_int8"] = ("rate", result["ratio_vs_ort_int8"])
+    if ctx.model == ctx.models[0]:
+        figures["ratio_vs_ort_int8"] = ("rate", result["ratio_vs_ort_int8"])
     figures["padding_ratio"] = ("share", result["padding_ratio"])
     figures["torch within the precision bound of ours"] = ("true", result["orders"]["sorted"]["max_abs_prob_diff"] <= SAME_WEIGHTS_PROB_DIFF)
     # torch's float32 is the same function as ours' float32 reference: the same label on every text.
@@ -189,7 +191,8 @@ def _device_check_argv(ctx: Context, json_path: str) -> list[str]:
 SMOKES: Mapping[str, Smoke] = {
     "model_throughput": Smoke(
         lambda c, j: ["--texts", c.texts, "--json", j, "--model", c.model, "--limit", "24", "--batch_size", "8",
-                      "--max_length", "64", "--repeats", "1", "--sorted", "--peak_rows", "64"],
+                      "--max_length", "64", "--repeats", "1", "--sorted", "--peak_rows", "64",
+                      *(() if c.model == c.models[0] else ("--no_ort",))],
         _model_throughput,
     ),
     "model_cost": Smoke(
