@@ -18,8 +18,13 @@ y and x the 0/1 indicators of a reviewed record::
 the stratified variance with the finite-population correction, applied to the
 linearized ratio (Taylor), which is nearly unbiased once each stratum holds a
 few dozen reviews.  When x = 1 for every record (a share), X = N is known and R
-is the Horvitz-Thompson estimate itself.  The 95% interval is R +- 1.96 sqrt(Var),
-clipped to [0, 1].
+is the Horvitz-Thompson estimate itself.  The 95% interval is Wilson's score
+interval for R on the design's effective sample size, n* = R (1 - R) / Var
+(Korn and Graubard's approach): it matches R +- 1.96 sqrt(Var) where that is
+sound and stays honest near 0 and 1, where Var collapses.  At R = 0 or 1 the
+variance says nothing, so n* is Kish's effective size of the reviewed records
+in the denominator, (sum w)^2 / sum w^2; 23 reviews all agreeing then give
+[0.857, 1], not [1, 1].  Only a census of those strata has no interval.
 
 Reviews to halve the interval: with a_h = N_h^2 s_h^2(d) / X^2 the variance is
 A - B for A = sum a_h / r_h and B = sum a_h / N_h.  Multiplying every r_h by m
@@ -77,13 +82,44 @@ def stratified_ratio(y: np.ndarray, x: np.ndarray, strata: np.ndarray, sizes: Ma
         more = sum(min(n, math.ceil(factor * r)) - r for (n, r), a in zip(counts, a_terms) if a > 0)
     else:
         more = 0
+    weights = np.concatenate([np.full(int((x[m] > 0).sum()), n / max(int(m.sum()), 1)) for n, m in groups])
+    census = all(r == n for (n, r), (_, m) in zip(counts, groups) if (x[m] > 0).any())
     return {
         "estimate": ratio,
-        "ci95": [max(0.0, ratio - Z_95 * se), min(1.0, ratio + Z_95 * se)],
+        "ci95": [ratio, ratio] if census else wilson_interval(ratio, _effective_size(ratio, variance, weights)),
         "standard_error": se,
         "reviews": int((x > 0).sum()),
         "more_reviews_to_halve_ci": int(more),
     }
+
+
+def _effective_size(ratio: float, variance: float, weights: np.ndarray) -> float:
+    """The design's effective sample size: the binomial one matching ``variance``, or Kish's at 0 and 1."""
+    if 0.0 < ratio < 1.0 and variance > 0:
+        return ratio * (1 - ratio) / variance
+    return float(weights.sum() ** 2 / (weights**2).sum()) if len(weights) else 0.0
+
+
+def wilson_interval(p: float, n: float, z: float = Z_95) -> list[float]:
+    """Wilson's score interval for a proportion ``p`` seen on an (effective) sample of size ``n``.
+
+    Args:
+      p: the estimate, in [0, 1].
+      n: the (effective) number of observations; 0 or less gives [0, 1].
+      z: the normal quantile (1.96 for 95%).
+
+    Returns:
+      ``[low, high]`` within [0, 1]; never of zero width at p = 0 or 1 for a finite ``n``.
+    """
+    if n <= 0:
+        return [0.0, 1.0]
+    if math.isinf(n):
+        return [p, p]
+    p = min(max(p, 0.0), 1.0)
+    z2 = z * z
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return [max(0.0, center - half), min(1.0, center + half)]
 
 
 def estimate_quality(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipelines.sinks import allocate, strata, unit_hashes
-from pipelines.sinks.estimates import estimate_quality, stratified_ratio
+from pipelines.sinks.estimates import Z_95, estimate_quality, stratified_ratio, wilson_interval
 from tests.pipelines.sinks.test_review import LABELS, RECORDS, THRESHOLDS, synthetic_scores
 
 SEEDS = 300
@@ -138,3 +138,36 @@ def test_target_groups_are_estimated_as_shares_of_harmful_records():
     assert result["targets"]["religion"]["estimate"] == pytest.approx(10 / 25)
     assert result["targets"]["race"]["estimate"] == pytest.approx(5 / 25)
     assert result["flagged"]["precision"]["estimate"] == 1.0
+
+
+def test_wilson_interval_matches_the_score_interval_and_stays_open_at_0_and_1():
+    # Closed forms: at p = 1 the lower end is n / (n + z^2); at p = 1/2, n = 100 the textbook [0.4038, 0.5962].
+    assert wilson_interval(1.0, 23)[0] == pytest.approx(23 / (23 + Z_95**2)) and wilson_interval(1.0, 23)[1] == 1.0
+    assert wilson_interval(0.0, 23) == pytest.approx([0.0, Z_95**2 / (23 + Z_95**2)])
+    assert wilson_interval(0.5, 100) == pytest.approx([0.4038, 0.5962], abs=1e-4)
+    assert wilson_interval(0.3, 0) == [0.0, 1.0] and wilson_interval(0.3, float("inf")) == [0.3, 0.3]
+
+
+@pytest.mark.parametrize("agreement, figure", [(0.995, "precision"), (0.005, "precision")])
+def test_intervals_near_0_and_1_still_cover_the_truth(population, agreement, figure):
+    """Flagged records nearly all harmful (or nearly none), 60 reviews: a Wald interval collapses to [1, 1]
+    (or [0, 0]) on most draws and misses the truth; the interval on the effective size must not."""
+    ids, names, predicted, flagged, _ = population
+    rng = np.random.default_rng(3)
+    human = np.where(flagged, np.where(rng.random(len(ids)) < agreement, "hate", "neither"), "neither")
+    truth = (flagged & (human != "neither")).sum() / flagged.sum()
+    assert 0 < truth < 0.02 or 0.98 < truth < 1
+    sizes = {h: int((names == h).sum()) for h in set(names.tolist())}
+    take = allocate(sizes, 60)
+    covered, collapsed = 0, 0
+    for seed in range(SEEDS):
+        s = _draw(ids, names, sizes, seed, take)
+        estimates = estimate_quality(
+            predicted=predicted[s], flagged=flagged[s].tolist(), human=human[s], strata=names[s], sizes=sizes,
+            labels=LABELS, benign="neither",
+        )  # fmt: skip
+        low, high = estimates["flagged"][figure]["ci95"]
+        covered += low <= truth <= high
+        collapsed += estimates["flagged"][figure]["estimate"] in (0.0, 1.0)
+    assert collapsed > SEEDS / 3  # the regime where Wald's interval has zero width
+    assert covered / SEEDS >= 0.9, covered / SEEDS
