@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,15 @@ def record_run(kind: str, figures: Sequence[str], setup: Mapping[str, Any]) -> N
             f"`{setup['command']}`" + (f" ({setup['note']})" if setup["note"] else ""),
         ]
     )
+
+
+def without_target_head(model: str, folder: Path) -> str:
+    """A copy of model folder ``model`` in ``folder`` without its target-group head: class columns only."""
+    from flaxmodel.ckpts.target_head import TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS
+
+    copy = folder / "model-without-targets"
+    if not copy.exists():
+        shutil.copytree(model, copy)
+        for name in (TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS):
+            (copy / name).unlink(missing_ok=True)
+    return str(copy)

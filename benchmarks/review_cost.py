@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -25,15 +24,7 @@ from typing import Any, Sequence
 from benchmarks import harness
 from benchmarks.pipeline_throughput import run_pipeline, write_shards
 from flaxmodel import default_model_path
-from flaxmodel.ckpts.target_head import TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS
-
-
-def _without_head(model: str, folder: Path) -> str:
-    copy = folder / "model-without-targets"
-    shutil.copytree(model, copy)
-    for name in (TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS):
-        (copy / name).unlink()
-    return str(copy)
+from flaxmodel.ckpts.target_head import TARGET_HEAD_CONFIG
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -62,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         folder = Path(tmp)
         inputs = folder / "inputs"
         write_shards(texts, args.n, args.shards, inputs)
-        models = {"off": _without_head(model, folder), "on": model}
+        models = {"off": harness.without_target_head(model, folder), "on": model}
         extra = {"off": "", "on": f" --review_sample {args.review_sample}"}
         for r in range(args.rounds):
             for name in ("off", "on"):

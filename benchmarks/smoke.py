@@ -243,18 +243,6 @@ def benchmark_modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name not in NOT_BENCHMARKS)
 
 
-def without_target_head(model: str, folder: Path) -> str:
-    """A copy of ``model`` in ``folder`` without its target-group head: class columns only."""
-    from flaxmodel.ckpts.target_head import TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS
-
-    copy = folder / "model-without-targets"
-    if not copy.exists():
-        shutil.copytree(model, copy)
-        for name in (TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS):
-            (copy / name).unlink(missing_ok=True)
-    return str(copy)
-
-
 def prepare(work: Path, model: str | None = None) -> tuple[Context, Context]:
     """The inputs of a smoke run in ``work``: texts, labelled texts, a tiny mixture; one context per model."""
     from flaxmodel import default_model_path
@@ -265,8 +253,7 @@ def prepare(work: Path, model: str | None = None) -> tuple[Context, Context]:
     shutil.copy(SAMPLE, texts)
     # Our own functional suite's validation cases with one allowed class: labelled, and ours to use.
     labelled = work / "labelled.jsonl"
-    single = [c for c in cases("val") if "|" not in c.label]
-    chosen = [c for label in ("hate", "offensive", "neither") for c in [c for c in single if c.label == label][:12]]
+    chosen = [c for label in ("hate", "offensive", "neither") for c in [c for c in cases("val") if c.label == label][:12]]
     labelled.write_text("".join(json.dumps({"text": c.text, "label": c.label}) + "\n" for c in chosen))
     data_root = work / "data"
     data_root.mkdir(exist_ok=True)
@@ -282,7 +269,7 @@ def prepare(work: Path, model: str | None = None) -> tuple[Context, Context]:
         '[sources.smoke.labels]\nhate = ["hate"]\noffensive = ["offensive"]\nneither = ["neither"]\n'
     )
     full = model or default_model_path()
-    models = (full, without_target_head(full, work))
+    models = (full, harness.without_target_head(full, work))
     common = dict(models=models, texts=str(texts), labelled=str(labelled), data_root=str(data_root), mixture=str(mixture))
     return tuple(Context(model=m, work=work / Path(m).name, **common) for m in models)  # type: ignore[return-value]
 
