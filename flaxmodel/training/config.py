@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from flaxmodel.ckpts import files
+from flaxmodel.ckpts.default_model import BUNDLED_MODELS, model_folder
 from flaxmodel.core.lora import DENSE_MODULES, LoraConfig
 from flaxmodel.errors import ConfigError
 from flaxmodel.flags import flag
@@ -38,7 +39,7 @@ class TrainConfig:
         "instead of --train/--val/--labels; the best epoch is chosen by the mean score over its sources.",
     )
     data_root: str | None = flag(None, "Folder the mixture's source paths are relative to, e.g. ../shared/data.")
-    model: str | None = flag(None, "Checkpoint folder to start from; default: the MiniLM-L6 encoder.")
+    model: str | None = flag(None, "Checkpoint folder or bundled model name to start from; default: the MiniLM-L6 encoder.")
     labels: tuple[str, ...] | None = flag(None, "Label names in id order, e.g. hate,offensive,neither.")
     text_field: str = flag("text", "Text column or JSON field of CSV, JSONL and Parquet data.")
     label_field: str = flag("label", "Label column or JSON field (label ids or names).")
@@ -118,8 +119,9 @@ class TrainConfig:
             raise ConfigError(
                 "--train_norms only applies to LoRA (--lora_rank > 0): full fine-tuning trains them anyway"
             )
-        if self.model is not None and not files.is_remote(self.model) and not os.path.isdir(self.model):
-            raise ConfigError(f"--model {self.model}: no such checkpoint folder")
+        folder = model_folder(self.model) if self.model is not None else None
+        if folder is not None and not files.is_remote(folder) and not os.path.isdir(folder):
+            raise ConfigError(f"--model {self.model}: no such checkpoint folder, nor a bundled model ({', '.join(BUNDLED_MODELS)})")
         if self.class_weights and self.class_weights not in CLASS_WEIGHTING:
             parse_class_weights(self.class_weights)
         self._validate_teachers()

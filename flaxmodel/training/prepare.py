@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flaxmodel.ckpts.adapters import base_reference, is_adapter_folder
-from flaxmodel.ckpts.default_model import minilm_path
+from flaxmodel.ckpts.default_model import minilm_path, model_folder
 from flaxmodel.ckpts.loader import load_checkpoint
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.model import Params, TargetHead
@@ -112,7 +112,7 @@ class Prepared:
 
 def _start_folder(config: TrainConfig) -> tuple[str, dict[str, Any] | None]:
     """The checkpoint folder to start from and, with LoRA, the reference to it adapters record."""
-    folder = config.model or minilm_path()
+    folder = model_folder(config.model) if config.model else minilm_path()
     if not config.lora:
         return folder, None
     if is_adapter_folder(folder):

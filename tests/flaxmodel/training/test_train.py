@@ -158,7 +158,9 @@ def test_a_run_started_before_a_setting_existed_resumes_with_its_default(make_co
         (["--lora_rank", "4", "--lora_targets", "qkv"], "match no dense layer"),
         (["--class_weights", "hate:3"], "--class_weights"),
         (["--train_norms"], "--train_norms only applies to LoRA"),
-        (["--model", "/no/such/folder"], "no such checkpoint folder"),
+        (["--model", "/no/such/folder"], "no such checkpoint folder, nor a bundled model (default, large)"),
+        # A bundled model's name resolves to its folder, as in the jobs: the default is a LoRA adapter.
+        (["--model", "default", "--lora_rank", "4"], "flaxmodel/default is a LoRA adapter"),
         (["--teachers", "/no/such/folder"], "--teachers /no/such/folder: no such model folder"),
         (["--distill_weight", "1.5"], "--distill_weight must be in [0, 1]"),
         (["--preprocessing", "stemming"], "unknown preprocessing steps ['stemming']"),
