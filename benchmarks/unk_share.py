@@ -87,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     prepared = Tokenizer(load_tokenizer(folder), 512, steps)
     from flaxmodel.training.mixture import DEFAULT_MIXTURE
 
-    extra = args.extra if args.extra is not None or args.mixture else DEFAULT_EXTRA
-    sources = _sources(args.data_root, args.mixture or DEFAULT_MIXTURE, extra or ())
+    extra = args.extra or (() if args.mixture else DEFAULT_EXTRA)
+    sources = _sources(args.data_root, args.mixture or DEFAULT_MIXTURE, extra)
     table, seconds = {}, {}
     for name, texts in sources.items():
         start = time.perf_counter()

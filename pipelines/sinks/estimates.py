@@ -82,7 +82,7 @@ def stratified_ratio(y: np.ndarray, x: np.ndarray, strata: np.ndarray, sizes: Ma
         more = sum(min(n, math.ceil(factor * r)) - r for (n, r), a in zip(counts, a_terms) if a > 0)
     else:
         more = 0
-    weights = np.concatenate([np.full(int((x[m] > 0).sum()), n / max(int(m.sum()), 1)) for n, m in groups])
+    weights = np.concatenate([np.full(int((x[m] > 0).sum()), n / m.sum()) for n, m in groups])
     census = all(r == n for (n, r), (_, m) in zip(counts, groups) if (x[m] > 0).any())
     return {
         "estimate": ratio,
