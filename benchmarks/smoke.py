@@ -104,13 +104,18 @@ def _model_cost(result: dict, ctx: Context) -> dict[str, tuple[str, Any]]:
 
 def _host_feed(result: dict, ctx: Context) -> dict[str, tuple[str, Any]]:
     labeled = next(line for line in result["summary"] if line.startswith("records read"))
-    return {
+    stages = result["stages"]
+    figures: dict[str, tuple[str, Any]] = {
         "host_texts_per_s": ("rate", result["host_texts_per_s"]),
         "tokenizer_texts_per_s": ("rate", result["tokenizer_texts_per_s"]),
         "ratio": ("rate", result["ratio"]),
-        "stage shares": ("share", sum(result["stages"].values()) if result["stages"] else 0.0),
         "every record labeled": ("true", f"labeled {result['setup']['records']}, dead-lettered 0" in labeled),
     }
+    figures.update({f"stage {name}": ("share", share) for name, share in stages.items()})
+    # Each share is rounded to 4 places, so their sum may miss 1 by half a unit per stage.
+    slack = 0.5e-4 * len(stages) + 1e-9
+    figures["stage shares sum to 1"] = ("true", not stages or abs(sum(stages.values()) - 1.0) <= slack)
+    return figures
 
 
 def _obfuscation(result: dict, ctx: Context) -> dict[str, tuple[str, Any]]:
