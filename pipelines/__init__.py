@@ -1,1 +1,5 @@
-"""Apache Beam pipelines: moderation (text shards in, labeled Parquet out) and evaluation."""
+"""The jobs: moderate (text shards in, labeled Parquet out), evaluate, report and adapt.
+
+Their parts live in packages: ``sources``, ``model`` and ``sinks`` (the Beam transforms), ``reviews``
+(reviewed samples) and ``reporting`` (the run report).
+"""

@@ -31,7 +31,7 @@ pipeline, the three are written into the run's attempt folder and moved into
 evaluation is refused unless ``--overwrite`` is given.
 
 ``--reviewed FILE`` is the other mode: no model and no input, whole-run estimates
-from a run's reviewed review sample (:mod:`pipelines.reviewed`).
+from a run's reviewed review sample (:mod:`pipelines.reviews.reviewed`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from pipelines.cli import run_job, unknown_flags
 from pipelines.model import ClassifyRecords
 from pipelines.names import CONFUSION_PNG, DEAD_LETTER_NAME, DEAD_LETTER_TAG, REPORT_FILE, shard_pattern
 from pipelines.options import ModerationOptions
-from pipelines.reviewed import run_estimates
+from pipelines.reviews.reviewed import run_estimates
 from pipelines.sinks import (
     DEAD_LETTER_SCHEMA,
     CollectScores,

@@ -12,7 +12,7 @@ score histograms per class, target groups among flagged records (only where the
 labels carry ``target_*`` columns, which needs a model with a target-group
 head; otherwise the section says so), dead letters by reason with examples,
 and the model identities (``name@hash:precision``).  With ``--compare_to`` a
-drift table (:mod:`pipelines.report_data`): each label's share with a
+drift table (:mod:`pipelines.reporting.data`): each label's share with a
 two-proportion z-test, target shares likewise, and the population stability
 index of each class's scores and of the label distribution.  The files are
 written into an attempt folder and moved into ``REPORT_DIR`` together,
@@ -38,8 +38,8 @@ from flaxmodel import OptionError
 from flaxmodel.commands import EXIT_FAILED, EXIT_OK, run_command
 from flaxmodel.flags import add_flags, flag, from_namespace
 from pipelines.names import REPORT_HTML, REPORT_JSON, REPORT_PNG_PREFIX
-from pipelines.report_data import describe, drift, read_run
-from pipelines.report_html import figures, page
+from pipelines.reporting.data import describe, drift, read_run
+from pipelines.reporting.html import figures, page
 from pipelines.sinks import commit_outputs, start_attempt
 
 

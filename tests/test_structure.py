@@ -23,13 +23,17 @@ LAYERS = {
     "flaxmodel.inference": 3,
     "flaxmodel": 3,  # the package's __init__: the inference API
     "flaxmodel.training": 4,
-    # The pipelines: shared names, then sources -> (options) -> model -> sinks, then the jobs on top.
+    # The pipelines: shared names, then sources -> (options) -> model -> sinks -> reviews -> reporting, then
+    # the jobs on top.
     "pipelines.names": 5,
     "pipelines.sources": 6,
     "pipelines.options": 7,
     "pipelines.model": 8,
     "pipelines.sinks": 9,
-    "pipelines": 10,
+    # Reading reviewed samples, then the run report's data and page, then the jobs.
+    "pipelines.reviews": 10,
+    "pipelines.reporting": 11,
+    "pipelines": 12,
 }
 # What the pipelines may import of flaxmodel: its curated public API (flaxmodel/__init__.py), the one
 # format layer (flaxmodel/records/__init__.py) and the shared command-line layer (flags generated from

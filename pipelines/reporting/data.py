@@ -29,7 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from flaxmodel import OptionError
 from pipelines.names import DEAD_LETTER_NAME, LABELS_NAME, TARGET_COLUMN_PREFIX, TARGETS, shard_pattern
-from pipelines.reviewed import labels_of
+from pipelines.reviews.reviewed import labels_of
 
 EXAMPLES_PER_REASON = 3
 _PSI_FLOOR = 1e-4

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from pipelines.names import REPORT_PNG_PREFIX
-from pipelines.report_data import RunData
+from pipelines.reporting.data import RunData
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}"
@@ -114,9 +114,9 @@ def page(
     """The report as one HTML document.
 
     Args:
-      summary: :func:`pipelines.report_data.describe` of the run.
+      summary: :func:`pipelines.reporting.data.describe` of the run.
       images: :func:`figures`, embedded as ``data:`` URIs.
-      drift: :func:`pipelines.report_data.drift` against the earlier run, or None.
+      drift: :func:`pipelines.reporting.data.drift` against the earlier run, or None.
       max_drift: ``--max_drift``, to mark a drift above it.
 
     Returns:
