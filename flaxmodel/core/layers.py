@@ -225,9 +225,14 @@ class Encoder(nn.Module):
         position_ids: jax.Array,
         deterministic: bool = True,
         first_token_only: bool = False,
+        layers: tuple[int, int] | None = None,
+        hidden: jax.Array | None = None,
     ) -> jax.Array:
-        x = Embeddings(self.config, name="embeddings")(input_ids, position_ids, deterministic)
-        return layer_stack(self.config, self.dtype, x, padding_bias(attention_mask), deterministic, first_token_only)
+        # ``layers`` runs part of the stack; ``hidden`` (what enters its first layer) then replaces the embeddings.
+        if hidden is None:
+            hidden = Embeddings(self.config, name="embeddings")(input_ids, position_ids, deterministic)
+        mask_bias = padding_bias(attention_mask)
+        return layer_stack(self.config, self.dtype, hidden, mask_bias, deterministic, first_token_only, layers=layers)
 
 
 def padding_bias(attention_mask: jax.Array) -> jax.Array:
@@ -244,20 +249,24 @@ def layer_stack(
     deterministic: bool,
     first_token_only: bool,
     position_bias: jax.Array | None = None,
+    layers: tuple[int, int] | None = None,
 ) -> jax.Array:
     """The layers ``layer_0 ...`` of the encoder module whose compact ``__call__`` calls this.
 
     Args:
-      x: embeddings ``[batch, length, hidden]``.
+      x: embeddings ``[batch, length, hidden]``, or what enters layer ``layers[0]``.
       mask_bias: :func:`padding_bias` of the attention mask.
-      first_token_only: the last layer computes the first position alone (``[batch, 1, hidden]`` out).
+      first_token_only: the model's last layer, if run, computes the first position alone
+        (``[batch, 1, hidden]`` out).
       position_bias: an additive bias ``[1, heads, length, length]`` every layer adds to its scores (MPNet's).
+      layers: ``(start, stop)``: run layers ``start .. stop - 1`` only; None runs them all.
 
     Returns:
-      The last hidden states.
+      The hidden states after the last layer run.
     """
     last = config.num_layers - 1
-    for i in range(config.num_layers):
+    start, stop = layers or (0, config.num_layers)
+    for i in range(start, stop):
         queries = 1 if first_token_only and i == last else None
         bias = None if position_bias is None else position_bias[:, :, :queries]
         x = TransformerLayer(config, dtype, name=f"layer_{i}")(x, mask_bias, deterministic, queries, bias)

@@ -67,13 +67,23 @@ class SequenceClassifier(nn.Module):
         attention_mask: jax.Array,
         deterministic: bool = True,
         first_token_only: bool = False,
+        layers: tuple[int, int] | None = None,
+        hidden: jax.Array | None = None,
     ) -> jax.Array:
         position_ids = self.arch.position_ids(input_ids, self.config)
-        return self.encoder(input_ids, attention_mask, position_ids, deterministic, first_token_only)
+        return self.encoder(input_ids, attention_mask, position_ids, deterministic, first_token_only, layers, hidden)
 
-    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, deterministic: bool = True) -> jax.Array:
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array,
+        deterministic: bool = True,
+        start: int = 0,
+        hidden: jax.Array | None = None,
+    ) -> jax.Array:
         # Every head reads the first token's hidden state only; the rest of the last layer is skipped.
-        hidden = self.encode(input_ids, attention_mask, deterministic, first_token_only=True)
+        layers = (start, self.config.num_layers)
+        hidden = self.encode(input_ids, attention_mask, deterministic, True, layers, hidden)
         logits = self.head(hidden, deterministic)
         if not self.config.targets:
             return logits
@@ -93,6 +103,8 @@ def apply(
     *,
     config: EncoderConfig,
     dtype: jnp.dtype = jnp.float32,
+    start: int = 0,
+    hidden: jax.Array | None = None,
 ) -> jax.Array:
     """Logits of a padded batch, the target head's after the classes'; inference mode.
 
@@ -102,12 +114,15 @@ def apply(
       input_ids, attention_mask: int32 ``[batch, length]``.
       config: the model's configuration.
       dtype: precision of the encoder's matrix multiplies (module docstring).
+      start: with ``hidden``, run the layers from ``start`` on only.
+      hidden: float32 ``[batch, length, hidden_size]``, what enters layer ``start``
+        (:func:`hidden_states` with ``stop=start``); it replaces the embeddings and the layers below.
 
     Returns:
       float32 ``[batch, config.num_outputs]``: ``num_labels`` class logits, then one per
       ``config.targets`` category.
     """
-    return SequenceClassifier(config, dtype).apply({"params": params}, input_ids, attention_mask)
+    return SequenceClassifier(config, dtype).apply({"params": params}, input_ids, attention_mask, True, start, hidden)
 
 
 def hidden_states(
@@ -118,16 +133,24 @@ def hidden_states(
     config: EncoderConfig,
     dtype: jnp.dtype = jnp.float32,
     first_token_only: bool = False,
+    stop: int | None = None,
 ) -> jax.Array:
-    """Last-layer hidden states of the encoder.
+    """Hidden states of the encoder: after its last layer, or entering layer ``stop``.
+
+    Args:
+      params, input_ids, attention_mask, config, dtype: as for :func:`apply`.
+      first_token_only: return the first token's row only (what the heads read; the rest of the
+        last layer is skipped).
+      stop: run the embeddings and the layers below ``stop`` only (None: all layers), so that
+        :func:`apply` with ``start=stop`` finishes the forward pass from them.
 
     Returns:
-      ``[batch, length, hidden]``; with ``first_token_only``, the first token's ``[batch, hidden]``
-      (what the heads read; the rest of the last layer is skipped).
+      ``[batch, length, hidden]``; with ``first_token_only``, ``[batch, hidden]``.
     """
     model = SequenceClassifier(config, dtype)
-    method = SequenceClassifier.encode
-    hidden = model.apply({"params": params}, input_ids, attention_mask, True, first_token_only, method=method)
+    layers = (0, config.num_layers if stop is None else stop)
+    args = (input_ids, attention_mask, True, first_token_only, layers)
+    hidden = model.apply({"params": params}, *args, method=SequenceClassifier.encode)
     return hidden[:, 0] if first_token_only else hidden
 
 

@@ -79,9 +79,11 @@ class MPNetEncoder(nn.Module):
         position_ids: jax.Array,
         deterministic: bool = True,
         first_token_only: bool = False,
+        layers: tuple[int, int] | None = None,
+        hidden: jax.Array | None = None,
     ) -> jax.Array:
         cfg = self.config
-        x = Embeddings(cfg, name="embeddings")(input_ids, position_ids, deterministic)
+        x = Embeddings(cfg, name="embeddings")(input_ids, position_ids, deterministic) if hidden is None else hidden
         table = nn.Embed(
             cfg.relative_attention_buckets,
             cfg.num_heads,
@@ -92,7 +94,7 @@ class MPNetEncoder(nn.Module):
         buckets = relative_position_buckets(input_ids.shape[1], cfg.relative_attention_buckets)
         position_bias = table(jnp.asarray(buckets)).transpose(2, 0, 1)[None]
         mask_bias = padding_bias(attention_mask)
-        return layer_stack(cfg, self.dtype, x, mask_bias, deterministic, first_token_only, position_bias)
+        return layer_stack(cfg, self.dtype, x, mask_bias, deterministic, first_token_only, position_bias, layers)
 
 
 def mpnet_encoder_names(config: EncoderConfig) -> TensorNames:

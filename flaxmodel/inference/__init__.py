@@ -5,6 +5,7 @@ modules behind them are private to the package.
 """
 
 from flaxmodel.inference.calibration import AUTO_PRECISION
+from flaxmodel.inference.label_map import mapped_benign, mapped_probabilities, parse_label_map
 from flaxmodel.inference.metrics import (
     evaluate,
     multilabel_scores,
@@ -32,9 +33,12 @@ __all__ = [
     "multilabel_scores",
     "grid_for",
     "load_classifier",
+    "mapped_benign",
+    "mapped_probabilities",
     "pad_batch",
     "pad_windows",
     "parse_label",
+    "parse_label_map",
     "parse_label_set",
     "resolve_model",
     "set_label_scores",

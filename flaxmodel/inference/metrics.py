@@ -64,29 +64,43 @@ def evaluate(true_ids: Sequence[int], probabilities: np.ndarray, labels: Sequenc
     return scores(confusion_matrix(true_ids, predicted, len(labels)), labels)
 
 
-def threshold_for_precision(is_positive: np.ndarray, score: np.ndarray, target: float) -> dict[str, Any]:
+def threshold_for_precision(
+    is_positive: np.ndarray, score: np.ndarray, target: float, weights: np.ndarray | None = None
+) -> dict[str, Any]:
     """Lowest score threshold whose flagged set reaches ``target`` precision.
 
     Flagging every row with ``score >= threshold``, the threshold with the most
     recall among those at or above the target precision; ``threshold`` is None
     when no threshold reaches it.
+
+    Args:
+      is_positive: bool ``[rows]``.
+      score: ``[rows]``.
+      target: the precision to reach.
+      weights: ``[rows]`` each row's weight (a sampled row's 1 / inclusion probability), so precision
+        and recall are those of the population the rows stand for; None: 1 each.
+
+    Returns:
+      ``threshold``, the (weighted) ``precision`` and ``recall`` it reaches, and ``flagged`` rows.
     """
     is_positive = np.asarray(is_positive, dtype=bool)
     score = np.asarray(score, dtype=np.float64)
-    positives = int(is_positive.sum())
+    weights = np.ones(len(score)) if weights is None else np.asarray(weights, np.float64)
+    positives = float(weights[is_positive].sum())
     order = np.argsort(-score, kind="stable")
     sorted_scores = score[order]
-    true_flags = np.cumsum(is_positive[order])
+    true_flags = np.cumsum(weights[order] * is_positive[order])
+    flagged = np.cumsum(weights[order])
     # Only the last row of a run of tied scores is a real cut: ties are flagged together.
     cuts = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True]) if len(score) else np.zeros(0, int)
-    precision = true_flags[cuts] / (cuts + 1)
+    precision = true_flags[cuts] / np.maximum(flagged[cuts], np.finfo(float).tiny)
     reaching = np.flatnonzero(precision >= target)
     if not positives or not len(reaching):
         return {"threshold": None, "precision": None, "recall": None, "flagged": 0}
     best = cuts[reaching[-1]]
     return {
         "threshold": float(sorted_scores[best]),
-        "precision": float(true_flags[best] / (best + 1)),
+        "precision": float(true_flags[best] / flagged[best]),
         "recall": float(true_flags[best] / positives),
         "flagged": int(best + 1),
     }

@@ -92,3 +92,18 @@ def test_thresholds_per_class_one_against_the_rest():
     assert result["b"]["threshold"] == 0.4 and result["b"]["recall"] == 1.0
     with pytest.raises(ValueError, match="target precision"):
         thresholds_for_precision([0], probabilities[:1], ("a", "b"), 0.0)
+
+
+def test_weights_move_the_threshold_the_way_the_population_does():
+    # Four sampled rows by score: a true flag at 0.9, false ones at 0.8 and 0.7, a true one at 0.6.
+    is_positive = np.array([True, False, False, True])
+    score = np.array([0.9, 0.8, 0.7, 0.6])
+    unweighted = threshold_for_precision(is_positive, score, 0.5)
+    assert unweighted["threshold"] == 0.6 and unweighted["precision"] == 0.5
+    # The false flags stand for 3 records each (inclusion probability 1/3): cutting at 0.6 is then 2/8 precise,
+    # so the threshold must rise to 0.9, where precision is 1.
+    weighted = threshold_for_precision(is_positive, score, 0.5, weights=np.array([1.0, 3.0, 3.0, 1.0]))
+    assert weighted["threshold"] == 0.9 and weighted["precision"] == 1.0 and weighted["recall"] == 0.5
+    # The true ones standing for more records instead lowers nothing below 0.6 but keeps it there.
+    heavy_true = threshold_for_precision(is_positive, score, 0.5, weights=np.array([3.0, 1.0, 1.0, 3.0]))
+    assert heavy_true["threshold"] == 0.6 and heavy_true["precision"] == pytest.approx(6 / 8)
