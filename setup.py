@@ -52,6 +52,7 @@ setup(
             "moderate=pipelines.moderate:main",
             "moderate-evaluate=pipelines.evaluate:main",
             "moderate-report=pipelines.report:main",
+            "moderate-adapt=pipelines.adapt:main",
             "flaxmodel-train=flaxmodel.training.__main__:main",
         ]
     },

@@ -70,7 +70,7 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
         kwargs: dict[str, Any] = {"help": field.metadata["help"], "dest": field.name}
         if not required:
             kwargs["default"] = field.default
-            shown = ",".join(field.default) if isinstance(field.default, tuple) else field.default
+            shown = ",".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
             if shown not in (None, ""):
                 kwargs["help"] += f" (default: {shown})"
         else:

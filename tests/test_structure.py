@@ -36,9 +36,9 @@ LAYERS = {
     "pipelines": 12,
 }
 # What the pipelines may import of flaxmodel: its curated public API (flaxmodel/__init__.py), the one
-# format layer (flaxmodel/records/__init__.py) and the shared command-line layer (flags generated from
-# dataclasses, the exit-status wrapper).
-PUBLIC_API = ("flaxmodel", "flaxmodel.records", "flaxmodel.flags", "flaxmodel.commands")
+# format layer (flaxmodel/records/__init__.py), the shared command-line layer (flags generated from
+# dataclasses, the exit-status wrapper) and, for the adapt job, the training package's API.
+PUBLIC_API = ("flaxmodel", "flaxmodel.records", "flaxmodel.flags", "flaxmodel.commands", "flaxmodel.training")
 TRAINING_ONLY = ("optax", "orbax", "tqdm")
 MAX_UNIT_LINES = 150
 MAX_MODULE_LINES = 350

@@ -24,6 +24,10 @@ Modules, each importing only those before it:
 - ``prepare``: data, tokens, model and initial state of a run;
 - ``export`` and ``evaluation``: model folders, and the end-of-epoch scores and ``best/`` export;
 - ``loop``: :func:`train`, the driver;
+- ``adapt_config``, ``adapt_data``, ``adapt_step``, ``adapt_run``, ``adapt_units``, ``adapt_figures``,
+  ``adapt_export`` and ``adapt``: adapting a trained model to a platform's own labels (:func:`adapt`, called by
+  the ``moderate-adapt`` job): settings, the user's rows, the steps over cached frozen layers, training units
+  that survive interruption, weighted figures and thresholds, the folder;
 - ``cli`` / ``__main__``: the ``flaxmodel-train`` command line (``--recipe`` plus every setting's flag);
 - ``thresholds``, ``targets``, ``export_data`` and ``soup``: stand-alone commands (recommended thresholds
   into a model folder; a target-group head trained on a model folder's frozen encoder, with its
@@ -34,6 +38,8 @@ Its libraries (optax, orbax-checkpoint, tqdm) are the ``[train]`` extra; nothing
 outside this package imports them, or it.
 """
 
+from flaxmodel.training.adapt import AdaptOutcome, adapt
+from flaxmodel.training.adapt_config import AdaptConfig
 from flaxmodel.training.cli import build_parser, main
 from flaxmodel.training.config import TrainConfig
 from flaxmodel.training.data import LABELED_FORMATS, LabeledData, read_labeled
@@ -41,11 +47,14 @@ from flaxmodel.training.loop import TrainResult, train
 from flaxmodel.training.state import TrainState, train_step
 
 __all__ = [
+    "AdaptConfig",
+    "AdaptOutcome",
     "LABELED_FORMATS",
     "LabeledData",
     "TrainConfig",
     "TrainResult",
     "TrainState",
+    "adapt",
     "build_parser",
     "main",
     "read_labeled",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from flaxmodel.ckpts import files
 from flaxmodel.ckpts.adapters import save_adapter
@@ -77,17 +77,29 @@ def export_model(
     Returns:
       ``folder``.
     """
-    folder = str(folder)
     parts = dict(config=config, params=params, tokenizer=tokenizer)
     parts.update(adapters=adapters, trained=trained, lora=lora, base=base, training_data=training_data)
+    return write_staged(str(folder), lambda target: _write(target, **parts))
+
+
+def write_staged(folder: str, write: Callable[[str], None]) -> str:
+    """Runs ``write(target)`` so that ``folder`` appears whole or not at all, replacing any folder there.
+
+    Args:
+      folder: the model folder, local or on a Beam filesystem (written in place there: no rename exists).
+      write: writes the folder's files into the folder it is given.
+
+    Returns:
+      ``folder``.
+    """
     if files.is_remote(folder):
-        _write(folder, **parts)
+        write(folder)
         return folder
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        _write(staging, **parts)
+        write(staging)
         # mkdtemp makes the folder private; an exported model is meant to be shared.
         os.chmod(staging, 0o755)
         if os.path.isdir(folder):

@@ -51,6 +51,20 @@ def write_record(folder: str, record: dict[str, Any]) -> None:
     files.write_bytes(files.join(folder, TRAINING_DATA_FILE), (json.dumps(record, indent=2) + "\n").encode())
 
 
+def read_record(folder: str) -> dict[str, Any]:
+    """A model folder's whole ``training_data.json``; {} without one."""
+    path = files.join(folder, TRAINING_DATA_FILE)
+    if not files.exists(path):
+        return {}
+    try:
+        record = json.loads(files.read_bytes(path))
+    except ValueError as err:
+        raise ConfigError(f"{path}: not JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"{path}: expected {{'use': ..., 'sources': [...]}}")
+    return record
+
+
 def _read_list(folder: str, key: str) -> list[dict[str, Any]]:
     """The list under ``key`` in a model folder's ``training_data.json``; [] without the file or the key."""
     path = files.join(folder, TRAINING_DATA_FILE)
