@@ -1,26 +1,34 @@
 """``moderate-report``: a run's report page from its Parquet outputs, and its drift against an earlier run.
 
 ``python -m pipelines.report --input OUTPUT_DIR --output REPORT_DIR
-[--compare_to EARLIER_OUTPUT_DIR [--max_drift 0.25]]``
+[--compare_to EARLIER_OUTPUT_DIR [--max_drift 0.25]] [--threshold hate=0.86]``
 
-Reads ``labels-*.parquet`` and ``dead_letter-*.parquet`` of a finished
-moderation run (local or any Beam filesystem such as ``gs://``; no model, no
-Beam job) and writes ``REPORT_DIR/report.html`` (self-contained: images
-embedded, no scripts, no network), the same figures as ``report-*.png`` and
-the figures as data in ``run_report.json``: records, labels and flagged share,
-score histograms per class, target groups among flagged records (only where the
+Reads ``labels-*.parquet``, ``dead_letter-*.parquet`` and ``review-*.parquet``
+of a finished moderation run (local or any Beam filesystem such as ``gs://``;
+no model, no Beam job) and writes ``REPORT_DIR/report.html`` (self-contained:
+images embedded, no scripts, no network), the same figures as ``report-*.png``
+and the figures as data in ``run_report.json``: records, labels and flagged
+share (every share as a percentage on the page), each class's score histogram
+in record counts with the tail at or above its flag threshold on a log scale
+(thresholds: :mod:`pipelines.reporting.thresholds`), the model identities
+(``name@hash:precision``), target groups among flagged records (only where the
 labels carry ``target_*`` columns, which needs a model with a target-group
-head; otherwise the section says so), dead letters by reason with examples,
-and the model identities (``name@hash:precision``).  With ``--compare_to`` a
-drift table (:mod:`pipelines.reporting.data`): each label's share with a
-two-proportion z-test, target shares likewise, and the population stability
-index of each class's scores and of the label distribution.  The files are
+head; otherwise the section says so), the review sample when the run drew one
+(strata, their sizes, drawn records, inclusion probabilities and the file:
+:mod:`pipelines.reporting.review`) and dead letters by reason with examples.
+With ``--compare_to`` a drift table (:mod:`pipelines.reporting.data`): each
+label's share with a two-proportion z-test, target shares likewise, and the
+population stability index of each class's scores and of the label
+distribution.  The files are
 written into an attempt folder and moved into ``REPORT_DIR`` together,
 replacing an earlier report there.
 
 Exit status: 0; 1 when ``--max_drift`` is given and the largest PSI exceeds it
-(the report is written either way), so a scheduler can alert; 2 for bad
-configuration (no run in ``--input`` or ``--compare_to``, matplotlib missing).
+(the report is written either way), so a scheduler can alert; 2, with one line
+``moderate-report: error: ...`` and nothing written, for bad configuration or a
+bad input: no run in ``--input`` or ``--compare_to``, a shard there that is
+empty, not Parquet or lacks the report's columns, a run without a single
+record, a bad ``--threshold``, matplotlib missing.
 """
 
 from __future__ import annotations
@@ -39,7 +47,10 @@ from flaxmodel.commands import EXIT_FAILED, EXIT_OK, run_command
 from flaxmodel.flags import add_flags, flag, from_namespace
 from pipelines.names import REPORT_HTML, REPORT_JSON, REPORT_PNG_PREFIX
 from pipelines.reporting.data import describe, drift, read_run
-from pipelines.reporting.html import figures, page
+from pipelines.reporting.figures import figures, percent
+from pipelines.reporting.html import page
+from pipelines.reporting.review import describe_review
+from pipelines.reporting.thresholds import run_thresholds
 from pipelines.sinks import commit_outputs, start_attempt
 
 
@@ -52,6 +63,11 @@ class ReportSettings:
     compare_to: str | None = flag(None, "Output folder of an earlier run: adds the drift table.")
     max_drift: float | None = flag(
         None, "With --compare_to: exit 1 when the largest population stability index exceeds this (e.g. 0.25)."
+    )
+    threshold: str | None = flag(
+        None,
+        "The run's flag thresholds as given to moderate (hate=0.86,offensive=0.7; none), for the score tails. "
+        "Default: the run's model's recommended ones, if they reproduce the run's flags.",
     )
 
 
@@ -78,15 +94,19 @@ def _settings(argv: Sequence[str] | None) -> ReportSettings:
 def write_report(settings: ReportSettings) -> dict:
     """Reads the run(s), writes the report files (committed together) and returns ``run_report.json``'s content."""
     run = read_run(settings.input, "--input")
-    previous = read_run(settings.compare_to, "--compare_to") if settings.compare_to else None
+    previous = read_run(settings.compare_to, "--compare_to", with_review=False) if settings.compare_to else None
+    thresholds = run_thresholds(run, settings.threshold)
     owned = (REPORT_HTML, REPORT_JSON, f"{REPORT_PNG_PREFIX}*.png")
     attempt = start_attempt(settings.output, owned, overwrite=True, validate=True)
     summary = describe(run)
+    review = describe_review(run)
     changes = drift(run, previous) if previous is not None else None
-    images = figures(run, summary, previous)
-    report = {**summary, "drift": changes, "max_drift": settings.max_drift}
+    images = figures(run, summary, previous, thresholds["thresholds"])
+    report = {**summary, "thresholds": thresholds, "review_sample": review}
+    report.update(drift=changes, max_drift=settings.max_drift)
+    html = page(summary, images, changes, settings.max_drift, review=review, thresholds=thresholds)
     files = {
-        REPORT_HTML: page(summary, images, changes, settings.max_drift).encode(),
+        REPORT_HTML: html.encode(),
         REPORT_JSON: json.dumps(report, indent=2).encode(),
         **images,
     }
@@ -104,7 +124,11 @@ def _report(argv: Sequence[str] | None) -> int:
     settings = _settings(argv)
     report = write_report(settings)
     print(f"{report['labeled']} records labeled, {report['dead_letters']['total']} dead-lettered")
-    print("labels: " + ", ".join(f"{c} {100 * s:.1f}%" for c, s in report["label_shares"].items()))
+    print("labels: " + ", ".join(f"{c} {percent(s)}" for c, s in report["label_shares"].items()))
+    review = report["review_sample"]
+    if review is not None:
+        strata = len(review["strata"])
+        print(f"review sample: {review['drawn']} records in {strata} strata: {', '.join(review['files'])}")
     print(f"report: {FileSystems.join(settings.output, REPORT_HTML)}")
     changes = report["drift"]
     if changes is None:

@@ -2,8 +2,11 @@
 
 :func:`read_run` loads what the report needs of ``labels-*.parquet`` (labels,
 scores, flags, model identity, ``target_*`` columns when a model with a target
-head wrote them) and ``dead_letter-*.parquet``; :func:`describe` turns it into
-the report's figures and :func:`drift` compares two runs.
+head wrote them), ``dead_letter-*.parquet`` and, when the run drew one,
+``review-*.parquet`` (each row's stratum and inclusion probability); a folder
+without labels, an empty or unreadable shard, or a run without a single record
+is an :class:`~flaxmodel.OptionError` naming the file.  :func:`describe` turns
+a run into the report's figures and :func:`drift` compares two runs.
 
 Drift: each label's share (and each target group's share of the flagged
 records) is compared with a two-proportion z-test; the score distribution of
@@ -28,21 +31,37 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from flaxmodel import OptionError
-from pipelines.names import DEAD_LETTER_NAME, LABELS_NAME, TARGET_COLUMN_PREFIX, TARGETS, shard_pattern
+from pipelines.names import (
+    DEAD_LETTER_NAME,
+    INCLUSION_PROBABILITY,
+    LABELS_NAME,
+    REVIEW_NAME,
+    REVIEW_REASON,
+    TARGET_COLUMN_PREFIX,
+    TARGETS,
+    shard_pattern,
+)
 from pipelines.reviews.reviewed import labels_of
+from pipelines.sinks import DEAD_LETTER_SCHEMA
 
 EXAMPLES_PER_REASON = 3
+DEAD_LETTER_COLUMNS = ("source", "position", "reason", "payload", "detail")
+# What the report shows of a review sample: its strata and design, and what the model said of the rows drawn.
+REVIEW_COLUMNS = (REVIEW_REASON, INCLUSION_PROBABILITY, "label", "flagged")
 _PSI_FLOOR = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
 class RunData:
-    """What the report reads of one run: its label rows' needed columns and its dead letters."""
+    """What the report reads of one run: its label rows' needed columns, its dead letters and review sample."""
 
     directory: str
     labels: tuple[str, ...]
     rows: pa.Table
     dead_letters: pa.Table
+    # The review sample's columns of REVIEW_COLUMNS (None: the run drew none) and its files.
+    review: pa.Table | None = None
+    review_files: tuple[str, ...] = ()
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -51,35 +70,89 @@ class RunData:
         return tuple(c[n:] for c in self.rows.column_names if c.startswith(TARGET_COLUMN_PREFIX))
 
 
-def _files(directory: str, name: str) -> list[str]:
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _files(directory: str, name: str, flag: str) -> list[str]:
     pattern = FileSystems.join(directory, shard_pattern(name))
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    try:
+        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    except (ValueError, OSError) as err:  # an unknown scheme, a filesystem whose extra is not installed
+        raise OptionError(f"{flag} {directory}: cannot list the folder ({_first_line(err)})") from None
 
 
-def _read(paths: Sequence[str], columns: Sequence[str] | None = None) -> pa.Table:
-    tables = []
-    for path in paths:
+_REDO = "; re-run the job into that folder with --overwrite, or give another run's folder"
+
+
+def _parquet(path: str, flag: str) -> pq.ParquetFile:
+    """One Parquet shard, opened; raises :class:`OptionError` naming the file if it is empty or not Parquet."""
+    try:
         with FileSystems.open(path) as f:
-            tables.append(pq.read_table(pa.BufferReader(f.read()), columns=columns))
-    return pa.concat_tables(tables) if tables else pa.table({})
+            data = f.read()
+        shard = pq.ParquetFile(pa.BufferReader(data)) if data else None
+    except (pa.ArrowException, OSError) as err:  # pyarrow's ArrowInvalid for a bad file, OSError for a bad read
+        raise OptionError(f"{flag}: {path} is not a readable Parquet file ({_first_line(err)}){_REDO}") from None
+    if shard is None:
+        raise OptionError(f"{flag}: {path} is empty (0 bytes), not a Parquet file{_REDO}")
+    return shard
 
 
-def read_run(directory: str, flag: str) -> RunData:
-    """The run in ``directory``; raises :class:`OptionError` (naming ``flag``) if it holds no labels."""
-    label_files = _files(directory, LABELS_NAME)
+def _shard(path: str, columns: Sequence[str], flag: str) -> pa.Table:
+    """One Parquet shard's ``columns``; raises :class:`OptionError` naming the file if it cannot be used."""
+    shard = _parquet(path, flag)
+    missing = [c for c in columns if c not in shard.schema_arrow.names]
+    if missing:
+        raise OptionError(f"{flag}: {path} lacks the column(s) {', '.join(missing)} that the report reads{_REDO}")
+    try:
+        return shard.read(columns=list(columns))
+    except (pa.ArrowException, OSError) as err:  # a damaged page behind an intact footer
+        raise OptionError(f"{flag}: {path} is not a readable Parquet file ({_first_line(err)}){_REDO}") from None
+
+
+def _read(paths: Sequence[str], columns: Sequence[str], flag: str) -> pa.Table | None:
+    """The shards' ``columns`` as one table; None when there are no shards."""
+    tables = [_shard(path, columns, flag) for path in paths]
+    if not tables:
+        return None
+    try:
+        return pa.concat_tables(tables)
+    except pa.ArrowInvalid as err:
+        raise OptionError(
+            f"{flag}: {paths[0]} and the other shards beside it differ in their columns' types ({_first_line(err)}); "
+            "they are not one run's outputs"
+        ) from None
+
+
+def read_run(directory: str, flag: str, *, with_review: bool = True) -> RunData:
+    """The run in ``directory``, and its review sample if it drew one (``with_review``).
+
+    Raises:
+      OptionError: naming ``flag``, when the folder holds no labels, when a shard is empty, not Parquet or
+        lacks the columns the report reads, and when the run holds no records at all.
+    """
+    label_files = _files(directory, LABELS_NAME, flag)
     if not label_files:
         raise OptionError(
             f"{flag} {directory}: no {shard_pattern(LABELS_NAME)} there; give the --output folder of a finished "
             "moderation run"
         )
-    with FileSystems.open(label_files[0]) as f:
-        schema = pq.read_schema(pa.BufferReader(f.read()))
+    schema = _parquet(label_files[0], flag).schema_arrow
     labels = tuple(labels_of(schema.empty_table()))
     wanted = ["label", "score", *labels, "flagged", "model"]
     wanted += [c for c in schema.names if c.startswith(TARGET_COLUMN_PREFIX) or c == TARGETS]
-    rows = _read(label_files, wanted)
-    dead = _read(_files(directory, DEAD_LETTER_NAME), ["source", "position", "reason", "payload", "detail"])
-    return RunData(directory, labels, rows, dead)
+    rows = _read(label_files, wanted, flag)
+    dead = _read(_files(directory, DEAD_LETTER_NAME, flag), DEAD_LETTER_COLUMNS, flag)
+    if dead is None:
+        dead = pa.table({c: pa.array([], DEAD_LETTER_SCHEMA.field(c).type) for c in DEAD_LETTER_COLUMNS})
+    if rows.num_rows == 0 and dead.num_rows == 0:
+        raise OptionError(
+            f"{flag} {directory}: the run holds no records (its labels and dead letters are empty); its input was "
+            "empty, so there is nothing to report"
+        )
+    review_files = tuple(_files(directory, REVIEW_NAME, flag)) if with_review else ()
+    review = _read(review_files, REVIEW_COLUMNS, flag)
+    return RunData(directory, labels, rows, dead, review, review_files)
 
 
 def _counts(values: pa.ChunkedArray) -> dict[str, int]:
