@@ -56,8 +56,10 @@ def _counts_axis(ax, label: str, *, log: bool = False) -> None:
     ax.set_ylabel(label)
     if log:
         ax.set_yscale("log")
-        # Plain record counts (1, 10, 100) rather than powers of ten.
+        # Whole record counts at 1, 2, 5, 10, 20, 50, ... as plain numbers, not powers of ten.
+        ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else ""))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     else:
         ax.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
 
