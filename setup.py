@@ -33,8 +33,9 @@ setup(
         # Fine-tuning (optimizer, checkpoints, progress) and the evaluation job's confusion-matrix plot:
         # neither the moderation job nor a Dataflow worker needs them.
         "train": TRAIN_REQUIRES,
-        # The benchmarks' smoke runs (tests/benchmarks/test_smoke.py) include ONNX Runtime's sides.
-        "test": ["pytest>=8", "transformers==5.24.0", "torch==2.13.0", "onnxruntime==1.32.0", "onnx==1.23.2", *TRAIN_REQUIRES, *DOCS_TOOLS],
+        # The benchmarks' smoke runs (tests/benchmarks/test_smoke.py) include ONNX Runtime's sides; Beam's gcp
+        # extra lets the Dataflow dry run (tests/deploy/test_dataflow_graph.py) translate the job.
+        "test": ["pytest>=8", "transformers==5.24.0", "torch==2.13.0", "onnxruntime==1.32.0", "onnx==1.23.2", *TRAIN_REQUIRES, *DOCS_TOOLS, f"apache-beam[gcp]=={BEAM_VERSION}"],
         # The API reference imports flaxmodel.training, so the docs need the [train] extra's libraries too.
         "docs": [*DOCS_TOOLS, *TRAIN_REQUIRES],
         # benchmarks/model_throughput.py's ONNX Runtime peers (export from transformers' torch model, then
