@@ -99,6 +99,13 @@ class EvaluateOptions(PipelineOptions):
             "--input or model needed.",
         )
         parser.add_argument(
+            "--label_map",
+            default="",
+            help="With --reviewed: the policy's label names reviewers wrote, onto the model's classes, e.g. "
+            "'offensive=hate|offensive,not=neither' (a label may allow several classes); the estimates are then in "
+            "those names, a record's prediction being the name that allows its top class.",
+        )
+        parser.add_argument(
             "--benign_label",
             default="neither",
             help="With --reviewed: the label that is not harmful; a flag on a record reviewers gave it is a false "
@@ -270,7 +277,9 @@ def _estimate(argv: list[str]) -> int:
         raise OptionError("--reviewed estimates from the reviewed sample alone: drop --input")
     if not opts.output:
         raise OptionError("--output is required")
-    run_estimates(eval_opts.reviewed, opts.output, benign=eval_opts.benign_label, overwrite=opts.overwrite)
+    run_estimates(
+        eval_opts.reviewed, opts.output, benign=eval_opts.benign_label, overwrite=opts.overwrite, label_map=eval_opts.label_map
+    )
     return EXIT_OK
 
 

@@ -5,7 +5,7 @@ modules behind them are private to the package.
 """
 
 from flaxmodel.inference.calibration import AUTO_PRECISION
-from flaxmodel.inference.label_map import mapped_benign, mapped_probabilities, parse_label_map
+from flaxmodel.inference.label_map import mapped_benign, mapped_predictions, mapped_probabilities, parse_label_map
 from flaxmodel.inference.metrics import (
     evaluate,
     multilabel_scores,
@@ -34,6 +34,7 @@ __all__ = [
     "grid_for",
     "load_classifier",
     "mapped_benign",
+    "mapped_predictions",
     "mapped_probabilities",
     "pad_batch",
     "pad_windows",

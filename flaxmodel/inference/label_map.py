@@ -5,7 +5,10 @@
 the two is not said) and its ``not`` means our ``neither``.  Without a map the
 platform's names must be the model's own, each allowing itself alone.  A
 record's probability of one of their labels is the summed probability of the
-classes it allows, and its predicted label the one with the most.
+classes it allows.  Its predicted label is the one allowing its top class, as
+the moderation job's ``label`` column reads in their names (where several
+allow it, the one with the most probability; where none does, no label of
+theirs, which counts as wrong for all of them).
 """
 
 from __future__ import annotations
@@ -68,6 +71,22 @@ def mapped_probabilities(probabilities: np.ndarray, label_map: LabelMap, classes
       classes: the model's classes, in the columns' order.
     """
     return np.asarray(probabilities, np.float64) @ allowed_mask(label_map, classes).T.astype(np.float64)
+
+
+def mapped_predictions(probabilities: np.ndarray, label_map: LabelMap, classes: Sequence[str]) -> np.ndarray:
+    """int ``[rows]``: the index of their label allowing each row's top class (-1 where none does).
+
+    Args:
+      probabilities: float ``[rows, len(classes)]`` class probabilities.
+      label_map: from :func:`parse_label_map`.
+      classes: the model's classes, in the columns' order.
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    allows = allowed_mask(label_map, classes).T > 0  # [classes, labels]
+    mapped = mapped_probabilities(probabilities, label_map, classes)
+    top = probabilities.argmax(axis=1)
+    candidates = np.where(allows[top], mapped, -np.inf)
+    return np.where(allows[top].any(axis=1), candidates.argmax(axis=1), -1)
 
 
 def mapped_benign(label_map: LabelMap, benign: str) -> str | None:

@@ -34,7 +34,7 @@ from flaxmodel.ckpts.loader import load_checkpoint
 from flaxmodel.core.lora import DENSE_MODULES, LoraConfig
 from flaxmodel.core.model import Params, init_params
 from flaxmodel.errors import ConfigError
-from flaxmodel.inference.label_map import allowed_mask, mapped_probabilities, parse_label_map
+from flaxmodel.inference.label_map import allowed_mask, mapped_predictions, parse_label_map
 from flaxmodel.inference.tokenizer import Tokenizer
 from flaxmodel.training.adapt_config import AdaptConfig
 from flaxmodel.training.adapt_data import (
@@ -137,7 +137,7 @@ class _Scorer:
     classes: tuple[str, ...]
 
     def __call__(self, probabilities: np.ndarray, held: np.ndarray) -> float:
-        predicted = mapped_probabilities(probabilities, self.label_map, self.classes).argmax(axis=1)
+        predicted = mapped_predictions(probabilities, self.label_map, self.classes)
         return macro_f1(self.rows.labels[held], predicted, self.rows.weights[held], len(self.label_map))
 
 

@@ -59,12 +59,15 @@ def adapter_over_base(
         state = adapter_state_dict(_padded(new, modules, new_lora.rank, shapes), trained, config)
         return state, new_lora, base_reference(start_folder)
     parts = read_adapter(start_folder)
-    modules = sorted({path[:-1] for path in traverse_util.flatten_dict(parts.adapters)})
-    combined = combine([parts.adapters, _padded(new, modules, new_lora.rank, shapes)], [parts.lora.scale, new_lora.scale], [1.0, 1.0])
+    # Both adapters over the modules either adapts, zeros where one does not.
+    modules = sorted({path[:-1] for a in (parts.adapters, new) for path in traverse_util.flatten_dict(a)})
+    old = _padded(parts.adapters, modules, parts.lora.rank, shapes)
+    combined = combine([old, _padded(new, modules, new_lora.rank, shapes)], [parts.lora.scale, new_lora.scale], [1.0, 1.0])
     rank = parts.lora.rank + new_lora.rank
     # The start's own trained tensors (its head, its norms), with what adapting trained on top.
     state = {**parts.trained, **adapter_state_dict(combined, trained, config)}
-    return state, LoraConfig(rank=rank, alpha=float(rank), targets=parts.lora.targets), parts.base
+    targets = tuple(dict.fromkeys(parts.lora.targets + new_lora.targets))
+    return state, LoraConfig(rank=rank, alpha=float(rank), targets=targets), parts.base
 
 
 def export_adapted(

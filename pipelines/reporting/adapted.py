@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from flaxmodel import mapped_benign, mapped_probabilities, recommended_thresholds
+from flaxmodel import mapped_benign, mapped_predictions, recommended_thresholds
 from pipelines.sinks.estimates import estimate_quality
 
 # Records a --train row's stratum stands for: far more than the rows, so the correction vanishes.
@@ -30,13 +30,13 @@ def _flags(probabilities: np.ndarray, classes: Sequence[str], thresholds: dict[s
 def _estimates(outcome, probabilities: np.ndarray, thresholds: dict[str, float], benign: str | None) -> dict[str, Any]:
     rows, held = outcome.rows, outcome.held
     names = list(outcome.names)
-    mapped = mapped_probabilities(probabilities, outcome.label_map, outcome.classes)
+    predicted = mapped_predictions(probabilities, outcome.label_map, outcome.classes)
     if rows.sizes is None:
         strata, sizes = ["rows"] * len(held), {"rows": _UNSAMPLED_POPULATION}
     else:
         strata, sizes = rows.strata[held].tolist(), rows.sizes
     figures = estimate_quality(
-        predicted=[names[i] for i in mapped.argmax(axis=1)],
+        predicted=[names[i] if i >= 0 else "(none of yours)" for i in predicted],
         flagged=_flags(probabilities, outcome.classes, thresholds) if benign else [None] * len(held),
         human=[names[i] for i in rows.labels[held]],
         strata=strata,

@@ -2,7 +2,8 @@
 
 ``FILE`` is a run's ``review-*.parquet`` (or a CSV export of it) with a
 ``human_label`` column filled in by reviewers (an empty value: not reviewed)
-and optionally ``human_targets`` (target groups joined by ``|``).  No model and
+and optionally ``human_targets`` (target groups joined by ``|``); with
+``--label_map`` reviewers may write the policy's own label names.  No model and
 no input shards are needed: the file carries each record's stratum and
 inclusion probability.  Writes ``DIR/review_estimates.json``
 (:mod:`pipelines.sinks.estimates`) through the same attempt/commit protocol as
@@ -15,12 +16,13 @@ import collections
 import json
 from typing import Any, Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from flaxmodel import OptionError
+from flaxmodel import ConfigError, OptionError, mapped_benign, mapped_predictions, parse_label_map
 from pipelines.names import (
     ESTIMATES_FILE,
     HUMAN_LABEL,
@@ -88,25 +90,50 @@ def _targets(value: Any) -> tuple[str, ...]:
     return tuple(p.strip() for p in parts if p and p.strip())
 
 
-def estimate_file(path: str, *, benign: str) -> dict[str, Any]:
-    """The estimates (:func:`estimate_quality`) from a reviewed file, with the design's counts."""
+def _in_their_names(reviewed: list[dict], classes: list[str], spec: str, benign: str) -> tuple[list[str], list[str], str]:
+    """``(their labels, each record's prediction in them, the benign one)`` under ``--label_map``."""
+    try:
+        label_map = parse_label_map(spec, classes)
+    except ConfigError as err:
+        raise OptionError(str(err)) from None
+    names = list(label_map)
+    their_benign = mapped_benign(label_map, benign)
+    if their_benign is None:
+        raise OptionError(
+            f"--label_map: no single label of yours allows --benign_label {benign}; name the one that does"
+        )
+    probabilities = np.array([[r[c] for c in classes] for r in reviewed], np.float64)
+    predicted = [names[i] if i >= 0 else "(none of yours)" for i in mapped_predictions(probabilities, label_map, classes)]
+    return names, predicted, their_benign
+
+
+def estimate_file(path: str, *, benign: str, label_map: str = "") -> dict[str, Any]:
+    """The estimates (:func:`estimate_quality`) from a reviewed file, with the design's counts.
+
+    With ``label_map`` (``'theirs=ours|ours,...'``), reviewers wrote the policy's names and the estimates are in
+    them: each record's prediction is the name allowing its top class.
+    """
     table = read_reviewed(path)
-    labels = labels_of(table)
-    if benign not in labels:
-        raise OptionError(f"--benign_label {benign}: not a label of the run ({', '.join(labels)})")
+    classes = labels_of(table)
+    if benign not in classes:
+        raise OptionError(f"--benign_label {benign}: not a label of the run ({', '.join(classes)})")
     rows = table.to_pylist()
     sizes = _stratum_sizes([r[REVIEW_REASON] for r in rows], [r[INCLUSION_PROBABILITY] for r in rows])
     reviewed = [r for r in rows if r[HUMAN_LABEL] not in (None, "")]
+    labels, predicted = classes, [r["label"] for r in reviewed]
+    if label_map:
+        labels, predicted, benign = _in_their_names(reviewed, classes, label_map, benign)
     if not reviewed:
         raise OptionError(f"--reviewed {path}: no row has a {HUMAN_LABEL}; reviewers fill it with one of {labels}")
     for r in reviewed:
         if r[HUMAN_LABEL] not in labels:
+            hint = " (or map it with --label_map)" if not label_map else ""
             raise OptionError(
-                f"--reviewed {path}: row {r['id']!r} has {HUMAN_LABEL} {r[HUMAN_LABEL]!r}, not one of {labels}"
+                f"--reviewed {path}: row {r['id']!r} has {HUMAN_LABEL} {r[HUMAN_LABEL]!r}, not one of {labels}{hint}"
             )
     has_targets = HUMAN_TARGETS in table.column_names
     estimates = estimate_quality(
-        predicted=[r["label"] for r in reviewed],
+        predicted=predicted,
         flagged=[r["flagged"] for r in reviewed],
         human=[r[HUMAN_LABEL] for r in reviewed],
         strata=[r[REVIEW_REASON] for r in reviewed],
@@ -120,6 +147,7 @@ def estimate_file(path: str, *, benign: str) -> dict[str, Any]:
     return {
         "reviewed_file": path,
         "labels": labels,
+        "label_map": label_map or None,
         "benign_label": benign,
         "run_records": int(sum(sizes.values())),
         "sampled": len(rows),
@@ -143,10 +171,10 @@ def _line(name: str, figure: Mapping[str, Any]) -> str:
     )
 
 
-def run_estimates(path: str, output: str, *, benign: str, overwrite: bool) -> dict[str, Any]:
+def run_estimates(path: str, output: str, *, benign: str, overwrite: bool, label_map: str = "") -> dict[str, Any]:
     """Writes ``output/review_estimates.json`` (committed like a job's outputs), prints the figures, returns them."""
     attempt = start_attempt(output, (ESTIMATES_FILE,), overwrite=overwrite, validate=True)
-    report = estimate_file(path, benign=benign)
+    report = estimate_file(path, benign=benign, label_map=label_map)
     written = FileSystems.join(attempt.folder, ESTIMATES_FILE)
     with FileSystems.create(written) as f:
         f.write(json.dumps(report, indent=2).encode())

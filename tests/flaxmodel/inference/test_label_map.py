@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flaxmodel import ConfigError, mapped_benign, mapped_probabilities, parse_label_map
+from flaxmodel import ConfigError, mapped_benign, mapped_predictions, mapped_probabilities, parse_label_map
 
 CLASSES = ("hate", "offensive", "neither")
 
@@ -45,3 +45,15 @@ def test_the_benign_stand_in_is_the_one_label_allowing_the_benign_class():
     assert mapped_benign(parse_label_map("offensive=hate|offensive,not=neither", CLASSES), "neither") == "not"
     # Two labels allow it: none stands for it alone.
     assert mapped_benign(parse_label_map("a=hate|neither,b=offensive|neither", CLASSES), "neither") is None
+
+
+def test_a_prediction_reads_as_the_label_allowing_the_top_class():
+    mapping = parse_label_map("offensive=hate|offensive,not=neither", CLASSES)
+    # Row 0's top class is neither though hate + offensive outweigh it: the job's label column says neither.
+    p = np.array([[0.3, 0.3, 0.4], [0.5, 0.1, 0.4], [0.1, 0.6, 0.3]])
+    assert mapped_predictions(p, mapping, CLASSES).tolist() == [1, 0, 0]
+    # A top class no label allows reads as none of theirs.
+    assert mapped_predictions(p, parse_label_map("h=hate,n=neither", CLASSES), CLASSES).tolist() == [1, 0, -1]
+    # Two labels allowing the top class: the one with more probability.
+    overlapping = parse_label_map("a=hate|offensive,b=offensive|neither", CLASSES)
+    assert mapped_predictions(np.array([[0.1, 0.5, 0.4]]), overlapping, CLASSES).tolist() == [1]

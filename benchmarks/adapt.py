@@ -1,0 +1,124 @@
+"""What ``moderate-adapt`` costs and buys: its wall time, and validation scores before and after.
+
+Runs the command as a user would (its own process, compile included), then
+scores the starting and the adapted model on every validation set of a
+mixture (per source, each as training's selection scores it: macro F1 over the
+source's label sets, else the share its labels allow) and on their mean over
+the default mixture's sources.  The functional suite's cases are also split
+into their hateful and non-hateful halves, where forgetting shows first.
+
+    python -m benchmarks.adapt --train off_train1000.csv --label_map 'offensive=hate|offensive,not=neither' \\
+        --data_root ../shared/data --mixture research --json out/bench/adapt.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from benchmarks import harness
+from flaxmodel import load_classifier
+from flaxmodel.inference.metrics import evaluate, set_label_scores
+from flaxmodel.training.mixture import load_mixture, read_mixture
+from flaxmodel.training.mixture_file import DEFAULT_MIXTURE
+
+MIXTURES = {"default": DEFAULT_MIXTURE, "research": os.path.join(os.path.dirname(DEFAULT_MIXTURE), "research.toml")}
+
+
+def run_adapt(args: argparse.Namespace, output: str) -> float:
+    """Runs ``moderate-adapt`` in its own process; returns its wall seconds."""
+    command = [sys.executable, "-m", "pipelines.adapt", "--model", args.model, "--output", output, "--quiet"]
+    command += ["--reviewed" if args.reviewed else "--train", args.reviewed or args.train]
+    if args.label_map:
+        command += ["--label_map", args.label_map]
+    command += shlex.split(args.adapt_args)
+    began = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - began
+    if done.returncode:
+        raise SystemExit(f"moderate-adapt failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    print(done.stdout)
+    return seconds
+
+
+def scores(folder: str, val_sets, limit: int | None) -> dict[str, float]:
+    """Each validation set's selection score (and the functional suite's halves) for a model folder."""
+    classifier = load_classifier(folder, precision="float32")
+    out = {}
+    for val in val_sets:
+        n = len(val) if limit is None else min(limit, len(val))
+        probabilities = classifier.predict_proba(val.texts[:n])
+        ids = val.label_ids[:n]
+        if val.label_names == classifier.labels and (val.allowed == np.eye(len(val.label_names), dtype=bool)).all():
+            out[val.name] = evaluate(ids, probabilities, classifier.labels)["macro_f1"]
+        else:
+            out[val.name] = set_label_scores(probabilities, val.allowed[ids], classifier.labels)["score"]
+        if val.groups is not None:
+            correct = val.allowed[ids][np.arange(n), probabilities.argmax(axis=1)]
+            hateful = val.allowed[ids][:, list(classifier.labels).index("hate")] & ~val.allowed[ids].all(axis=1)
+            for half, rows in (("hateful", hateful), ("non_hateful", ~hateful)):
+                if rows.any():
+                    out[f"{val.name}.{half}"] = float(correct[rows].mean())
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", help="Labeled rows for moderate-adapt --train.")
+    parser.add_argument("--reviewed", help="A reviewed review sample for moderate-adapt --reviewed.")
+    parser.add_argument("--label_map", default="")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--adapt_args", default="", help="More moderate-adapt flags, quoted.")
+    parser.add_argument("--data_root", required=True)
+    parser.add_argument("--mixture", default="default", help="Mixture whose validation sets score both models (default, research or a file).")
+    parser.add_argument("--limit", type=int, default=None, help="Most rows scored per validation set.")
+    parser.add_argument("--output", default=None, help="Where the adapted folder goes (default: a temporary folder, removed).")
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--note", default="")
+    args = parser.parse_args(argv)
+    if (args.train is None) == (args.reviewed is None):
+        parser.error("give --train or --reviewed")
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as scratch:
+        output = args.output or os.path.join(scratch, "adapted")
+        seconds = run_adapt(args, output)
+        _, val_sets = read_mixture(load_mixture(MIXTURES.get(args.mixture, args.mixture)), args.data_root)
+        before = scores(args.model, val_sets, args.limit)
+        after = scores(output, val_sets, args.limit)
+    default_names = [s.name for s in load_mixture(DEFAULT_MIXTURE).sources if s.name in before]
+    result = {
+        "setup": {"model": args.model, "train": args.train, "reviewed": args.reviewed, "label_map": args.label_map,
+                  "adapt_args": args.adapt_args, "mixture": args.mixture, "limit": args.limit,
+                  **harness.provenance(load_before, args.note)},  # fmt: skip
+        "adapt_seconds": round(seconds, 1),
+        "before": before,
+        "after": after,
+        "default_mixture_mean": {
+            "before": float(np.mean([before[n] for n in default_names])),
+            "after": float(np.mean([after[n] for n in default_names])),
+            "sources": default_names,
+        },
+    }
+    harness.write_result(args.json, result)
+    width = max(len(k) for k in before)
+    print(f"moderate-adapt: {seconds:.0f} s wall")
+    for name in before:
+        print(f"  {name:<{width}}  {100 * before[name]:6.1f} -> {100 * after[name]:6.1f}")
+    mean = result["default_mixture_mean"]
+    print(f"  {'default mixture mean':<{width}}  {100 * mean['before']:6.1f} -> {100 * mean['after']:6.1f}")
+    figures = [f"adapt {seconds:.0f} s", f"default-mixture mean {100 * mean['before']:.1f} -> {100 * mean['after']:.1f}"]
+    figures += [f"{n} {100 * before[n]:.1f} -> {100 * after[n]:.1f}" for n in before if n.startswith(("tweeteval", "dynahate", "functional"))]
+    harness.record_run("adapt", figures, result["setup"])
+    return result
+
+
+if __name__ == "__main__":
+    main()
