@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from flaxmodel.flags import from_namespace
 from flaxmodel.training import TrainConfig, TrainState, build_parser, train_step
 from flaxmodel.training.batches import epoch_batches, make_batch
 from flaxmodel.training.prepare import prepare
+from flaxmodel.training.state import masked_bce
 
 
 def test_the_state_is_a_pytree_the_jitted_step_advances(make_config):
@@ -82,3 +85,38 @@ def test_the_parser_builds_the_config_it_declares():
     )
     defaults = from_namespace(TrainConfig, build_parser().parse_args(["--train", "t.csv", "--output", "run"]))
     assert defaults == TrainConfig(train="t.csv", output="run")
+
+
+# Target groups of two rows: a cell a source does not annotate holds an arbitrary label and a confident wrong
+# logit, which must neither count in the mean nor train.
+GROUP_LOGITS = jnp.array([[2.0, -1.0, -6.0], [5.0, 4.0, 0.0]])
+GROUP_LABELS = jnp.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+GROUP_KNOWN = jnp.array([[True, True, False], [False, True, True]])
+
+
+def _bce(logit: float, label: float) -> float:
+    """-[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))], written out."""
+    return math.log1p(math.exp(-logit)) if label else math.log1p(math.exp(logit))
+
+
+def test_masked_bce_is_the_mean_over_the_annotated_cells_only():
+    expected = np.mean([_bce(2.0, 1), _bce(-1.0, 0), _bce(4.0, 1), _bce(0.0, 1)])
+    assert float(masked_bce(GROUP_LOGITS, GROUP_LABELS, GROUP_KNOWN)) == pytest.approx(expected, rel=1e-6)
+    # The plain mean over all six cells would be far larger (the masked cells cost 6.0 and 5.0).
+    assert expected < 0.8 * np.mean([_bce(x, y) for x, y in zip(np.ravel(GROUP_LOGITS), np.ravel(GROUP_LABELS))])
+    # Whatever the masked cells hold, the loss is the same.
+    flipped = jnp.where(GROUP_KNOWN, GROUP_LABELS, 1.0 - GROUP_LABELS)
+    negated = jnp.where(GROUP_KNOWN, GROUP_LOGITS, -GROUP_LOGITS)
+    assert float(masked_bce(negated, flipped, GROUP_KNOWN)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_masked_cells_do_not_train_and_no_annotation_gives_no_loss():
+    grads = np.asarray(jax.grad(masked_bce)(GROUP_LOGITS, GROUP_LABELS, GROUP_KNOWN))
+    known = np.asarray(GROUP_KNOWN)
+    assert (grads[~known] == 0).all() and (grads[known] != 0).all()
+    # d/dx of the mean over 4 cells: (sigmoid(x) - y) / 4.
+    sigmoid = 1 / (1 + np.exp(-np.asarray(GROUP_LOGITS)))
+    np.testing.assert_allclose(grads[known], ((sigmoid - np.asarray(GROUP_LABELS)) / 4)[known], rtol=1e-5)
+    none = jnp.zeros_like(GROUP_KNOWN)
+    assert float(masked_bce(GROUP_LOGITS, GROUP_LABELS, none)) == 0.0
+    assert not np.asarray(jax.grad(masked_bce)(GROUP_LOGITS, GROUP_LABELS, none)).any()

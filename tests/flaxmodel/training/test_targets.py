@@ -13,10 +13,11 @@ import json
 import os
 import re
 
+import jax
 import numpy as np
 import pytest
 
-from flaxmodel import ConfigError, DataError, load_classifier, multilabel_scores
+from flaxmodel import ConfigError, DataError, load_checkpoint, load_classifier, multilabel_scores
 from flaxmodel.core.model import apply
 from flaxmodel.inference import threshold_for_f1
 from flaxmodel.inference.padding import pad_batch
@@ -235,6 +236,25 @@ def test_joint_training_annotates_its_rows_and_trains_a_target_head_beside_the_c
     scores = {w: load_classifier(results[w].best_folder, precision="float32") for w in results}
     assert scores[1.0].targets == () and not os.path.exists(os.path.join(result.best_folder, "target_head.json"))
     assert np.abs(scores[1.0].predict_proba(texts) - scores[0.0].predict_proba(texts)).max() > 1e-4
+
+
+def test_the_target_head_learns_nothing_from_cells_its_source_does_not_annotate(tiny_checkpoint):
+    config = load_checkpoint(str(tiny_checkpoint("bert")), target_head=False).config.with_targets(CATEGORIES, 4)
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(32, config.hidden_size)).astype(np.float32)
+    known = rng.random((32, len(CATEGORIES))) < 0.5
+    labels = ((rng.random(known.shape) < 0.3) & known).astype(np.float32)
+    settings = command.TargetHeadSettings(model="", data_root="", steps=3, batch_rows=16, hidden_size=4)
+    trained = command.train_head(config, features, labels, known, settings)
+    # Every masked cell says "attacked" instead of 0: the same head, bit for bit.
+    masked_ones = np.where(known, labels, 1.0).astype(np.float32)
+    same = command.train_head(config, features, masked_ones, known, settings)
+    for a, b in zip(jax.tree_util.tree_leaves(trained), jax.tree_util.tree_leaves(same)):
+        np.testing.assert_array_equal(a, b)
+    # Flipping annotated cells does change it (the check above is not vacuous).
+    flipped = np.where(known, 1.0 - labels, labels).astype(np.float32)
+    other = command.train_head(config, features, flipped, known, settings)
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(jax.tree_util.tree_leaves(trained), jax.tree_util.tree_leaves(other)))
 
 
 def test_target_weight_needs_a_mixture(fixture_data, tmp_path):
