@@ -1,5 +1,7 @@
 """``moderate-adapt``: a model adapted to a platform's own labels, from a reviewed sample or any labeled file.
 
+For example::
+
     moderate-adapt --model default --reviewed out/run/review-*.parquet \\
         --label_map 'offensive=hate|offensive,not=neither' --output models/ours
 

@@ -47,7 +47,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import flaxmodel.records as R
-from flaxmodel import ModelRef, OptionError, parse_label_set
+from flaxmodel import ConfigError, ModelRef, OptionError, parse_label_map
 from flaxmodel.commands import EXIT_FAILED, EXIT_OK, run_command
 from pipelines.cli import run_job, unknown_flags
 from pipelines.model import ClassifyRecords
@@ -60,6 +60,7 @@ from pipelines.sinks import (
     DeadLetterRows,
     FinishRun,
     WriteParquet,
+    allowed_classes,
     report_files,
     start_attempt,
     parse_target_set,
@@ -101,9 +102,10 @@ class EvaluateOptions(PipelineOptions):
         parser.add_argument(
             "--label_map",
             default="",
-            help="With --reviewed: the policy's label names reviewers wrote, onto the model's classes, e.g. "
-            "'offensive=hate|offensive,not=neither' (a label may allow several classes); the estimates are then in "
-            "those names, a record's prediction being the name that allows its top class.",
+            help="Your policy's label names (in --label_field, or reviewers' human_label with --reviewed) onto the "
+            "model's classes, e.g. 'offensive=hate|offensive,not=neither' (a label may allow several classes: a "
+            "partial label). With --reviewed the estimates are in those names, a record's prediction being the name "
+            "that allows its top class.",
         )
         parser.add_argument(
             "--benign_label",
@@ -126,12 +128,19 @@ class _CheckLabel(beam.DoFn):
     """Passes the records of a block whose label parses (as a block); dead-letters the others."""
 
     def __init__(
-        self, label_field: str, labels: tuple[str, ...], max_payload_bytes: int, target_field: str = "", targets=()
+        self,
+        label_field: str,
+        labels: tuple[str, ...],
+        max_payload_bytes: int,
+        target_field: str = "",
+        targets=(),
+        label_map: Mapping[str, tuple[str, ...]] | None = None,
     ):
         self._field = label_field
         self._labels = labels
         self._max_payload_bytes = max_payload_bytes
         self._target_field, self._targets = target_field, tuple(targets)
+        self._label_map = label_map
 
     def process(self, block: R.RecordBlock) -> Iterable[Any]:
         good = []
@@ -150,7 +159,9 @@ class _CheckLabel(beam.DoFn):
             f"label {value!r} in {self._field!r} is not an id 0..{len(self._labels) - 1}, one of {list(self._labels)} "
             "or several of them joined by '|'"
         )
-        if parse_label_set(value, self._labels) is not None:
+        if self._label_map:
+            detail = f"label {value!r} in {self._field!r} is not one of --label_map's {list(self._label_map)}"
+        if allowed_classes(value, self._labels, self._label_map) is not None:
             try:
                 if self._targets:
                     parse_target_set(record.fields.get(self._target_field), self._targets)
@@ -208,12 +219,13 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     attempt = start_attempt(opts.output, owned, overwrite=opts.overwrite, validate=validate)
 
     records, read_failures = pipeline | "Read" >> read
+    label_map = _label_map(eval_opts.label_map, labels)
     checked = records | "CheckLabels" >> beam.ParDo(
-        _CheckLabel(label_field, labels, opts.max_payload_bytes, target_field, tuple(targets))
+        _CheckLabel(label_field, labels, opts.max_payload_bytes, target_field, tuple(targets), label_map)
     ).with_outputs(DEAD_LETTER_TAG, main="records")
     scored, inference_failures = checked.records | "Classify" >> classify
     scores = scored | "TrueAndScores" >> beam.FlatMap(
-        true_and_scores, label_field, labels, group_fields, target_field, tuple(targets)
+        true_and_scores, label_field, labels, group_fields, target_field, tuple(targets), label_map
     )
     dead_letters = (read_failures, checked[DEAD_LETTER_TAG], inference_failures) | "DeadLetters" >> beam.Flatten()
     dead_letter_files = (
@@ -241,6 +253,16 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, *, validate: bool =
     finish = FinishRun(attempt, (records, read_failures), dead_letters, opts.max_dead_letter_fraction)
     _ = (dead_letter_files, written) | "FinishRun" >> finish
     return EvaluationGraph(scores, dead_letters, report, labels, classify.model)
+
+
+def _label_map(spec: str, labels: tuple[str, ...]) -> dict[str, tuple[str, ...]] | None:
+    """``--label_map`` read against the model's classes (None without it); a bad map is an OptionError."""
+    if not spec:
+        return None
+    try:
+        return parse_label_map(spec, labels)
+    except ConfigError as err:
+        raise OptionError(str(err)) from None
 
 
 def _print_groups(report: Mapping[str, Any]) -> None:

@@ -20,6 +20,7 @@ from pipelines.sinks.commit import (
 )
 from pipelines.sinks.evaluation import (
     CollectScores,
+    allowed_classes,
     build_report,
     parse_target_set,
     report_files,
@@ -64,6 +65,7 @@ __all__ = [
     "start_attempt",
     "strata",
     "summarize",
+    "allowed_classes",
     "true_and_scores",
     "unit_hashes",
     "write_outputs",

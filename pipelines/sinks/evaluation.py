@@ -64,6 +64,16 @@ class CollectScores(beam.CombineFn):
         )
 
 
+def allowed_classes(value: Any, labels: Sequence[str], label_map: Mapping[str, Sequence[str]] | None = None) -> np.ndarray | None:
+    """The classes a record's true label allows (:func:`~flaxmodel.parse_label_set`), read through
+    ``--label_map`` when given: a policy's name stands for the classes it maps onto; None if unknown."""
+    if label_map:
+        if not isinstance(value, str) or value.strip() not in label_map:
+            return None
+        value = "|".join(label_map[value.strip()])
+    return parse_label_set(value, labels)
+
+
 def true_and_scores(
     scored: ScoredBlock,
     label_field: str,
@@ -71,6 +81,7 @@ def true_and_scores(
     group_fields: tuple[str, ...],
     target_field: str | None = None,
     targets: tuple[str, ...] = (),
+    label_map: Mapping[str, Sequence[str]] | None = None,
 ):
     """Per record of a scored block: (allowed classes, probabilities, group values, model identity, true
     targets (1 / 0 per category, all -1 without an annotation), target scores)."""
@@ -79,7 +90,8 @@ def true_and_scores(
         groups = tuple("(none)" if fields.get(f) is None else str(fields.get(f)) for f in group_fields)
         named = parse_target_set(fields.get(target_field), targets) if target_field and targets else None
         truth = np.full(len(targets), -1, np.int8) if named is None else np.array([t in named for t in targets], np.int8)
-        yield parse_label_set(fields[label_field], labels), scores, groups, scored.model, truth, scored.target_scores[i]
+        allowed = allowed_classes(fields[label_field], labels, label_map)
+        yield allowed, scores, groups, scored.model, truth, scored.target_scores[i]
 
 
 def parse_target_set(value: str | None, targets: Sequence[str]) -> frozenset[str] | None:

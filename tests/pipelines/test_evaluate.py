@@ -152,3 +152,23 @@ def test_partial_labels_and_groups_are_scored_per_value(labeled, model_dir, comp
     assert by_source["b"]["accuracy"] == pytest.approx(correct[1::2].mean())
     # The full per-class report covers the records with one true class only.
     assert report["num_examples"] == 6
+
+
+def test_a_policys_own_label_names_score_through_the_label_map(model_dir, compilation_cache, tmp_path):
+    classifier = load_classifier(model_dir, max_length=MAX_LENGTH)
+    top = classifier.predict_proba(TEXTS).argmax(axis=1)
+    theirs = ["ok" if i % 4 == 0 else "harmful" for i in range(len(TEXTS))]
+    rows = "".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in zip(TEXTS, theirs))
+    (tmp_path / "policy.jsonl").write_text(rows + json.dumps({"text": "a typo", "label": "harmfull"}) + "\n")
+    argv = [
+        "--input", str(tmp_path / "policy.jsonl"), "--output", str(tmp_path / "out"), "--model", model_dir,
+        "--max_length", str(MAX_LENGTH), "--stride", str(STRIDE), "--compilation_cache_dir", compilation_cache,
+        "--label_map", "harmful=hate|offensive,ok=neither", "--max_dead_letter_fraction", "0.5",
+    ]  # fmt: skip
+    assert evaluate.main(argv) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    # A record is right when its top class is one the policy's label allows.
+    allowed = {"harmful": (0, 1), "ok": (2,)}
+    expected = np.mean([top[i] in allowed[label] for i, label in enumerate(theirs)])
+    assert report["all_rows"]["accuracy"] == pytest.approx(expected)
+    assert report["dead_letters"] == {"total": 1, "by_reason": {"invalid_label": 1}}
