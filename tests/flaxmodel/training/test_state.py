@@ -17,7 +17,7 @@ from flaxmodel.training.prepare import prepare
 from flaxmodel.training.state import masked_bce
 
 
-def test_the_state_is_a_pytree_the_jitted_step_advances(make_config):
+def _first_batch(make_config):
     # The LoRA run of the training tests, so the compiled step is shared.
     run = prepare(make_config(lora_rank=4, train_norms=True))
     rows = epoch_batches(run.lengths, run.config.batch_size, run.config.seed, 0)[0]
@@ -29,6 +29,11 @@ def test_the_state_is_a_pytree_the_jitted_step_advances(make_config):
         grid=run.grid,
         pad_id=run.model_config.pad_token_id,
     )
+    return run, batch
+
+
+def test_the_state_is_a_pytree_the_jitted_step_advances(make_config):
+    run, batch = _first_batch(make_config)
     state = run.initial
     assert isinstance(state, TrainState)
     assert set(state.trainable) == {"params", "lora"} and "encoder" in run.frozen
@@ -85,6 +90,22 @@ def test_the_parser_builds_the_config_it_declares():
     )
     defaults = from_namespace(TrainConfig, build_parser().parse_args(["--train", "t.csv", "--output", "run"]))
     assert defaults == TrainConfig(train="t.csv", output="run")
+
+
+def test_the_batch_loss_is_the_weighted_mean_of_its_rows(make_config):
+    run, batch = _first_batch(make_config)
+
+    def loss(*weights: float) -> float:
+        w = np.zeros(run.config.batch_size, np.float32)
+        w[: len(weights)] = weights
+        # The same state, shapes and step: the same dropout, so each row's loss is the same in every call.
+        return float(train_step(run.initial, batch.replace(weights=w), run.frozen, spec=run.spec)[1]["loss"])
+
+    first, second = loss(1.0), loss(0.0, 1.0)
+    assert first != pytest.approx(second)
+    # sum(w l) / sum(w): rows of weight 0 count for nothing (a plain mean over the batch would divide by its rows).
+    assert loss(3.0, 1.0) == pytest.approx((3 * first + second) / 4, rel=1e-5)
+    assert loss(0.5, 0.5) == pytest.approx((first + second) / 2, rel=1e-5)
 
 
 # Target groups of two rows: a cell a source does not annotate holds an arbitrary label and a confident wrong
