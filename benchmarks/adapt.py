@@ -93,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         _, val_sets = read_mixture(load_mixture(MIXTURES.get(args.mixture, args.mixture)), args.data_root)
         before = scores(args.model, val_sets, args.limit)
         after = scores(output, val_sets, args.limit)
-    default_names = [s.name for s in load_mixture(DEFAULT_MIXTURE).sources if s.name in before]
+    # The mean over the default mixture's sources (over every set when none of them was scored).
+    default_names = [s.name for s in load_mixture(DEFAULT_MIXTURE).sources if s.name in before] or [n for n in before if "." not in n]
     result = {
         "setup": {"model": args.model, "train": args.train, "reviewed": args.reviewed, "label_map": args.label_map,
                   "adapt_args": args.adapt_args, "mixture": args.mixture, "limit": args.limit,

@@ -183,6 +183,15 @@ def _device_check(result: dict, ctx: Context) -> dict[str, tuple[str, Any]]:
     return figures
 
 
+def _adapt(result: dict, ctx: Context) -> dict[str, tuple[str, Any]]:
+    figures: dict[str, tuple[str, Any]] = {"adapt_seconds": ("rate", result["adapt_seconds"])}
+    for side in ("before", "after"):
+        figures.update({f"{side}.{name}": ("share", value) for name, value in result[side].items()})
+        figures[f"default mixture mean {side}"] = ("share", result["default_mixture_mean"][side])
+    figures["the same sets before and after"] = ("true", set(result["before"]) == set(result["after"]) != set())
+    return figures
+
+
 def _device_check_argv(ctx: Context, json_path: str) -> list[str]:
     config = ctx.work / "device_check_config.json"
     config.write_text(json.dumps({
@@ -240,6 +249,11 @@ SMOKES: Mapping[str, Smoke] = {
         _unk_share,
     ),
     "device_check": Smoke(_device_check_argv, _device_check),
+    "adapt": Smoke(
+        lambda c, j: ["--train", c.labelled, "--data_root", c.data_root, "--mixture", c.mixture, "--model", c.model,
+                      "--json", j, "--adapt_args", "--epochs 1 --learning_rates 0.001 --folds 2 --max_length 32 --batch_size 16"],
+        _adapt,
+    ),
 }
 
 

@@ -100,6 +100,7 @@ def _adapt(argv: Sequence[str]) -> int:
         print(f"  {name:<{width}}  {before:<28}  {after}")
     curve = ", ".join(f"{p['rows']} rows {100 * p['macro_f1']:.1f}" for p in outcome.curve)
     print(f"learning curve (held-out macro F1): {curve}")
+    print("seconds: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in outcome.phases.items()))
     print(f"model: {config.output} (report: adapt_report.json, card: README.md)")
     return 0
 

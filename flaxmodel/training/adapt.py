@@ -47,7 +47,7 @@ from flaxmodel.training.adapt_data import (
 )
 from flaxmodel.training.adapt_export import adapter_over_base, export_adapted
 from flaxmodel.training.adapt_figures import choose_thresholds, macro_f1
-from flaxmodel.training.adapt_run import Cache, Targets, Unit, bucket_of, build_cache, warm_up
+from flaxmodel.training.adapt_run import Cache, Targets, Unit, bucket_of, buckets_for, build_cache, warm_up
 from flaxmodel.training.adapt_step import AdaptSpec
 from flaxmodel.training.adapt_units import UnitRunner
 from flaxmodel.training.provenance import read_record
@@ -72,7 +72,8 @@ class AdaptOutcome:
       curve: the held-out weighted macro F1 at each share of the training rows.
       thresholds: per class, the threshold chosen for ``precision_target`` and what it reaches.
       unlabeled: texts distilled on without labels.
-      seconds: the run's wall time.
+      seconds: the run's wall time; ``phases`` its seconds by phase (loading, the frozen layers' pass,
+        compiling, selection, learning curve and final model, export).
     """
 
     output: str
@@ -91,6 +92,7 @@ class AdaptOutcome:
     folds: int
     unlabeled: int
     seconds: float
+    phases: dict[str, float]
 
 
 def _start(config: AdaptConfig) -> tuple[str, Any, Params, Tokenizer, dict[str, tuple[str, ...]]]:
@@ -231,27 +233,42 @@ def adapt(
       ConfigError, DataError, CheckpointError: naming what to fix, before any training.
     """
     began = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def mark(phase: str) -> None:
+        phases[phase] = round(time.perf_counter() - began - sum(phases.values()), 2)
+
     config.validate()
+    if config.compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", config.compilation_cache_dir)
+        # Every program of a run is worth keeping: the default skips those compiled in under a second.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     folder, model, params, tokenizer, label_map = _start(config)
     rows = (read_reviewed_rows if config.reviewed else read_train_rows)(config, tuple(label_map))
     unlabeled = read_unlabeled(config)
     runner = UnitRunner.open(config, _fingerprint(rows, unlabeled), stop_after=stop_after_units, progress=progress)
     start = max(0, model.num_layers - config.layers)
     ids = tokenizer.encode(rows.texts + unlabeled)
-    log.info("running the %d frozen layers once over %d texts", start, len(ids))
-    cache = build_cache(params, ids, model, start, config.batch_size, tokenizer.max_length, teacher=not config.new_head)
+    mark("load and read")
     lora = LoraConfig(rank=config.lora_rank, alpha=2.0 * config.lora_rank, targets=DENSE_MODULES)
     spec = AdaptSpec(model, lora, start, 0.0 if config.new_head else config.distill_weight)
     upper = _upper(params, start)
+    lengths = {bucket_of(len(s), buckets_for(tokenizer.max_length)) for s in ids}
+    warm_up(params, upper, spec, config.batch_size, lengths, teacher=not config.new_head)
+    mark("compile")
+    log.info("running the %d frozen layers once over %d texts", start, len(ids))
+    cache = build_cache(params, ids, model, start, config.batch_size, tokenizer.max_length, teacher=not config.new_head)
+    mark("frozen layers")
     unlabeled_rows = np.arange(len(rows), len(ids))
-    runner.attach(cache=cache, targets=_targets(rows, label_map, model.labels, cache, len(unlabeled)), unlabeled=unlabeled_rows, upper=upper, spec=spec, batch_rows=config.batch_size)
-    warm_up(cache, upper, spec, config.batch_size, {bucket_of(len(s), cache.buckets) for s in ids})
+    targets = _targets(rows, label_map, model.labels, cache, len(unlabeled))
+    runner.attach(cache=cache, targets=targets, unlabeled=unlabeled_rows, upper=upper, spec=spec, batch_rows=config.batch_size)
     folds = splits(rows, config)
     score = _Scorer(rows, label_map, model.labels)
     selected = _select(runner, folds, config, score)
     if selected is None:
         return runner.close(remove=False)
     table, best, held, after, final = selected
+    mark("selection")
     # With folds, the model itself is trained on every row with the chosen settings.
     whole = Unit(np.arange(len(rows)), np.zeros(0, np.int64), best["learning_rate"], best["epochs"], config.seed)
     runner.plan([] if final is not None else [("final", whole)])
@@ -261,12 +278,13 @@ def adapt(
         return runner.close(remove=False)
     final = final if final is not None else results[1][-1]
     runner.close(remove=False)
+    mark("learning curve and final model")
     thresholds = choose_thresholds(after, rows.labels[held], rows.weights[held], label_map, model.labels, config.benign_label, config.precision_target)
     outcome = AdaptOutcome(
         output=config.output, start=folder, classes=model.labels, names=tuple(label_map), label_map=dict(label_map),
         rows=rows, held=held, before=None if cache.teacher is None else cache.teacher[held], after=after,
         selection=table, chosen=best, curve=curve, thresholds=thresholds, folds=len(folds), unlabeled=len(unlabeled),
-        seconds=time.perf_counter() - began,
+        seconds=time.perf_counter() - began, phases=phases,
     )  # fmt: skip
     how = {"target_precision": config.precision_target, "per_class": thresholds, "chosen_on": f"{len(held)} held-out rows of your data, weighted"}
     export_adapted(
@@ -276,4 +294,5 @@ def adapt(
         training_data=_record(config, folder, rows, label_map, len(unlabeled)), extra_files=report(outcome),
     )  # fmt: skip
     runner.close(remove=True)
-    return outcome
+    mark("export")
+    return dataclasses.replace(outcome, seconds=time.perf_counter() - began)

@@ -75,7 +75,9 @@ class UnitRunner:
           ConfigError: when the work folder holds a run with other settings or rows.
         """
         folder = work_folder(config.output)
-        settings = {"settings": config.to_json(), "data": fingerprint}
+        # Where compiled programs are cached does not change the run.
+        run = {k: v for k, v in config.to_json().items() if k != "compilation_cache_dir"}
+        settings = {"settings": run, "data": fingerprint}
         path = os.path.join(folder, SETTINGS)
         if os.path.exists(path):
             with open(path) as f:

@@ -82,6 +82,7 @@ def adapt_report(outcome, benign_label: str) -> dict[str, Any]:
             "classes_no_label_names": [c for c in outcome.classes if c not in named],
         },
         "seconds": round(outcome.seconds, 1),
+        "phases_seconds": outcome.phases,
     }
     if outcome.before is not None:
         report["before"] = _estimates(outcome, outcome.before, recommended_thresholds(outcome.start), benign)
