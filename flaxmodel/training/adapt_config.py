@@ -61,6 +61,11 @@ class AdaptConfig:
     held_out: float = flag(0.2, "Share of your rows held out to select, set thresholds and report on.")
     folds: int = flag(5, "Under 300 rows: folds of cross-validation instead of one held-out share.")
     max_unlabeled: int = flag(2000, "Most --unlabeled texts used (a seeded sample beyond it).")
+    anchors: int = flag(
+        400,
+        "Cases of the project's own functional suite (its training templates) on which the adapted model keeps the "
+        "starting model's scores, beside --unlabeled: what your rows do not speak of stays as it was (0: none).",
+    )
     seed: int = flag(0, "Seed of the split, the data order, dropout and fresh parameters.")
     compilation_cache_dir: str | None = flag(
         None, "Persistent XLA compilation cache (a local folder): a later run with the same shapes skips compiling."
@@ -89,6 +94,8 @@ class AdaptConfig:
             raise ConfigError("--new_head names its own classes: your labels must be those names, so drop --label_map")
         if len(set(self.new_head)) != len(self.new_head) or (self.new_head and len(self.new_head) < 2):
             raise ConfigError(f"--new_head needs at least two distinct class names, got {','.join(self.new_head)}")
+        if self.anchors < 0:
+            raise ConfigError(f"--anchors must be >= 0, got {self.anchors}")
         for name in ("layers", "lora_rank", "epochs", "batch_size", "folds", "max_unlabeled"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")

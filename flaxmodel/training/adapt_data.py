@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from flaxmodel.errors import DataError
+from flaxmodel.training.functional import cases as functional_cases
 from flaxmodel.training.adapt_config import AdaptConfig
 from flaxmodel.training.data import detect_format, expand, read_labeled, read_records
 
@@ -121,15 +122,22 @@ def read_reviewed_rows(config: AdaptConfig, names: Sequence[str]) -> AdaptRows:
     )
 
 
+def _sample(texts: list[str], most: int, seed: int) -> list[str]:
+    if len(texts) <= most:
+        return texts
+    return [texts[i] for i in np.sort(np.random.default_rng(seed).choice(len(texts), most, replace=False))]
+
+
 def read_unlabeled(config: AdaptConfig) -> list[str]:
-    """``--unlabeled``'s texts: a seeded sample of at most ``--max_unlabeled``; none without the flag."""
-    if not config.unlabeled:
-        return []
-    texts = [r.text for path in expand(config.unlabeled) for r in read_records(path, detect_format(path), config.text_field, ())]
-    if len(texts) > config.max_unlabeled:
-        keep = np.sort(np.random.default_rng(config.seed).choice(len(texts), config.max_unlabeled, replace=False))
-        texts = [texts[i] for i in keep]
-    return texts
+    """The texts distilled on without labels: a seeded sample of at most ``--max_unlabeled`` of ``--unlabeled``'s,
+    then ``--anchors`` cases of the functional suite's training templates (none with a new head: its classes
+    are not the starting model's)."""
+    texts = []
+    if config.unlabeled:
+        files = expand(config.unlabeled)
+        texts = [r.text for path in files for r in read_records(path, detect_format(path), config.text_field, ())]
+    anchors = [] if config.new_head else [case.text for case in functional_cases("train")]
+    return _sample(texts, config.max_unlabeled, config.seed) + _sample(anchors, config.anchors, config.seed + 1)
 
 
 def splits(rows: AdaptRows, config: AdaptConfig) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -24,7 +24,7 @@ from tests.flaxmodel.training.test_soup import _adapter_folder
 
 # Words of the tiny tokenizer's vocabulary in neither word list.
 OTHER = ("rambling", "post", "keeps", "going", "long", "honestly", "much", "so", "ok", "this", "is", "what")
-SMALL = dict(epochs=2, learning_rates=(1e-2,), batch_size=16, max_length=16, folds=2, lora_rank=4)
+SMALL = dict(epochs=2, learning_rates=(1e-2,), batch_size=16, max_length=16, folds=2, lora_rank=4, anchors=0)
 
 
 def _rows(path, count: int, seed: int, labels=("ok", "bad")) -> str:
