@@ -49,10 +49,10 @@ class AdaptConfig:
     text_field: str = flag("text", "Text column or JSON field.")
     label_field: str = flag("label", "Label column or JSON field of --train rows.")
     format: str = flag("auto", "Format of --train files; auto: from the extension.", choices=LABELED_FORMATS)
-    layers: int = flag(3, "Top encoder layers that adapt (LoRA); the layers below keep the starting model's weights.")
+    layers: int = flag(2, "Top encoder layers that adapt (LoRA); the layers below keep the starting model's weights.")
     lora_rank: int = flag(8, "LoRA rank of the adapted layers.")
-    learning_rates: tuple[float, ...] = flag((1e-3, 3e-3), "Peak learning rates to select from on held-out rows.")
-    epochs: int = flag(3, "Most passes over the rows; the held-out rows choose the best epoch.")
+    learning_rates: tuple[float, ...] = flag((3e-4, 1e-3), "Peak learning rates to select from on held-out rows.")
+    epochs: int = flag(4, "Most passes over the rows; the held-out rows choose the best epoch.")
     batch_size: int = flag(32, "Rows per step.")
     max_length: int = flag(64, "Tokens per text, special tokens included.")
     distill_weight: float = flag(

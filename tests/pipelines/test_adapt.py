@@ -17,7 +17,7 @@ from tests.pipelines.test_review_sample import RECORDS, _moderate, run  # noqa: 
 
 POLICY = "harmful=hate|offensive,fine=neither"
 THEIRS = {"hate": "harmful", "offensive": "harmful", "neither": "fine"}
-QUICK = ["--epochs", "1", "--learning_rates", "0.01", "--max_length", "32", "--batch_size", "16", "--anchors", "0", "--quiet"]
+QUICK = ["--epochs", "1", "--learning_rates", "0.01", "--max_length", "32", "--batch_size", "16", "--anchors", "0", "--folds", "2", "--quiet"]
 
 
 def _one_error_line(err: str, message: str) -> None:
