@@ -92,13 +92,14 @@ def test_distillation_keeps_a_class_the_map_never_names(tmp_path, start):
     before = _mean_offensive(start, other[200:])
     # "offensive" is named by no label, so the labeled rows push it down everywhere unless the unlabeled
     # texts hold it where the starting model had it.  The tiny random encoder tells the two kinds of text
-    # apart poorly, so some drift remains (measured 0.11 against 0.36 without distillation).
+    # apart poorly, and each epoch draws unlabeled texts a quarter as many as its rows, so some drift remains
+    # (measured 0.17 against 0.35 without distillation).
     kept = dict(label_map="bad=hate,ok=neither", unlabeled=str(tmp_path / "unlabeled.jsonl"), learning_rates=(3e-3,))
     adapt(_config(tmp_path, start, rows, "kept", **kept, distill_weight=3.0), progress=False)
     adapt(_config(tmp_path, start, rows, "free", **kept, distill_weight=0.0), progress=False)
     drift_kept = abs(_mean_offensive(str(tmp_path / "kept"), other[200:]) - before)
     drift_free = abs(_mean_offensive(str(tmp_path / "free"), other[200:]) - before)
-    assert drift_kept < 0.15 and drift_kept < drift_free / 2, (before, drift_kept, drift_free)
+    assert drift_kept < 0.2 and drift_kept < drift_free / 2, (before, drift_kept, drift_free)
 
 
 def test_a_new_head_labels_with_its_own_names(tmp_path, start):
@@ -156,3 +157,26 @@ def test_thresholds_count_a_flag_right_when_the_label_allows_its_class():
     heavy = choose_thresholds(p, np.array([0, 1, 0, 1]), np.array([1.0, 0.1, 1.0, 1.0]), label_map, ("hate", "offensive", "neither"), "neither", 0.9)
     # The false flag at 0.8 standing for a tenth of a record no longer stops the threshold at 0.9.
     assert heavy["hate"]["threshold"] == 0.7
+
+
+def test_the_loss_weighs_each_reviewed_row_by_what_it_stands_for(tmp_path):
+    import jax.numpy as jnp
+
+    from flaxmodel.training.adapt import _targets
+    from flaxmodel.training.adapt_data import AdaptRows
+    from flaxmodel.training.adapt_run import Cache
+    from flaxmodel.training.adapt_step import AdaptBatch, adapt_loss
+
+    rows = AdaptRows(["a", "b", "c"], np.array([0, 1, 0]), ("bad", "ok"), np.array([4.0, 4.0, 10.0]), np.array(["f", "f", "r"], object), {"f": 8, "r": 10}, {})
+    teacher = np.full((4, 3), 1 / 3, np.float32)
+    cache = Cache([[1], [1], [1], [1]], [np.zeros((1, 2))] * 4, teacher, (16,), 0)
+    label_map = {"bad": ("hate", "offensive"), "ok": ("neither",)}
+    targets = _targets(rows, label_map, ("hate", "offensive", "neither"), cache, 1)
+    # Reviewed rows keep their ratios (mean 1 over them); the unlabeled text weighs like an average row.
+    np.testing.assert_allclose(targets.weights, [4 / 6, 4 / 6, 10 / 6, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(targets.soft[0], [0.5, 0.5, 0.0])
+    logits = jnp.asarray([[2.0, 0.0, 1.0], [0.0, 1.0, 3.0], [1.0, 1.0, 1.0], [0.5, 0.2, 0.1]])
+    batch = AdaptBatch(None, None, None, targets.allowed, targets.soft, targets.weights)
+    per_row = [float(adapt_loss(logits[i : i + 1], AdaptBatch(None, None, None, targets.allowed[i : i + 1], targets.soft[i : i + 1], np.ones(1, np.float32)), 1.0)) for i in range(4)]
+    expected = np.dot(per_row, targets.weights) / targets.weights.sum()
+    assert float(adapt_loss(logits, batch, 1.0)) == pytest.approx(expected, rel=1e-5)
