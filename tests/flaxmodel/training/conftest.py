@@ -41,13 +41,13 @@ def assert_one_error_line(err: str, prog: str, message: str) -> None:
     assert "Traceback" not in err, err
 
 
-def _write(path, count: int, seed: int) -> None:
+def _write(path, count: int, seed: int, labels=LABELS) -> None:
     rng = random.Random(seed)
     with open(path, "w") as f:
         for i in range(count):
             label = i % 2
             words = rng.choices(HOSTILE if label else FRIENDLY, k=rng.randint(2, 6))
-            f.write(json.dumps({"text": " ".join(words), "label": LABELS[label]}) + "\n")
+            f.write(json.dumps({"text": " ".join(words), "label": labels[label]}) + "\n")
 
 
 @pytest.fixture()

@@ -19,7 +19,7 @@ from flaxmodel.training import AdaptConfig, adapt
 from flaxmodel.training.adapt_data import read_reviewed_rows
 from flaxmodel.training.adapt_figures import choose_thresholds, macro_f1
 from flaxmodel.training.adapt_units import work_folder
-from tests.flaxmodel.training.conftest import FRIENDLY, HOSTILE
+from tests.flaxmodel.training.conftest import _write
 from tests.flaxmodel.training.test_soup import _adapter_folder
 
 # Words of the tiny tokenizer's vocabulary in neither word list.
@@ -28,12 +28,7 @@ SMALL = dict(epochs=2, learning_rates=(1e-2,), batch_size=16, max_length=16, fol
 
 
 def _rows(path, count: int, seed: int, labels=("ok", "bad")) -> str:
-    rng = random.Random(seed)
-    with open(path, "w") as f:
-        for i in range(count):
-            label = i % 2
-            words = rng.choices(HOSTILE if label else FRIENDLY, k=rng.randint(2, 6))
-            f.write(json.dumps({"text": " ".join(words), "label": labels[label]}) + "\n")
+    _write(path, count, seed, labels)
     return str(path)
 
 
