@@ -189,6 +189,8 @@ def _adapt(result: dict, ctx: Context) -> dict[str, tuple[str, Any]]:
         figures.update({f"{side}.{name}": ("share", value) for name, value in result[side].items()})
         figures[f"default mixture mean {side}"] = ("share", result["default_mixture_mean"][side])
     figures["the same sets before and after"] = ("true", set(result["before"]) == set(result["after"]) != set())
+    # The default model has a target head, the other model none: its figure is there exactly when it should be.
+    figures["target groups scored for a target head only"] = ("true", ("target_groups" in result["before"]) == (ctx.model == ctx.models[0]))
     return figures
 
 

@@ -4,7 +4,7 @@ The run, in order:
 
 1. the starting model (a bundled name, a folder or ``gs://``), its classes or a fresh head's (``--new_head``);
 2. the user's rows (:mod:`~flaxmodel.training.adapt_data`): labels mapped onto the classes, weights, strata;
-3. the frozen layers' states and the starting model's probabilities, once per text
+3. the frozen layers' states and the starting model's probabilities (and target scores), once per text
    (:mod:`~flaxmodel.training.adapt_run`);
 4. selection: each learning rate trained on the training share and scored on the held-out rows after each epoch
    (or k folds under 300 rows); the best (rate, epoch) by weighted macro F1 over the user's labels;
@@ -51,6 +51,7 @@ from flaxmodel.training.adapt_run import Cache, Targets, Unit, bucket_of, bucket
 from flaxmodel.training.adapt_step import AdaptSpec
 from flaxmodel.training.adapt_units import UnitRunner
 from flaxmodel.training.provenance import read_record
+from flaxmodel.training.state import HEADS
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,10 @@ class AdaptOutcome:
 
 
 def _start(config: AdaptConfig) -> tuple[str, Any, Params, Tokenizer, dict[str, tuple[str, ...]]]:
-    """The starting folder, the adapted model's config and merged parameters, the tokenizer, the label map."""
+    """The starting folder, the adapted model's config and merged parameters (with the starting model's target
+    head, which the loss keeps, unless a new head replaces the classes), the tokenizer, the label map."""
     folder = model_folder(config.model)
-    checkpoint = load_checkpoint(folder, target_head=False)
+    checkpoint = load_checkpoint(folder, target_head=not config.new_head)
     model, params = checkpoint.config, checkpoint.params
     if model.multi_label:
         raise ConfigError(f"--model {config.model} is a multi-label model; adapting supports single-label classifiers")
@@ -113,21 +115,24 @@ def _start(config: AdaptConfig) -> tuple[str, Any, Params, Tokenizer, dict[str, 
 
 
 def _upper(params: Params, start: int) -> Params:
-    """The parameters of the layers from ``start`` on and of the class head (the cache stands for the rest)."""
+    """The parameters of the layers from ``start`` on and of the heads (the cache stands for the rest)."""
     below = {f"layer_{i}" for i in range(start)}
     flat = traverse_util.flatten_dict(params)
     return traverse_util.unflatten_dict(
-        {p: v for p, v in flat.items() if p[0] == "head" or (p[0] == "encoder" and p[1] != "embeddings" and p[1] not in below)}
+        {p: v for p, v in flat.items() if p[0] in HEADS or (p[0] == "encoder" and p[1] != "embeddings" and p[1] not in below)}
     )
 
 
 def _targets(rows: AdaptRows, label_map: Mapping[str, tuple[str, ...]], classes: tuple[str, ...], cache: Cache, n_unlabeled: int) -> Targets:
-    """Allowed classes, renormalised teacher targets and weights (mean 1 over the labeled rows) of every cached text."""
+    """Allowed classes, renormalised teacher targets, weights (mean 1 over the labeled rows) and the target scores
+    to keep, of every cached text."""
     allowed = np.concatenate([allowed_mask(label_map, classes)[rows.labels], np.ones((n_unlabeled, len(classes)), np.float32)])
     weights = np.concatenate([rows.weights / rows.weights.mean(), np.ones(n_unlabeled)])
-    soft = np.zeros_like(allowed) if cache.teacher is None else cache.teacher * allowed
+    teacher = np.zeros((len(allowed), len(classes)), np.float32) if cache.teacher is None else cache.teacher
+    soft = teacher[:, : len(classes)] * allowed
     soft = soft / np.maximum(soft.sum(axis=1, keepdims=True), 1e-12)
-    return Targets(allowed.astype(np.float32), soft.astype(np.float32), weights.astype(np.float32))
+    kept = teacher[:, len(classes) :]
+    return Targets(allowed.astype(np.float32), soft.astype(np.float32), weights.astype(np.float32), kept.astype(np.float32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,17 +284,19 @@ def adapt(
     final = final if final is not None else results[1][-1]
     runner.close(remove=False)
     mark("learning curve and final model")
+    # The folder's own files carry the target head (copied from the start): the adapter holds the rest.
+    plain, encoder_params = model.with_targets(), {k: v for k, v in params.items() if k != "target_head"}
     thresholds = choose_thresholds(after, rows.labels[held], rows.weights[held], label_map, model.labels, config.benign_label, config.precision_target)
     outcome = AdaptOutcome(
         output=config.output, start=folder, classes=model.labels, names=tuple(label_map), label_map=dict(label_map),
-        rows=rows, held=held, before=None if cache.teacher is None else cache.teacher[held], after=after,
+        rows=rows, held=held, before=None if cache.teacher is None else cache.teacher[held, : len(model.labels)], after=after,
         selection=table, chosen=best, curve=curve, thresholds=thresholds, folds=len(folds), unlabeled=len(unlabeled),
         seconds=time.perf_counter() - began, phases=phases,
     )  # fmt: skip
     how = {"target_precision": config.precision_target, "per_class": thresholds, "chosen_on": f"{len(held)} held-out rows of your data, weighted"}
     export_adapted(
-        config.output, start_folder=folder, config=model, tokenizer=tokenizer,
-        adapter=adapter_over_base(folder, params, final["lora"], lora, final["params"], model),
+        config.output, start_folder=folder, config=plain, tokenizer=tokenizer,
+        adapter=adapter_over_base(folder, encoder_params, final["lora"], lora, final["params"], plain),
         thresholds=({c: t["threshold"] for c, t in thresholds.items() if t["threshold"] is not None}, how),
         training_data=_record(config, folder, rows, label_map, len(unlabeled)), extra_files=report(outcome),
     )  # fmt: skip

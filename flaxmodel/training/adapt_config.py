@@ -56,7 +56,8 @@ class AdaptConfig:
     batch_size: int = flag(32, "Rows per step.")
     max_length: int = flag(64, "Tokens per text, special tokens included.")
     distill_weight: float = flag(
-        1.0, "Weight of keeping the starting model's scores where your labels do not decide (0: labels only)."
+        1.0, "Weight of keeping the starting model's scores where your labels do not decide, target groups "
+        "included (0: labels only)."
     )
     held_out: float = flag(0.2, "Share of your rows held out to select, set thresholds and report on.")
     folds: int = flag(5, "Under 300 rows: folds of cross-validation instead of one held-out share.")

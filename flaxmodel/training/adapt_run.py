@@ -2,7 +2,7 @@
 
 :class:`Cache` holds what never changes within a run: each text's token ids,
 what enters the first adapted layer (computed once by the starting model's
-frozen layers), and the starting model's probabilities.  :func:`train_unit`
+frozen layers), and the starting model's probabilities and target scores.  :func:`train_unit`
 trains fresh adapters on some of the rows for some epochs and scores the
 held-out rows after each epoch.  Every batch has ``batch_size`` rows and a
 length from :data:`LENGTH_BUCKETS`, so the step compiles once per bucket for the
@@ -55,7 +55,8 @@ class Cache:
     Attributes:
       ids: token ids of each text.
       hidden: float32 ``[tokens_i, hidden]`` per text: what enters layer ``start``.
-      teacher: float32 ``[texts, num_labels]`` the starting model's class probabilities (None with a new head).
+      teacher: float32 ``[texts, num_outputs]`` the starting model's class probabilities, then its target
+        scores if it has a target head (None with a new head).
       buckets: the run's batch lengths.
       pad_id: the padding token's id.
     """
@@ -69,14 +70,16 @@ class Cache:
     def lengths(self) -> np.ndarray:
         return np.array([len(s) for s in self.ids])
 
-    def batch(self, rows: np.ndarray, batch_rows: int, allowed: np.ndarray, soft: np.ndarray, weights: np.ndarray) -> AdaptBatch:
-        """The padded batch of texts ``rows`` (at most ``batch_rows``), with each row's targets and weight."""
+    def batch(self, rows: np.ndarray, batch_rows: int, targets: "Targets") -> AdaptBatch:
+        """The padded batch of texts ``rows`` (at most ``batch_rows``), with each row's targets and weight
+        (``targets`` holds the batch's rows only)."""
         length = bucket_of(max(len(self.ids[i]) for i in rows), self.buckets)
         ids, mask = pad_batch([self.ids[i] for i in rows], batch_rows, length, self.pad_id)
         hidden = np.zeros((batch_rows, length, self.hidden[rows[0]].shape[-1]), np.float32)
         for j, i in enumerate(rows):
             hidden[j, : len(self.hidden[i])] = self.hidden[i]
-        return AdaptBatch(hidden, ids, mask, _rows(allowed, batch_rows), _rows(soft, batch_rows), _rows(weights, batch_rows))
+        padded = [_rows(v, batch_rows) for v in (targets.allowed, targets.soft, targets.weights, targets.soft_targets)]
+        return AdaptBatch(hidden, ids, mask, *padded)
 
 
 def _rows(values: np.ndarray, rows: int) -> np.ndarray:
@@ -91,7 +94,7 @@ def build_cache(
     """Runs the starting model's frozen layers once over every text (and its top layers, for the teacher)."""
     buckets = buckets_for(max_length)
     cache = Cache(ids, [np.empty(0)] * len(ids), None, buckets, config.pad_token_id)
-    probabilities = np.zeros((len(ids), config.num_labels), np.float32)
+    probabilities = np.zeros((len(ids), config.num_outputs), np.float32)
     order = np.argsort([len(s) for s in ids], kind="stable")
     for begin in range(0, len(order), batch_rows):
         rows = order[begin : begin + batch_rows]
@@ -109,11 +112,33 @@ def build_cache(
 
 @dataclasses.dataclass(frozen=True)
 class Targets:
-    """What each text of the cache trains towards: allowed classes ``[texts, C]``, soft targets, weights ``[texts]``."""
+    """What each text of the cache trains towards: allowed classes ``[texts, C]``, soft targets, weights
+    ``[texts]``, and the target scores to keep ``[texts, T]`` (T = 0 without a target head)."""
 
     allowed: np.ndarray
     soft: np.ndarray
     weights: np.ndarray
+    soft_targets: np.ndarray
+
+    def __getitem__(self, rows: np.ndarray) -> "Targets":
+        return Targets(self.allowed[rows], self.soft[rows], self.weights[rows], self.soft_targets[rows])
+
+    @classmethod
+    def neutral(cls, rows: int, classes: int, targets: int) -> "Targets":
+        """Targets for scoring only: every class allowed, uniform, weight 1."""
+        uniform = np.full((rows, classes), 1 / classes, np.float32)
+        return cls(np.ones((rows, classes), np.float32), uniform, np.ones(rows, np.float32), np.full((rows, targets), 0.5, np.float32))
+
+
+def split_upper(upper: Params, spec: AdaptSpec, key: jax.Array) -> tuple[Params, Params]:
+    """``(trainable, frozen)`` of the top layers: adapters and the class head train; a target head stays frozen,
+    as the folder keeps the starting model's (its scores are held by the loss instead)."""
+    trainable, frozen = split_trainable(upper, spec.model_config, spec.lora, False, key)
+    if "target_head" in trainable["params"]:
+        params = dict(trainable["params"])
+        frozen = {**frozen, "target_head": params.pop("target_head")}
+        trainable = {**trainable, "params": params}
+    return trainable, frozen
 
 
 def learning_rate(step: int, total: int, peak: float) -> float:
@@ -175,7 +200,7 @@ def train_unit(
       parameters (``{"params": head, "lora": adapters}``, as numpy).
     """
     key = jax.random.PRNGKey(unit.seed)
-    trainable, frozen = split_trainable(upper, spec.model_config, spec.lora, False, jax.random.fold_in(key, 1))
+    trainable, frozen = split_upper(upper, spec, jax.random.fold_in(key, 1))
     frozen = jax.tree_util.tree_map(jnp.asarray, frozen)
     state = initial_adapt_state(trainable, jax.random.fold_in(key, 2), spec)
     lengths = cache.lengths()
@@ -184,9 +209,7 @@ def train_unit(
     held_probabilities, snapshots = [], []
     for plan in plans:
         for batch_rows_idx in plan:
-            batch = cache.batch(
-                batch_rows_idx, batch_rows, targets.allowed[batch_rows_idx], targets.soft[batch_rows_idx], targets.weights[batch_rows_idx]
-            )
+            batch = cache.batch(batch_rows_idx, batch_rows, targets[batch_rows_idx])
             rate = jnp.asarray(learning_rate(int(state.step), total, unit.rate), jnp.float32)
             state, _ = adapt_step(state, batch, frozen, rate, spec=spec)
             on_step()
@@ -201,7 +224,7 @@ def predict_rows(trainable: Params, frozen: Params, cache: Cache, rows: np.ndarr
     order = np.argsort(cache.lengths()[rows], kind="stable")
     for begin in range(0, len(order), batch_rows):
         part = order[begin : begin + batch_rows]
-        batch = cache.batch(rows[part], batch_rows, np.ones((len(part), out.shape[1])), np.zeros((len(part), out.shape[1])), np.ones(len(part)))
+        batch = cache.batch(rows[part], batch_rows, Targets.neutral(len(part), out.shape[1], len(spec.model_config.targets)))
         out[part] = np.asarray(adapt_probabilities(trainable, frozen, batch, spec=spec))[: len(part)]
     return out
 
@@ -213,7 +236,7 @@ def warm_up(params: Params, upper: Params, spec: AdaptSpec, batch_rows: int, len
     step and the prediction.  Compiling is single-threaded, so two at once halve its wall time on two cores.
     """
     config, start = spec.model_config, spec.start
-    trainable, frozen = split_trainable(upper, config, spec.lora, False, jax.random.PRNGKey(0))
+    trainable, frozen = split_upper(upper, spec, jax.random.PRNGKey(0))
     frozen = jax.tree_util.tree_map(jnp.asarray, frozen)
     state = initial_adapt_state(trainable, jax.random.PRNGKey(1), spec)
     classes = config.num_labels
@@ -221,7 +244,8 @@ def warm_up(params: Params, upper: Params, spec: AdaptSpec, batch_rows: int, len
     for length in sorted(lengths):
         ids, mask = np.zeros((batch_rows, length), np.int32), np.ones((batch_rows, length), np.int32)
         hidden = np.zeros((batch_rows, length, config.hidden_size), np.float32)
-        batch = AdaptBatch(hidden, ids, mask, np.ones((batch_rows, classes), np.float32), np.full((batch_rows, classes), 1 / classes, np.float32), np.ones(batch_rows, np.float32))
+        neutral = Targets.neutral(batch_rows, classes, len(config.targets))
+        batch = AdaptBatch(hidden, ids, mask, neutral.allowed, neutral.soft, neutral.weights, neutral.soft_targets)
         programs.append(functools.partial(lower_states, params, ids, mask, config=config, stop=start))
         if teacher:
             programs.append(functools.partial(upper_probabilities, params, hidden, ids, mask, config=config, start=start))

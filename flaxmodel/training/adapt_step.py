@@ -7,7 +7,9 @@ cost for the top two of six layers.  The loss is the partial-label loss of the
 user's labels plus ``distill_weight`` times the cross-entropy, within each
 row's allowed classes, with the starting model's probabilities renormalised to
 them: what a label leaves open (hate or offensive, under "offensive") stays as
-the starting model had it.  The learning rate is an argument, not part of the
+the starting model had it.  A starting model's target-group head stays frozen
+and reads the adapted encoder, so the same weight keeps its scores too: binary
+cross-entropy with the starting model's target scores on every row.  The learning rate is an argument, not part of the
 compiled program, so every rate of the selection grid and every schedule length
 shares one compiled step per length bucket.
 """
@@ -24,7 +26,7 @@ from flax import struct, traverse_util
 
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.lora import LoraConfig
-from flaxmodel.core.model import Params, SequenceClassifier, apply, hidden_states
+from flaxmodel.core.model import Params, SequenceClassifier, apply, hidden_states, probabilities
 from flaxmodel.training.state import DECAYED_LEAVES, assemble, partial_label_loss
 
 
@@ -50,6 +52,8 @@ class AdaptBatch:
       allowed: float32 ``[rows, num_labels]`` 1 on the classes the row's label allows (all for unlabeled rows).
       soft: float32 ``[rows, num_labels]`` the starting model's probabilities renormalised within ``allowed``.
       weights: float32 ``[rows]`` records each row stands for, 0 for padding.
+      soft_targets: float32 ``[rows, targets]`` the starting model's target-group scores (no columns without a
+        target head).
     """
 
     hidden: jax.Array
@@ -58,6 +62,7 @@ class AdaptBatch:
     allowed: jax.Array
     soft: jax.Array
     weights: jax.Array
+    soft_targets: jax.Array
 
 
 @struct.dataclass
@@ -85,24 +90,28 @@ def initial_adapt_state(trainable: Params, dropout_key: jax.Array, spec: AdaptSp
     return jax.device_put(state, jax.local_devices()[0])
 
 
-def adapt_loss(logits: jax.Array, batch: AdaptBatch, distill_weight: float) -> jax.Array:
+def adapt_loss(outputs: jax.Array, batch: AdaptBatch, distill_weight: float) -> jax.Array:
     """The batch's weighted mean loss.
 
     Args:
-      logits: float32 ``[rows, num_labels]``.
-      batch: the allowed classes, the renormalised teacher probabilities and the row weights.
-      distill_weight: weight of the within-allowed cross-entropy beside the partial-label loss.
+      outputs: float32 ``[rows, num_labels + targets]`` logits, the target head's after the classes'.
+      batch: the allowed classes, the renormalised teacher probabilities, the row weights and the teacher's
+        target scores.
+      distill_weight: weight of the within-allowed cross-entropy, and of the target scores' binary
+        cross-entropy, beside the partial-label loss.
 
     Returns:
       float32 ``[]``.
     """
+    logits, target_logits = outputs[:, : batch.allowed.shape[-1]], outputs[:, batch.allowed.shape[-1] :]
     # Padding rows allow nothing; give them every class so their (zero-weighted) terms stay finite.
     allowed = jnp.where(batch.weights[:, None] > 0, batch.allowed, 1.0)
     losses = partial_label_loss(logits, allowed)
     within = jnp.where(allowed > 0, logits.astype(jnp.float32), -jnp.inf)
     log_q = within - jax.nn.logsumexp(within, axis=-1, keepdims=True)
     distilled = -jnp.where(allowed > 0, batch.soft * log_q, 0.0).sum(axis=-1)
-    losses = losses + distill_weight * distilled
+    kept = optax.sigmoid_binary_cross_entropy(target_logits.astype(jnp.float32), batch.soft_targets).mean(axis=-1)
+    losses = losses + distill_weight * (distilled + kept)
     return (losses * batch.weights).sum() / jnp.maximum(batch.weights.sum(), jnp.finfo(jnp.float32).tiny)
 
 
@@ -110,8 +119,7 @@ def _logits(trainable: Params, frozen: Params, batch: AdaptBatch, spec: AdaptSpe
     params = assemble(frozen, trainable, spec.lora)
     model = SequenceClassifier(spec.model_config)
     rngs = None if key is None else {"dropout": key}
-    outputs = model.apply({"params": params}, batch.ids, batch.mask, key is None, spec.start, batch.hidden, rngs=rngs)
-    return outputs[:, : spec.model_config.num_labels]
+    return model.apply({"params": params}, batch.ids, batch.mask, key is None, spec.start, batch.hidden, rngs=rngs)
 
 
 @functools.partial(jax.jit, static_argnames="spec")
@@ -145,7 +153,7 @@ def adapt_step(
 @functools.partial(jax.jit, static_argnames="spec")
 def adapt_probabilities(trainable: Params, frozen: Params, batch: AdaptBatch, *, spec: AdaptSpec) -> jax.Array:
     """float32 ``[rows, num_labels]`` class probabilities of the adapted model (inference mode)."""
-    return jax.nn.softmax(_logits(trainable, frozen, batch, spec, None), axis=-1)
+    return jax.nn.softmax(_logits(trainable, frozen, batch, spec, None)[:, : spec.model_config.num_labels], axis=-1)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "stop"))
@@ -158,6 +166,6 @@ def lower_states(params: Params, ids: jax.Array, mask: jax.Array, *, config: Enc
 def upper_probabilities(
     params: Params, hidden: jax.Array, ids: jax.Array, mask: jax.Array, *, config: EncoderConfig, start: int
 ) -> jax.Array:
-    """float32 ``[rows, num_labels]``: the starting model's class probabilities finished from ``hidden``."""
-    logits = apply(params, ids, mask, config=config, start=start, hidden=hidden)
-    return jax.nn.softmax(logits[:, : config.num_labels], axis=-1)
+    """float32 ``[rows, num_outputs]``: the starting model's class probabilities and target scores finished from
+    ``hidden``."""
+    return probabilities(apply(params, ids, mask, config=config, start=start, hidden=hidden), config)

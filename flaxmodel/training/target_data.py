@@ -250,6 +250,11 @@ def _functional(split: str) -> list[_Row]:
     ]
 
 
+def functional_targets(split: str = "val") -> TargetSet:
+    """Our functional suite's cases of ``split`` with their target annotations (no data folder needed)."""
+    return _to_set("functional", _functional(split))
+
+
 def _to_set(name: str, rows: Iterable[_Row]) -> TargetSet:
     rows = list(rows)
     labels = np.zeros((len(rows), len(CATEGORIES)), np.float32)

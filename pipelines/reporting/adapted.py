@@ -153,7 +153,7 @@ def model_card(report: dict[str, Any]) -> str:
         f"- Your labels with no rows: {', '.join(gaps['your_labels_without_rows']) or 'none'}.",
         f"- Classes no label of yours names (kept as the starting model scores them): {', '.join(gaps['classes_no_label_names']) or 'none'}.",
         "- Any split a label leaves open (one label allowing several classes) follows the starting model.",
-        "- The starting model's target-group head is kept unchanged.",
+        "- The starting model's target-group head is kept unchanged; training held its scores on every row.",
         "",
     ]
     return "\n".join(lines)

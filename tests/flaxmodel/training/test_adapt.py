@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from flaxmodel.training.adapt_figures import choose_thresholds, macro_f1
 from flaxmodel.training.adapt_units import work_folder
 from tests.flaxmodel.training.conftest import _write
 from tests.flaxmodel.training.test_soup import _adapter_folder
+from tests.fixtures import TARGET_CATEGORIES, add_target_head
 
 # Words of the tiny tokenizer's vocabulary in neither word list.
 OTHER = ("rambling", "post", "keeps", "going", "long", "honestly", "much", "so", "ok", "this", "is", "what")
@@ -97,6 +99,27 @@ def test_distillation_keeps_a_class_the_map_never_names(tmp_path, start):
     assert drift_kept < 0.2 and drift_kept < drift_free / 2, (before, drift_kept, drift_free)
 
 
+def test_the_kept_target_head_scores_as_before_on_the_adapted_encoder(tmp_path, start):
+    shutil.copytree(start, tmp_path / "start")
+    add_target_head(tmp_path / "start", hidden=16, seed=7)
+    start = str(tmp_path / "start")
+    rows = _rows(tmp_path / "rows.jsonl", 320, seed=8)
+    texts = [json.loads(line)["text"] for line in open(rows)]
+    before = load_classifier(start, precision="float32").predict_targets(texts)
+    drift = {}
+    for name, weight in (("kept", 3.0), ("free", 0.0)):
+        adapt(_config(tmp_path, start, rows, name, distill_weight=weight), progress=False)
+        adapted = load_classifier(str(tmp_path / name), precision="float32")
+        assert adapted.targets == TARGET_CATEGORIES
+        drift[name] = float(np.abs(adapted.predict_targets(texts) - before).mean())
+    # The head itself is the start's, byte for byte; only what it reads changed.
+    for file in ("target_head.json", "target_head.safetensors"):
+        assert (tmp_path / "kept" / file).read_bytes() == (tmp_path / "start" / file).read_bytes()
+    # The labels move the top layers either way; held, the target scores move a fraction as much (measured
+    # 0.013 against 0.049).
+    assert drift["kept"] < drift["free"] / 3, drift
+
+
 def test_a_new_head_labels_with_its_own_names(tmp_path, start):
     rows = _rows(tmp_path / "rows.jsonl", 160, seed=5, labels=("fine", "spam"))
     outcome = adapt(_config(tmp_path, start, rows, label_map="", new_head=("spam", "fine"), epochs=4), progress=False)
@@ -171,7 +194,8 @@ def test_the_loss_weighs_each_reviewed_row_by_what_it_stands_for(tmp_path):
     np.testing.assert_allclose(targets.weights, [4 / 6, 4 / 6, 10 / 6, 1.0], rtol=1e-6)
     np.testing.assert_allclose(targets.soft[0], [0.5, 0.5, 0.0])
     logits = jnp.asarray([[2.0, 0.0, 1.0], [0.0, 1.0, 3.0], [1.0, 1.0, 1.0], [0.5, 0.2, 0.1]])
-    batch = AdaptBatch(None, None, None, targets.allowed, targets.soft, targets.weights)
-    per_row = [float(adapt_loss(logits[i : i + 1], AdaptBatch(None, None, None, targets.allowed[i : i + 1], targets.soft[i : i + 1], np.ones(1, np.float32)), 1.0)) for i in range(4)]
+    batch = AdaptBatch(None, None, None, targets.allowed, targets.soft, targets.weights, targets.soft_targets)
+    one = [targets[np.array([i])] for i in range(4)]
+    per_row = [float(adapt_loss(logits[i : i + 1], AdaptBatch(None, None, None, t.allowed, t.soft, np.ones(1, np.float32), t.soft_targets), 1.0)) for i, t in enumerate(one)]
     expected = np.dot(per_row, targets.weights) / targets.weights.sum()
     assert float(adapt_loss(logits, batch, 1.0)) == pytest.approx(expected, rel=1e-5)
