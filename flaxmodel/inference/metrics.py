@@ -106,27 +106,32 @@ def threshold_for_precision(
     }
 
 
-def threshold_for_f1(is_positive: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+def threshold_for_f1(is_positive: np.ndarray, score: np.ndarray, weights: np.ndarray | None = None) -> dict[str, Any]:
     """The score threshold whose flagged set (``score >= threshold``) has the best F1, and what it reaches.
 
-    Ties in F1 go to the higher threshold; ``threshold`` is None when there is no positive.
+    Ties in F1 go to the higher threshold; ``threshold`` is None when there is no positive.  ``weights``
+    (``[n]``, default 1) counts each row as that many records, as a stratified review sample's rows stand
+    for; ``positives`` stays the count of positive rows.
     """
     is_positive = np.asarray(is_positive, dtype=bool)
     score = np.asarray(score, dtype=np.float64)
+    weights = np.ones(len(score)) if weights is None else np.asarray(weights, dtype=np.float64)
     positives = int(is_positive.sum())
     if not positives:
         return {"threshold": None, "precision": None, "recall": None, "f1": None, "positives": 0}
     order = np.argsort(-score, kind="stable")
     sorted_scores = score[order]
-    true_flags = np.cumsum(is_positive[order])
+    true_flags = np.cumsum((weights * is_positive)[order])
+    flagged = np.cumsum(weights[order])
+    total = true_flags[-1]
     cuts = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
-    f1 = 2 * true_flags[cuts] / (cuts + 1 + positives)
+    f1 = 2 * true_flags[cuts] / (flagged[cuts] + total)
     best = cuts[int(np.argmax(f1))]
     return {
         "threshold": float(sorted_scores[best]),
-        "precision": float(true_flags[best] / (best + 1)),
-        "recall": float(true_flags[best] / positives),
-        "f1": float(2 * true_flags[best] / (best + 1 + positives)),
+        "precision": float(true_flags[best] / flagged[best]),
+        "recall": float(true_flags[best] / total),
+        "f1": float(2 * true_flags[best] / (flagged[best] + total)),
         "positives": positives,
     }
 

@@ -9,7 +9,8 @@ The run, in order:
 4. selection: each learning rate trained on the training share and scored on the held-out rows after each epoch
    (or k folds under 300 rows); the best (rate, epoch) by weighted macro F1 over the user's labels;
 5. the learning curve: the same settings on 25% and 50% of the training rows;
-6. thresholds for ``--precision_target`` on the held-out rows, weighted;
+6. thresholds for ``--precision_target`` on the held-out rows, weighted (and the target groups', when the rows
+   name them: :mod:`~flaxmodel.training.adapt_targets`);
 7. the folder (:mod:`~flaxmodel.training.adapt_export`), with the caller's report files in it.
 
 Each training unit's results are kept in ``OUTPUT.adapting/`` (beside a local output, else in the temporary
@@ -20,6 +21,7 @@ unit; the folder is removed once the model is written.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import time
@@ -31,6 +33,8 @@ from flax import traverse_util
 
 from flaxmodel.ckpts.default_model import model_folder
 from flaxmodel.ckpts.loader import load_checkpoint
+from flaxmodel.ckpts.target_head import read_target_head_spec
+from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.lora import DENSE_MODULES, LoraConfig
 from flaxmodel.core.model import Params, init_params
 from flaxmodel.errors import ConfigError
@@ -47,8 +51,9 @@ from flaxmodel.training.adapt_data import (
 )
 from flaxmodel.training.adapt_export import adapter_over_base, export_adapted
 from flaxmodel.training.adapt_figures import choose_thresholds, macro_f1
-from flaxmodel.training.adapt_run import Cache, Targets, Unit, bucket_of, buckets_for, build_cache, warm_up
+from flaxmodel.training.adapt_run import Cache, Targets, Unit, bucket_of, buckets_for, build_cache, predict_final, warm_up
 from flaxmodel.training.adapt_step import AdaptSpec
+from flaxmodel.training.adapt_targets import kept_scores, refit_thresholds, row_groups
 from flaxmodel.training.adapt_units import UnitRunner
 from flaxmodel.training.provenance import read_record
 from flaxmodel.training.state import HEADS
@@ -72,6 +77,8 @@ class AdaptOutcome:
       selection: per learning rate and epoch, the held-out weighted macro F1; ``chosen`` the winner.
       curve: the held-out weighted macro F1 at each share of the training rows.
       thresholds: per class, the threshold chosen for ``precision_target`` and what it reaches.
+      target_head: with rows that name target groups, how the re-fitted head's thresholds were chosen (per
+        group, :func:`~flaxmodel.training.adapt_targets.refit_thresholds`); None when the start's is kept.
       unlabeled: texts distilled on without labels.
       seconds: the run's wall time; ``phases`` its seconds by phase (loading, the frozen layers' pass,
         compiling, selection, learning curve and final model, export).
@@ -90,6 +97,7 @@ class AdaptOutcome:
     chosen: dict[str, Any]
     curve: list[dict[str, Any]]
     thresholds: dict[str, dict[str, Any]]
+    target_head: dict[str, dict[str, Any]] | None
     folds: int
     unlabeled: int
     seconds: float
@@ -123,7 +131,9 @@ def _upper(params: Params, start: int) -> Params:
     )
 
 
-def _targets(rows: AdaptRows, label_map: Mapping[str, tuple[str, ...]], classes: tuple[str, ...], cache: Cache, n_unlabeled: int) -> Targets:
+def _targets(
+    rows: AdaptRows, label_map: Mapping[str, tuple[str, ...]], classes: tuple[str, ...], cache: Cache, n_unlabeled: int, groups: np.ndarray | None
+) -> Targets:
     """Allowed classes, renormalised teacher targets, weights (mean 1 over the labeled rows) and the target scores
     to keep, of every cached text."""
     allowed = np.concatenate([allowed_mask(label_map, classes)[rows.labels], np.ones((n_unlabeled, len(classes)), np.float32)])
@@ -131,8 +141,8 @@ def _targets(rows: AdaptRows, label_map: Mapping[str, tuple[str, ...]], classes:
     teacher = np.zeros((len(allowed), len(classes)), np.float32) if cache.teacher is None else cache.teacher
     soft = teacher[:, : len(classes)] * allowed
     soft = soft / np.maximum(soft.sum(axis=1, keepdims=True), 1e-12)
-    kept = teacher[:, len(classes) :]
-    return Targets(allowed.astype(np.float32), soft.astype(np.float32), weights.astype(np.float32), kept.astype(np.float32))
+    kept, said = kept_scores(teacher[:, len(classes) :], groups)
+    return Targets(allowed.astype(np.float32), soft.astype(np.float32), weights.astype(np.float32), kept, said)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +205,29 @@ def _curve(runner: UnitRunner, rows: AdaptRows, folds, config: AdaptConfig, best
     return curve + [{"share": 1.0, "rows": trained, "macro_f1": best["macro_f1"]}]
 
 
+def _target_head(
+    folder: str, model: EncoderConfig, groups: np.ndarray | None, final: Params, held: np.ndarray, folds: int, predict: Callable[[], np.ndarray], weights: np.ndarray
+) -> tuple[Params, tuple | None]:
+    """The final model's class-side parameters, and its re-fitted target head for the folder (None: the
+    start's is copied).  Thresholds are re-chosen only on a held-out share: with folds, the final model has
+    seen every row."""
+    if groups is None:
+        return final["params"], None
+    params = dict(final["params"])
+    head = params.pop("target_head")
+    held = held if folds == 1 else held[:0]
+    start = read_target_head_spec(folder).thresholds
+    scores = predict() if len(held) else np.zeros((0, len(model.targets)), np.float32)
+    chosen = refit_thresholds(scores, groups[held], weights[held], start, model.targets)
+    how = {
+        "input": "first-token state of the adapted model's last layer",
+        "trained_on": f"{int((~np.isnan(groups).all(axis=1)).sum())} of your rows that name target groups, and the "
+        "starting model's scores elsewhere",
+        "per_category": chosen,
+    }
+    return params, (model.targets, head, {c: t["threshold"] for c, t in chosen.items()}, how)
+
+
 def _record(config: AdaptConfig, folder: str, rows: AdaptRows, label_map, unlabeled: int) -> dict[str, Any]:
     """``training_data.json``: the start's identity and record, then the user's rows and map."""
     start = read_record(folder)
@@ -250,13 +283,14 @@ def adapt(
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     folder, model, params, tokenizer, label_map = _start(config)
     rows = (read_reviewed_rows if config.reviewed else read_train_rows)(config, tuple(label_map))
+    groups = row_groups(rows, model.targets)
     unlabeled = read_unlabeled(config)
     runner = UnitRunner.open(config, _fingerprint(rows, unlabeled), stop_after=stop_after_units, progress=progress)
     start = max(0, model.num_layers - config.layers)
     ids = tokenizer.encode(rows.texts + unlabeled)
     mark("load and read")
     lora = LoraConfig(rank=config.lora_rank, alpha=2.0 * config.lora_rank, targets=DENSE_MODULES)
-    spec = AdaptSpec(model, lora, start, 0.0 if config.new_head else config.distill_weight)
+    spec = AdaptSpec(model, lora, start, 0.0 if config.new_head else config.distill_weight, refit_targets=groups is not None)
     upper = _upper(params, start)
     lengths = {bucket_of(len(s), buckets_for(tokenizer.max_length)) for s in ids}
     warm_up(params, upper, spec, config.batch_size, lengths, teacher=not config.new_head)
@@ -265,7 +299,7 @@ def adapt(
     cache = build_cache(params, ids, model, start, config.batch_size, tokenizer.max_length, teacher=not config.new_head)
     mark("frozen layers")
     unlabeled_rows = np.arange(len(rows), len(ids))
-    targets = _targets(rows, label_map, model.labels, cache, len(unlabeled))
+    targets = _targets(rows, label_map, model.labels, cache, len(unlabeled), groups)
     runner.attach(cache=cache, targets=targets, unlabeled=unlabeled_rows, upper=upper, spec=spec, batch_rows=config.batch_size)
     folds = splits(rows, config)
     score = _Scorer(rows, label_map, model.labels)
@@ -284,19 +318,21 @@ def adapt(
     final = final if final is not None else results[1][-1]
     runner.close(remove=False)
     mark("learning curve and final model")
-    # The folder's own files carry the target head (copied from the start): the adapter holds the rest.
+    # The folder's own files carry the target head: the adapter holds the rest.
     plain, encoder_params = model.with_targets(), {k: v for k, v in params.items() if k != "target_head"}
+    predict = functools.partial(predict_final, final, upper, cache, held, spec, config.batch_size)
+    trained, target_head = _target_head(folder, model, groups, final, held, len(folds), predict, rows.weights)
     thresholds = choose_thresholds(after, rows.labels[held], rows.weights[held], label_map, model.labels, config.benign_label, config.precision_target)
     outcome = AdaptOutcome(
         output=config.output, start=folder, classes=model.labels, names=tuple(label_map), label_map=dict(label_map),
         rows=rows, held=held, before=None if cache.teacher is None else cache.teacher[held, : len(model.labels)], after=after,
-        selection=table, chosen=best, curve=curve, thresholds=thresholds, folds=len(folds), unlabeled=len(unlabeled),
+        selection=table, chosen=best, curve=curve, thresholds=thresholds, target_head=target_head and target_head[3]["per_category"], folds=len(folds), unlabeled=len(unlabeled),
         seconds=time.perf_counter() - began, phases=phases,
     )  # fmt: skip
     how = {"target_precision": config.precision_target, "per_class": thresholds, "chosen_on": f"{len(held)} held-out rows of your data, weighted"}
     export_adapted(
         config.output, start_folder=folder, config=plain, tokenizer=tokenizer,
-        adapter=adapter_over_base(folder, encoder_params, final["lora"], lora, final["params"], plain),
+        adapter=adapter_over_base(folder, encoder_params, final["lora"], lora, trained, plain), target_head=target_head,
         thresholds=({c: t["threshold"] for c, t in thresholds.items() if t["threshold"] is not None}, how),
         training_data=_record(config, folder, rows, label_map, len(unlabeled)), extra_files=report(outcome),
     )  # fmt: skip

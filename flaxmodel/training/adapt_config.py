@@ -48,6 +48,12 @@ class AdaptConfig:
     benign_label: str = flag("neither", "The model's class that is not harmful (not thresholded, not a flag).")
     text_field: str = flag("text", "Text column or JSON field.")
     label_field: str = flag("label", "Label column or JSON field of --train rows.")
+    target_field: str | None = flag(
+        None,
+        "Column of the target groups each row attacks, joined by | (e.g. race|religion; empty: none). Rows that "
+        "carry them re-fit the model's target-group head. Default: human_targets in --reviewed files, targets in "
+        "--train files; a file without the column keeps the starting head.",
+    )
     format: str = flag("auto", "Format of --train files; auto: from the extension.", choices=LABELED_FORMATS)
     layers: int = flag(2, "Top encoder layers that adapt (LoRA); the layers below keep the starting model's weights.")
     lora_rank: int = flag(8, "LoRA rank of the adapted layers.")

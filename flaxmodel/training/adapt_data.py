@@ -25,6 +25,8 @@ from flaxmodel.training.adapt_config import AdaptConfig
 from flaxmodel.training.data import detect_format, expand, read_labeled, read_records
 
 HUMAN_LABEL = "human_label"
+HUMAN_TARGETS = "human_targets"
+TRAIN_TARGETS = "targets"
 INCLUSION_PROBABILITY = "inclusion_probability"
 REVIEW_REASON = "review_reason"
 # Below this many rows, selection uses k folds: one held-out share would leave too few rows on either side.
@@ -44,6 +46,7 @@ class AdaptRows:
       strata: ``[n]`` what held-out rows are drawn within: the row's review stratum, else its label.
       sizes: records in the run per stratum (``--reviewed``); None for ``--train``'s plain sample.
       record: where the rows came from, for ``training_data.json``.
+      groups: each row's target-group cell as written (None where absent); None when no file has the column.
     """
 
     texts: list[str]
@@ -53,6 +56,7 @@ class AdaptRows:
     strata: np.ndarray
     sizes: dict[str, int] | None
     record: dict[str, Any]
+    groups: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -63,6 +67,7 @@ def read_train_rows(config: AdaptConfig, names: Sequence[str]) -> AdaptRows:
     fields = dict(text_field=config.text_field, label_field=config.label_field, format=config.format)
     data = read_labeled(config.train, labels=tuple(names), **fields)
     labels = np.asarray(data.label_ids, np.int64)
+    groups = _train_groups(config, len(labels))
     return AdaptRows(
         texts=list(data.texts),
         labels=labels,
@@ -71,7 +76,22 @@ def read_train_rows(config: AdaptConfig, names: Sequence[str]) -> AdaptRows:
         strata=np.asarray([names[i] for i in labels], object),
         sizes=None,
         record={"kind": "train", "files": expand(config.train), "rows": len(labels)},
+        groups=groups,
     )
+
+
+def _train_groups(config: AdaptConfig, rows: int) -> list[str | None] | None:
+    """``--train``'s target-group cells, row for row with :func:`read_labeled` (which reads the same records)."""
+    field = config.target_field or TRAIN_TARGETS
+    cells: list[str | None] = []
+    for path in expand(config.train):
+        kind = detect_format(path) if config.format == "auto" else config.format
+        if kind == "tweeteval":
+            return None
+        cells += [record.fields[field] for record in read_records(path, kind, config.text_field, (field,))]
+    if len(cells) != rows:
+        raise DataError(f"--train {config.train}: {len(cells)} rows with a text against {rows} labeled ones")
+    return cells if any(cell not in (None, "") for cell in cells) else None
 
 
 def _probability(value: str | None, where: str) -> float:
@@ -86,9 +106,11 @@ def _probability(value: str | None, where: str) -> float:
 
 def read_reviewed_rows(config: AdaptConfig, names: Sequence[str]) -> AdaptRows:
     """``--reviewed``'s reviewed rows, each weighing N_h / r_h; unreviewed rows only count towards N_h."""
-    fields = (HUMAN_LABEL, INCLUSION_PROBABILITY, REVIEW_REASON)
+    group_field = config.target_field or HUMAN_TARGETS
+    fields = (HUMAN_LABEL, INCLUSION_PROBABILITY, REVIEW_REASON, group_field)
     sampled: dict[str, list[float]] = collections.defaultdict(list)
     rows: list[tuple[str, str, str, str]] = []
+    groups: list[str | None] = []
     for path in expand(config.reviewed):
         kind = detect_format(path)
         for record in read_records(path, kind, config.text_field, fields):
@@ -101,6 +123,7 @@ def read_reviewed_rows(config: AdaptConfig, names: Sequence[str]) -> AdaptRows:
             label = (record.fields.get(HUMAN_LABEL) or "").strip()
             if label:
                 rows.append((record.text, label, stratum, where))
+                groups.append(record.fields.get(group_field))
     if not rows:
         raise DataError(f"--reviewed {config.reviewed}: no row has a {HUMAN_LABEL}; reviewers fill it with one of {', '.join(names)}")
     unknown = [f"{where} ({label!r})" for _, label, _, where in rows if label not in names]
@@ -119,6 +142,7 @@ def read_reviewed_rows(config: AdaptConfig, names: Sequence[str]) -> AdaptRows:
         strata=np.asarray([h for _, _, h, _ in rows], object),
         sizes=sizes,
         record={"kind": "reviewed", "files": expand(config.reviewed), "rows": len(rows), "run_records": sum(sizes.values())},
+        groups=groups if any(cell not in (None, "") for cell in groups) else None,
     )
 
 

@@ -6,7 +6,8 @@ its update ``s1 a1 b1`` and the new ``s2 a2 b2`` add up exactly to one adapter
 of rank r1 + r2 (:func:`flaxmodel.core.lora.combine`), so the folder stays a few
 megabytes over the same packaged base encoder; modules the new adapter leaves
 alone get zero factors.  Otherwise the new adapter's base is the starting folder.
-The starting model's target-group head and preprocessing travel unchanged.
+The starting model's preprocessing travels unchanged, and so does its target-group head unless the
+user's rows re-fitted it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from flax import traverse_util
 
 from flaxmodel.ckpts import files
 from flaxmodel.ckpts.adapters import adapter_state_dict, base_reference, is_adapter_folder, read_adapter, write_adapter
-from flaxmodel.ckpts.target_head import TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS
+from flaxmodel.ckpts.target_head import TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS, write_target_head
 from flaxmodel.ckpts.thresholds import write_thresholds
 from flaxmodel.core.config import EncoderConfig
 from flaxmodel.core.lora import Adapters, LoraConfig, combine, target_paths
@@ -80,6 +81,7 @@ def export_adapted(
     thresholds: tuple[Mapping[str, float], Mapping[str, Any]],
     training_data: Mapping[str, Any],
     extra_files: Mapping[str, bytes],
+    target_head: tuple[tuple[str, ...], Any, Mapping[str, float], Mapping[str, Any]] | None = None,
 ) -> str:
     """Writes the adapted model folder whole (see :func:`~flaxmodel.training.export.write_staged`).
 
@@ -92,6 +94,8 @@ def export_adapted(
       thresholds: ``(class -> threshold, how they were chosen)`` for ``thresholds.json``.
       training_data: ``training_data.json``.
       extra_files: other files by name (the report, the card).
+      target_head: a re-fitted target head, ``(categories, params, thresholds, how)`` for
+        :func:`~flaxmodel.ckpts.target_head.write_target_head`; None copies the starting model's, if any.
 
     Returns:
       ``folder``.
@@ -101,7 +105,9 @@ def export_adapted(
     def write(target: str) -> None:
         write_adapter(target, state, config=config, lora=lora, base=base)
         tokenizer.save(target)
-        for name in (TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS):
+        if target_head is not None:
+            write_target_head(target, *target_head)
+        for name in (TARGET_HEAD_CONFIG, TARGET_HEAD_WEIGHTS) if target_head is None else ():
             if files.exists(files.join(start_folder, name)):
                 files.write_bytes(files.join(target, name), files.read_bytes(files.join(start_folder, name)))
         write_thresholds(target, thresholds[0], thresholds[1])

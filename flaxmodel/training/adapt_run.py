@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flaxmodel.core.model import Params
+from flaxmodel.errors import ConfigError
 from flaxmodel.inference.padding import pad_batch
 from flaxmodel.training.adapt_step import (
     AdaptBatch,
@@ -78,7 +79,7 @@ class Cache:
         hidden = np.zeros((batch_rows, length, self.hidden[rows[0]].shape[-1]), np.float32)
         for j, i in enumerate(rows):
             hidden[j, : len(self.hidden[i])] = self.hidden[i]
-        padded = [_rows(v, batch_rows) for v in (targets.allowed, targets.soft, targets.weights, targets.soft_targets)]
+        padded = [_rows(v, batch_rows) for v in (targets.allowed, targets.soft, targets.weights, targets.soft_targets, targets.said_targets)]
         return AdaptBatch(hidden, ids, mask, *padded)
 
 
@@ -113,28 +114,31 @@ def build_cache(
 @dataclasses.dataclass(frozen=True)
 class Targets:
     """What each text of the cache trains towards: allowed classes ``[texts, C]``, soft targets, weights
-    ``[texts]``, and the target scores to keep ``[texts, T]`` (T = 0 without a target head)."""
+    ``[texts]``, and the target scores ``[texts, T]`` (T = 0 without a target head), 1 in ``said_targets``
+    where they are the row's own groups (see :class:`~flaxmodel.training.adapt_step.AdaptBatch`)."""
 
     allowed: np.ndarray
     soft: np.ndarray
     weights: np.ndarray
     soft_targets: np.ndarray
+    said_targets: np.ndarray
 
     def __getitem__(self, rows: np.ndarray) -> "Targets":
-        return Targets(self.allowed[rows], self.soft[rows], self.weights[rows], self.soft_targets[rows])
+        return Targets(*(getattr(self, f.name)[rows] for f in dataclasses.fields(self)))
 
     @classmethod
     def neutral(cls, rows: int, classes: int, targets: int) -> "Targets":
         """Targets for scoring only: every class allowed, uniform, weight 1."""
         uniform = np.full((rows, classes), 1 / classes, np.float32)
-        return cls(np.ones((rows, classes), np.float32), uniform, np.ones(rows, np.float32), np.full((rows, targets), 0.5, np.float32))
+        half, no = np.full((rows, targets), 0.5, np.float32), np.zeros((rows, targets), np.float32)
+        return cls(np.ones((rows, classes), np.float32), uniform, np.ones(rows, np.float32), half, no)
 
 
 def split_upper(upper: Params, spec: AdaptSpec, key: jax.Array) -> tuple[Params, Params]:
-    """``(trainable, frozen)`` of the top layers: adapters and the class head train; a target head stays frozen,
-    as the folder keeps the starting model's (its scores are held by the loss instead)."""
+    """``(trainable, frozen)`` of the top layers: adapters and the class head train; a target head stays frozen
+    unless ``spec.refit_targets``, as the folder keeps the starting model's (its scores held by the loss)."""
     trainable, frozen = split_trainable(upper, spec.model_config, spec.lora, False, key)
-    if "target_head" in trainable["params"]:
+    if "target_head" in trainable["params"] and not spec.refit_targets:
         params = dict(trainable["params"])
         frozen = {**frozen, "target_head": params.pop("target_head")}
         trainable = {**trainable, "params": params}
@@ -211,22 +215,36 @@ def train_unit(
         for batch_rows_idx in plan:
             batch = cache.batch(batch_rows_idx, batch_rows, targets[batch_rows_idx])
             rate = jnp.asarray(learning_rate(int(state.step), total, unit.rate), jnp.float32)
-            state, _ = adapt_step(state, batch, frozen, rate, spec=spec)
+            state, loss = adapt_step(state, batch, frozen, rate, spec=spec)
             on_step()
+        # Once an epoch (a sync costs a step's wait): a diverged run must stop, not export a model of NaNs.
+        if not np.isfinite(float(loss)):
+            raise ConfigError(f"the loss is not finite after {int(state.step)} steps at learning rate {unit.rate:g}; lower --learning_rates")
         held_probabilities.append(predict_rows(state.trainable, frozen, cache, unit.held, spec, batch_rows))
         snapshots.append(jax.tree_util.tree_map(np.asarray, state.trainable))
     return held_probabilities, snapshots
 
 
-def predict_rows(trainable: Params, frozen: Params, cache: Cache, rows: np.ndarray, spec: AdaptSpec, batch_rows: int) -> np.ndarray:
-    """float32 ``[len(rows), C]`` class probabilities of the adapted model on texts ``rows``."""
-    out = np.zeros((len(rows), spec.model_config.num_labels), np.float32)
+def predict_rows(
+    trainable: Params, frozen: Params, cache: Cache, rows: np.ndarray, spec: AdaptSpec, batch_rows: int, targets: bool = False
+) -> np.ndarray:
+    """float32 ``[len(rows), C]`` class probabilities of the adapted model on texts ``rows`` (``targets``: its
+    target scores ``[len(rows), T]`` instead)."""
+    config = spec.model_config
+    columns = slice(config.num_labels, None) if targets else slice(0, config.num_labels)
+    out = np.zeros((len(rows), len(config.targets) if targets else config.num_labels), np.float32)
     order = np.argsort(cache.lengths()[rows], kind="stable")
     for begin in range(0, len(order), batch_rows):
         part = order[begin : begin + batch_rows]
-        batch = cache.batch(rows[part], batch_rows, Targets.neutral(len(part), out.shape[1], len(spec.model_config.targets)))
-        out[part] = np.asarray(adapt_probabilities(trainable, frozen, batch, spec=spec))[: len(part)]
+        batch = cache.batch(rows[part], batch_rows, Targets.neutral(len(part), config.num_labels, len(config.targets)))
+        out[part] = np.asarray(adapt_probabilities(trainable, frozen, batch, spec=spec))[: len(part), columns]
     return out
+
+
+def predict_final(trained: Params, upper: Params, cache: Cache, rows: np.ndarray, spec: AdaptSpec, batch_rows: int) -> np.ndarray:
+    """float32 ``[len(rows), T]`` the target scores of a unit's trained parameters on texts ``rows``."""
+    frozen = jax.tree_util.tree_map(jnp.asarray, split_upper(upper, spec, jax.random.PRNGKey(0))[1])
+    return predict_rows(trained, frozen, cache, rows, spec, batch_rows, targets=True)
 
 
 def warm_up(params: Params, upper: Params, spec: AdaptSpec, batch_rows: int, lengths: set[int], teacher: bool) -> None:
@@ -245,7 +263,7 @@ def warm_up(params: Params, upper: Params, spec: AdaptSpec, batch_rows: int, len
         ids, mask = np.zeros((batch_rows, length), np.int32), np.ones((batch_rows, length), np.int32)
         hidden = np.zeros((batch_rows, length, config.hidden_size), np.float32)
         neutral = Targets.neutral(batch_rows, classes, len(config.targets))
-        batch = AdaptBatch(hidden, ids, mask, neutral.allowed, neutral.soft, neutral.weights, neutral.soft_targets)
+        batch = AdaptBatch(hidden, ids, mask, *(getattr(neutral, f.name) for f in dataclasses.fields(neutral)))
         programs.append(functools.partial(lower_states, params, ids, mask, config=config, stop=start))
         if teacher:
             programs.append(functools.partial(upper_probabilities, params, hidden, ids, mask, config=config, start=start))

@@ -38,6 +38,7 @@ class AdaptSpec:
     lora: LoraConfig
     start: int
     distill_weight: float
+    refit_targets: bool = False  # the target head trains (the user's rows name groups) instead of staying frozen
     weight_decay: float = 0.01
     clip_norm: float = 1.0
 
@@ -52,8 +53,10 @@ class AdaptBatch:
       allowed: float32 ``[rows, num_labels]`` 1 on the classes the row's label allows (all for unlabeled rows).
       soft: float32 ``[rows, num_labels]`` the starting model's probabilities renormalised within ``allowed``.
       weights: float32 ``[rows]`` records each row stands for, 0 for padding.
-      soft_targets: float32 ``[rows, targets]`` the starting model's target-group scores (no columns without a
-        target head).
+      soft_targets: float32 ``[rows, targets]`` the starting model's target-group scores, or the row's own
+        groups where it names them (no columns without a target head).
+      said_targets: float32 ``[rows, targets]`` 1 where ``soft_targets`` is the row's own (a label: weight 1),
+        0 where it is the starting model's (weight ``distill_weight``).
     """
 
     hidden: jax.Array
@@ -63,6 +66,7 @@ class AdaptBatch:
     soft: jax.Array
     weights: jax.Array
     soft_targets: jax.Array
+    said_targets: jax.Array
 
 
 @struct.dataclass
@@ -110,8 +114,12 @@ def adapt_loss(outputs: jax.Array, batch: AdaptBatch, distill_weight: float) -> 
     within = jnp.where(allowed > 0, logits.astype(jnp.float32), -jnp.inf)
     log_q = within - jax.nn.logsumexp(within, axis=-1, keepdims=True)
     distilled = -jnp.where(allowed > 0, batch.soft * log_q, 0.0).sum(axis=-1)
-    kept = optax.sigmoid_binary_cross_entropy(target_logits.astype(jnp.float32), batch.soft_targets).mean(axis=-1)
-    losses = losses + distill_weight * (distilled + kept)
+    cells = optax.sigmoid_binary_cross_entropy(target_logits.astype(jnp.float32), batch.soft_targets)
+    # Held scores weigh as one distribution (their mean); each group a row names, as one label.  A model
+    # without a target head has no columns here.
+    kept = (cells * (1.0 - batch.said_targets)).sum(axis=-1) / max(1, cells.shape[-1])
+    said = (cells * batch.said_targets).sum(axis=-1)
+    losses = losses + distill_weight * (distilled + kept) + said
     return (losses * batch.weights).sum() / jnp.maximum(batch.weights.sum(), jnp.finfo(jnp.float32).tiny)
 
 
@@ -152,8 +160,9 @@ def adapt_step(
 
 @functools.partial(jax.jit, static_argnames="spec")
 def adapt_probabilities(trainable: Params, frozen: Params, batch: AdaptBatch, *, spec: AdaptSpec) -> jax.Array:
-    """float32 ``[rows, num_labels]`` class probabilities of the adapted model (inference mode)."""
-    return jax.nn.softmax(_logits(trainable, frozen, batch, spec, None)[:, : spec.model_config.num_labels], axis=-1)
+    """float32 ``[rows, num_outputs]`` class probabilities, then target scores, of the adapted model (inference
+    mode)."""
+    return probabilities(_logits(trainable, frozen, batch, spec, None), spec.model_config)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "stop"))

@@ -77,6 +77,7 @@ def adapt_report(outcome, benign_label: str) -> dict[str, Any]:
         "after": _estimates(outcome, outcome.after, adapted, benign),
         "learning_curve": outcome.curve,
         "thresholds": outcome.thresholds,
+        "target_head": outcome.target_head or "the starting model's, its scores held",
         "not_covered": {
             "your_labels_without_rows": [n for i, n in enumerate(outcome.names) if i not in present],
             "classes_no_label_names": [c for c in outcome.classes if c not in named],
@@ -117,6 +118,16 @@ def comparison_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _target_line(head: dict[str, Any] | str) -> str:
+    if isinstance(head, str):
+        return "- The starting model's target-group head is kept unchanged; training held its scores on every row."
+    chosen = [f"{g} ({t['attacks']} attacks, F1 {100 * t['f1']:.1f}%)" for g, t in head.items() if t["chosen_on"] == "held-out rows"]
+    return (
+        "- The target-group head was re-fitted on the groups your rows name; thresholds re-chosen on the held-out "
+        f"rows for {', '.join(chosen) or 'no group (too few attacks held out)'}, the starting model's for the rest."
+    )
+
+
 def model_card(report: dict[str, Any]) -> str:
     """The adapted folder's ``README.md``: starting model, rows and map, before/after, curve, gaps."""
     data, gaps = report["data"], report["not_covered"]
@@ -153,7 +164,7 @@ def model_card(report: dict[str, Any]) -> str:
         f"- Your labels with no rows: {', '.join(gaps['your_labels_without_rows']) or 'none'}.",
         f"- Classes no label of yours names (kept as the starting model scores them): {', '.join(gaps['classes_no_label_names']) or 'none'}.",
         "- Any split a label leaves open (one label allowing several classes) follows the starting model.",
-        "- The starting model's target-group head is kept unchanged; training held its scores on every row.",
+        _target_line(report["target_head"]),
         "",
     ]
     return "\n".join(lines)

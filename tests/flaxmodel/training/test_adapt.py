@@ -6,6 +6,7 @@ friendly and hostile word lists.  Runs are kept small (one rate, two epochs) so 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -16,11 +17,12 @@ import pytest
 
 from flaxmodel import load_classifier, load_checkpoint
 from flaxmodel.core.lora import LoraConfig
+from flaxmodel.errors import ConfigError, DataError
 from flaxmodel.training import AdaptConfig, adapt
 from flaxmodel.training.adapt_data import read_reviewed_rows
 from flaxmodel.training.adapt_figures import choose_thresholds, macro_f1
 from flaxmodel.training.adapt_units import work_folder
-from tests.flaxmodel.training.conftest import _write
+from tests.flaxmodel.training.conftest import FRIENDLY, HOSTILE, _write
 from tests.flaxmodel.training.test_soup import _adapter_folder
 from tests.fixtures import TARGET_CATEGORIES, add_target_head
 
@@ -120,6 +122,75 @@ def test_the_kept_target_head_scores_as_before_on_the_adapted_encoder(tmp_path, 
     assert drift["kept"] < drift["free"] / 3, drift
 
 
+def _rows_with_groups(path, count: int, seed: int) -> list[dict]:
+    """Rows whose hostile half attacks "religion" exactly when it has the word "post" (a CSV with a targets column)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        bad = i % 2 == 1
+        words = rng.choices(HOSTILE if bad else FRIENDLY, k=rng.randint(2, 5)) + (["post"] if i % 4 == 3 else [])
+        rows.append({"text": " ".join(words), "label": "bad" if bad else "ok", "targets": "religion" if i % 4 == 3 else ""})
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["text", "label", "targets"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def test_rows_that_name_target_groups_refit_the_head_and_its_thresholds(tmp_path, start):
+    shutil.copytree(start, tmp_path / "start")
+    add_target_head(tmp_path / "start", hidden=16, seed=7)
+    start = str(tmp_path / "start")
+    rows = _rows_with_groups(tmp_path / "rows.csv", 320, seed=9)
+    outcome = adapt(_config(tmp_path, start, str(tmp_path / "rows.csv"), learning_rates=(3e-2,), epochs=4), progress=False)
+    texts = [r["text"] for r in rows]
+    attacked = np.array([r["targets"] == "religion" for r in rows])
+    religion = TARGET_CATEGORIES.index("religion")
+
+    def religion_scores(folder: str, texts: list[str]) -> np.ndarray:
+        return load_classifier(folder, precision="float32").predict_targets(texts)[:, religion]
+
+    def separation(folder: str) -> float:
+        scores = religion_scores(folder, texts)
+        return float(scores[attacked].mean() - scores[~attacked].mean())
+
+    # The start's random head cannot tell; the re-fitted one learned the groups (measured 0.41).
+    assert separation(str(tmp_path / "out")) > 0.3 > abs(separation(start)) * 10
+    # Religion's threshold is re-chosen on the held-out rows: the best F1 of any cut of the folder's own
+    # scores there (computed here by brute force).  The groups no row attacks keep the start's.
+    head = json.loads((tmp_path / "out" / "target_head.json").read_text())
+    chosen = head["per_category"]
+    held_scores = religion_scores(str(tmp_path / "out"), [texts[i] for i in outcome.held])
+    held_attacked = attacked[outcome.held]
+
+    def f1(cut: float) -> float:
+        named = held_scores >= cut
+        return 2 * (named & held_attacked).sum() / (named.sum() + held_attacked.sum())
+
+    assert chosen["religion"]["chosen_on"] == "held-out rows" and chosen["religion"]["attacks"] == held_attacked.sum() >= 5
+    assert chosen["religion"]["f1"] == pytest.approx(max(f1(c) for c in held_scores), abs=1e-6)
+    assert f1(head["thresholds"]["religion"]) == pytest.approx(chosen["religion"]["f1"], abs=1e-6)
+    assert {c: head["thresholds"][c] for c in ("race", "gender")} == {"race": 0.5, "gender": 0.5}
+    assert outcome.target_head == chosen
+
+
+def test_a_target_group_the_head_does_not_have_is_refused_before_training(tmp_path, start):
+    shutil.copytree(start, tmp_path / "start")
+    add_target_head(tmp_path / "start")
+    path = tmp_path / "rows.csv"
+    path.write_text("text,label,targets\nstupid hate,bad,religion|caste\nlovely day,ok,\n")
+    with pytest.raises(DataError, match=r"1 rows name target groups outside race, religion, gender .*caste"):
+        adapt(_config(tmp_path, str(tmp_path / "start"), str(path)), progress=False)
+    assert not os.path.exists(work_folder(str(tmp_path / "out")))
+
+
+def test_a_diverging_run_stops_saying_what_to_lower_and_writes_no_folder(tmp_path, start):
+    rows = _rows(tmp_path / "rows.jsonl", 60, seed=10)
+    with pytest.raises(ConfigError, match=r"the loss is not finite after \d+ steps at learning rate 1e\+30; lower --learning_rates"):
+        adapt(_config(tmp_path, start, rows, learning_rates=(1e30,)), progress=False)
+    assert not os.path.exists(tmp_path / "out")
+
+
 def test_a_new_head_labels_with_its_own_names(tmp_path, start):
     rows = _rows(tmp_path / "rows.jsonl", 160, seed=5, labels=("fine", "spam"))
     outcome = adapt(_config(tmp_path, start, rows, label_map="", new_head=("spam", "fine"), epochs=4), progress=False)
@@ -189,13 +260,13 @@ def test_the_loss_weighs_each_reviewed_row_by_what_it_stands_for(tmp_path):
     teacher = np.full((4, 3), 1 / 3, np.float32)
     cache = Cache([[1], [1], [1], [1]], [np.zeros((1, 2))] * 4, teacher, (16,), 0)
     label_map = {"bad": ("hate", "offensive"), "ok": ("neither",)}
-    targets = _targets(rows, label_map, ("hate", "offensive", "neither"), cache, 1)
+    targets = _targets(rows, label_map, ("hate", "offensive", "neither"), cache, 1, None)
     # Reviewed rows keep their ratios (mean 1 over them); the unlabeled text weighs like an average row.
     np.testing.assert_allclose(targets.weights, [4 / 6, 4 / 6, 10 / 6, 1.0], rtol=1e-6)
     np.testing.assert_allclose(targets.soft[0], [0.5, 0.5, 0.0])
     logits = jnp.asarray([[2.0, 0.0, 1.0], [0.0, 1.0, 3.0], [1.0, 1.0, 1.0], [0.5, 0.2, 0.1]])
-    batch = AdaptBatch(None, None, None, targets.allowed, targets.soft, targets.weights, targets.soft_targets)
+    batch = AdaptBatch(None, None, None, targets.allowed, targets.soft, targets.weights, targets.soft_targets, targets.said_targets)
     one = [targets[np.array([i])] for i in range(4)]
-    per_row = [float(adapt_loss(logits[i : i + 1], AdaptBatch(None, None, None, t.allowed, t.soft, np.ones(1, np.float32), t.soft_targets), 1.0)) for i, t in enumerate(one)]
+    per_row = [float(adapt_loss(logits[i : i + 1], AdaptBatch(None, None, None, t.allowed, t.soft, np.ones(1, np.float32), t.soft_targets, t.said_targets), 1.0)) for i, t in enumerate(one)]
     expected = np.dot(per_row, targets.weights) / targets.weights.sum()
     assert float(adapt_loss(logits, batch, 1.0)) == pytest.approx(expected, rel=1e-5)
