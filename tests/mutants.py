@@ -41,6 +41,9 @@ ESTIMATES = "pipelines/sinks/estimates.py"
 DATA = "pipelines/reporting/data.py"
 STATE_PY = "flaxmodel/training/state.py"
 TARGETS = "flaxmodel/training/targets.py"
+ADAPT_STEP = "flaxmodel/training/adapt_step.py"
+ADAPT_RUN = "flaxmodel/training/adapt_run.py"
+ADAPT_TARGETS = "flaxmodel/training/adapt_targets.py"
 
 REVIEW_TESTS = ("tests/pipelines/sinks/test_review_draw.py", "tests/pipelines/sinks/test_review.py")
 ESTIMATE_TESTS = (
@@ -50,6 +53,12 @@ ESTIMATE_TESTS = (
 )
 DATA_TESTS = ("tests/pipelines/reporting/test_data.py",)
 STATE_TESTS = ("tests/flaxmodel/training/test_state.py", "tests/flaxmodel/training/test_mixture.py::test_partial_label_loss")
+ADAPT = "tests/flaxmodel/training/test_adapt.py::test_"
+HELD_TARGET_TESTS = (ADAPT + "the_kept_target_head_scores_as_before_on_the_adapted_encoder",)
+REFIT_TESTS = (
+    ADAPT + "rows_that_name_target_groups_refit_the_head_and_its_thresholds",
+    ADAPT + "a_target_threshold_is_rechosen_with_the_rows_weights_and_needs_five_attacks",
+)
 TARGET_TESTS = (
     "tests/flaxmodel/training/test_target_figures.py",
     "tests/flaxmodel/training/test_targets.py::test_the_target_head_learns_nothing_from_cells_its_source_does_not_annotate",
@@ -168,6 +177,21 @@ MUTANTS = (
     _m("targets.head_trains_masked_cells", TARGETS, 'batch["labels"], batch["known"])',
        'batch["labels"], jnp.ones_like(batch["known"]))', TARGET_TESTS,
        "the head's training ignores the mask"),
+    # Adapting (flaxmodel/training/adapt_*.py): the target head held or re-fitted, and a diverging run.
+    _m("adapt.target_scores_not_held", ADAPT_STEP, "distill_weight * (distilled + kept) + said",
+       "distill_weight * distilled + said", HELD_TARGET_TESTS, "the kept head's scores drift with the adapted layers"),
+    _m("adapt.named_groups_not_learned", ADAPT_STEP, "said = (cells * batch.said_targets).sum(axis=-1)",
+       "said = 0.0 * cells.sum(axis=-1)", REFIT_TESTS, "the rows' own groups do not train the head"),
+    _m("adapt.head_frozen_when_refitting", ADAPT_RUN, 'if "target_head" in trainable["params"] and not spec.refit_targets:',
+       'if "target_head" in trainable["params"]:', REFIT_TESTS, "a re-fit leaves the head frozen"),
+    _m("adapt.empty_cell_unknown", ADAPT_TARGETS, "        if cell is None:\n            continue",
+       "        if not cell:\n            continue", REFIT_TESTS, "an empty cell says nothing instead of 'no group'"),
+    _m("adapt.thresholds_unweighted", ADAPT_TARGETS, "scores[said, j], weights[said])", "scores[said, j])",
+       REFIT_TESTS, "re-chosen target thresholds ignore the rows' weights"),
+    _m("adapt.any_attack_enough", ADAPT_TARGETS, "if attacked.sum() >= MIN_ATTACKS and", "if attacked.sum() >= 1 and",
+       REFIT_TESTS, "one held-out attack re-chooses a threshold"),
+    _m("adapt.no_divergence_guard", ADAPT_RUN, "if not np.isfinite(float(loss)):", "if False:",
+       (ADAPT + "a_diverging_run_stops_saying_what_to_lower_and_writes_no_folder",), "a diverged run exports NaNs"),
 )  # fmt: skip
 
 

@@ -270,3 +270,20 @@ def test_the_loss_weighs_each_reviewed_row_by_what_it_stands_for(tmp_path):
     per_row = [float(adapt_loss(logits[i : i + 1], AdaptBatch(None, None, None, t.allowed, t.soft, np.ones(1, np.float32), t.soft_targets, t.said_targets), 1.0)) for i, t in enumerate(one)]
     expected = np.dot(per_row, targets.weights) / targets.weights.sum()
     assert float(adapt_loss(logits, batch, 1.0)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_target_threshold_is_rechosen_with_the_rows_weights_and_needs_five_attacks():
+    from flaxmodel.training.adapt_targets import refit_thresholds
+
+    # Five attacks score 0.9 and five 0.5; five rows without score 0.6 between them.
+    scores = np.repeat([0.9, 0.5, 0.6], 5)[:, None].astype(np.float32)
+    groups = np.repeat([1.0, 1.0, 0.0], 5)[:, None].astype(np.float32)
+    plain = refit_thresholds(scores, groups, np.ones(15), {"race": 0.3}, ("race",))["race"]
+    # Unweighted, taking the 0.6s costs less than losing half the attacks: cut at 0.5 (F1 20/25).
+    assert plain["threshold"] == 0.5 and plain["f1"] == pytest.approx(0.8) and plain["chosen_on"] == "held-out rows"
+    # Each row without standing for ten records, flagging them costs more: cut at 0.9 (F1 10/15).
+    heavy = refit_thresholds(scores, groups, np.repeat([1.0, 1.0, 10.0], 5), {"race": 0.3}, ("race",))["race"]
+    assert heavy["threshold"] == pytest.approx(0.9) and heavy["f1"] == pytest.approx(2 / 3)
+    # Four attacks are too few to choose from: the start's threshold stays.
+    few = refit_thresholds(scores[6:], groups[6:], np.ones(9), {"race": 0.3}, ("race",))["race"]
+    assert few == {"threshold": 0.3, "rows": 9, "attacks": 4, "chosen_on": "the starting model's"}
