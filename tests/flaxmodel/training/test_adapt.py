@@ -228,6 +228,28 @@ def test_reviewed_rows_weigh_what_their_stratum_stands_for(tmp_path):
     np.testing.assert_allclose(rows.weights, [4, 4, 10, 10, 10])
 
 
+def test_reviewers_target_groups_come_with_their_rows_and_the_models_own_targets_column_is_not_read(tmp_path):
+    from flaxmodel.training.adapt_targets import row_groups
+
+    # "targets" is the model's own output column in a review file; reviewers write human_targets.
+    lines = [("a", "bad", "religion|race", "gender"), ("b", None, "race", "race"), ("c", "ok", "", "race"), ("d", "bad", None, "race")]
+    path = tmp_path / "review.jsonl"
+
+    def record(text, human, groups, model_groups) -> dict:
+        row = {"text": text, "human_label": human, "review_reason": "rest", "inclusion_probability": 0.5, "targets": model_groups}
+        return row if groups is None else {**row, "human_targets": groups}
+
+    path.write_text("".join(json.dumps(record(*line)) + "\n" for line in lines))
+    rows = read_reviewed_rows(AdaptConfig(output="x", reviewed=str(path)), ("bad", "ok"))
+    assert rows.texts == ["a", "c", "d"] and rows.groups == ["religion|race", "", None]
+    groups = row_groups(rows, ("race", "religion", "gender"))
+    np.testing.assert_array_equal(groups[:2], [[1, 1, 0], [0, 0, 0]])
+    assert np.isnan(groups[2]).all()
+    # No reviewer named a group: the head is kept.
+    path.write_text("".join(json.dumps(record(t, h, "", m)) + "\n" for t, h, _, m in lines))
+    assert read_reviewed_rows(AdaptConfig(output="x", reviewed=str(path)), ("bad", "ok")).groups is None
+
+
 def test_weighted_macro_f1_leaves_out_labels_the_rows_lack():
     true, predicted = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
     # Label 2 has no row: averaging its zero in would give (2/3 + 4/5 + 0) / 3.
