@@ -283,7 +283,7 @@ def adapt(
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     folder, model, params, tokenizer, label_map = _start(config)
     rows = (read_reviewed_rows if config.reviewed else read_train_rows)(config, tuple(label_map))
-    groups = row_groups(rows, model.targets)
+    groups = row_groups(rows, model.targets, config.target_field)
     unlabeled = read_unlabeled(config)
     runner = UnitRunner.open(config, _fingerprint(rows, unlabeled), stop_after=stop_after_units, progress=progress)
     start = max(0, model.num_layers - config.layers)

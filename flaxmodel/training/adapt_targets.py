@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from flaxmodel.errors import DataError
+from flaxmodel.errors import ConfigError, DataError
 from flaxmodel.inference.metrics import threshold_for_f1
 from flaxmodel.training.adapt_data import AdaptRows
 
@@ -25,20 +25,27 @@ MIN_ATTACKS = 5
 _SHOWN = 5
 
 
-def row_groups(rows: AdaptRows, categories: Sequence[str]) -> np.ndarray | None:
+def row_groups(rows: AdaptRows, categories: Sequence[str], field: str | None = None) -> np.ndarray | None:
     """What the user's rows say about each target group.
 
     Args:
       rows: the user's rows, with their target-group cells (``rows.groups``).
       categories: the starting model's target groups (none without a target head).
+      field: the ``--target_field`` the user gave (None: the default column, used if there).
 
     Returns:
       float32 ``[len(rows), len(categories)]``: 1 where a row's cell names the group, 0 where its cell
       names others or none, NaN for a row without a cell; None when no row has one or there is no head.
 
     Raises:
-      DataError: naming rows whose cells name a group the head does not have.
+      DataError: naming rows whose cells name a group the head does not have, or when ``field`` was given
+        and no row names a group in it.
+      ConfigError: when ``field`` was given and the model has no target-group head.
     """
+    if field and rows.groups is None:
+        raise DataError(f"--target_field {field}: no row names a target group in that column; fix the name or leave the flag out")
+    if field and not categories:
+        raise ConfigError(f"--target_field {field}: the starting model has no target-group head to re-fit; leave the flag out")
     if rows.groups is None or not categories:
         return None
     out = np.full((len(rows), len(categories)), np.nan, np.float32)

@@ -174,13 +174,18 @@ def test_rows_that_name_target_groups_refit_the_head_and_its_thresholds(tmp_path
     assert outcome.target_head == chosen
 
 
-def test_a_target_group_the_head_does_not_have_is_refused_before_training(tmp_path, start):
+def test_an_unknown_group_a_missing_column_or_no_head_to_refit_are_refused_before_training(tmp_path, start):
     shutil.copytree(start, tmp_path / "start")
     add_target_head(tmp_path / "start")
     path = tmp_path / "rows.csv"
     path.write_text("text,label,targets\nstupid hate,bad,religion|caste\nlovely day,ok,\n")
     with pytest.raises(DataError, match=r"1 rows name target groups outside race, religion, gender .*caste"):
         adapt(_config(tmp_path, str(tmp_path / "start"), str(path)), progress=False)
+    # A column asked for by name must be there, and a head must be there to re-fit.
+    with pytest.raises(DataError, match="--target_field groups: no row names a target group in that column"):
+        adapt(_config(tmp_path, str(tmp_path / "start"), str(path), target_field="groups"), progress=False)
+    with pytest.raises(ConfigError, match="--target_field targets: the starting model has no target-group head"):
+        adapt(_config(tmp_path, start, str(path), target_field="targets"), progress=False)
     assert not os.path.exists(work_folder(str(tmp_path / "out")))
 
 
