@@ -326,7 +326,7 @@ def adapt(
     outcome = AdaptOutcome(
         output=config.output, start=folder, classes=model.labels, names=tuple(label_map), label_map=dict(label_map),
         rows=rows, held=held, before=None if cache.teacher is None else cache.teacher[held, : len(model.labels)], after=after,
-        selection=table, chosen=best, curve=curve, thresholds=thresholds, target_head=target_head and target_head[3]["per_category"], folds=len(folds), unlabeled=len(unlabeled),
+        selection=table, chosen=best, curve=curve, thresholds=thresholds, target_head=None if target_head is None else target_head[3]["per_category"], folds=len(folds), unlabeled=len(unlabeled),
         seconds=time.perf_counter() - began, phases=phases,
     )  # fmt: skip
     how = {"target_precision": config.precision_target, "per_class": thresholds, "chosen_on": f"{len(held)} held-out rows of your data, weighted"}

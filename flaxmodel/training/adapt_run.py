@@ -79,8 +79,8 @@ class Cache:
         hidden = np.zeros((batch_rows, length, self.hidden[rows[0]].shape[-1]), np.float32)
         for j, i in enumerate(rows):
             hidden[j, : len(self.hidden[i])] = self.hidden[i]
-        padded = [_rows(v, batch_rows) for v in (targets.allowed, targets.soft, targets.weights, targets.soft_targets, targets.said_targets)]
-        return AdaptBatch(hidden, ids, mask, *padded)
+        # Targets' fields are AdaptBatch's after the inputs, in the same order.
+        return AdaptBatch(hidden, ids, mask, *(_rows(getattr(targets, f.name), batch_rows) for f in dataclasses.fields(targets)))
 
 
 def _rows(values: np.ndarray, rows: int) -> np.ndarray:
