@@ -175,8 +175,8 @@ class OursRunner:
         layer = {"encoder": {"dense": {"kernel": np.ones((config.hidden_size, config.intermediate_size), np.float32)}}}
         prepared = prepare_params(layer, self.clf.precision)["encoder"]["dense"]
         dtype = COMPUTE_DTYPES[self.clf.precision]
-        product = jax.jit(lambda x, kernel, scale: matmul(x, kernel, dtype, scale))
-        args = (a, prepared["kernel"], prepared.get("kernel_scale"))
+        product = jax.jit(lambda x, kernel, scale, sums: matmul(x, kernel, dtype, scale, sums))
+        args = (a, prepared["kernel"], prepared.get("kernel_scale"), prepared.get("kernel_column_sums"))
         product(*args).block_until_ready()
         best = float("inf")
         for _ in range(repeats):

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from flaxmodel.core.config import EncoderConfig
-from flaxmodel.core.precision import KERNEL_SCALE, matmul
+from flaxmodel.core.precision import KERNEL_COLUMN_SUMS, KERNEL_SCALE, matmul
 
 
 def _gelu_exact(x: jax.Array) -> jax.Array:
@@ -60,7 +60,8 @@ class Dense(nn.Module):
 
     Parameter names and initialisers are ``nn.Dense``'s, so checkpoints, LoRA and
     training see the same tree.  With ``dtype`` int8 the tree holds the int8
-    kernel and its ``kernel_scale`` (:func:`flaxmodel.core.precision.prepare_params`).
+    kernel, its ``kernel_scale`` and ``kernel_column_sums``
+    (:func:`flaxmodel.core.precision.prepare_params`).
     """
 
     features: int
@@ -73,11 +74,12 @@ class Dense(nn.Module):
         if self.dtype == jnp.int8:
             kernel = self.param("kernel", nn.initializers.zeros_init(), shape, jnp.int8)
             scale = self.param(KERNEL_SCALE, nn.initializers.ones_init(), (self.features,), jnp.float32)
+            sums = self.param(KERNEL_COLUMN_SUMS, nn.initializers.zeros_init(), (self.features,), jnp.int32)
         else:
             kernel = self.param("kernel", nn.initializers.normal(self.init_range), shape, jnp.float32)
-            scale = None
+            scale = sums = None
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-        return matmul(x, kernel, self.dtype, scale) + bias
+        return matmul(x, kernel, self.dtype, scale, sums) + bias
 
 
 def dense(features: int, config: EncoderConfig, dtype: Any, name: str) -> Dense:
