@@ -41,12 +41,11 @@ DEFAULT_LENGTH_BUCKETS = (
 CALL_OVERHEAD_TOKENS = 32
 # On CPU a batch runs fastest per token while its activations stay in cache: on
 # the 2-core benchmark machine MiniLM ran 16 x 48 batches at ~190 GFLOP/s, 64 x 48
-# at ~170, 64 x 64 at ~150 and 64 x 128 at ~115 (8 x 128: ~170).  The planner
-# keeps batches within this many padded tokens; accelerators get no cap.
+# at ~170, 64 x 64 at ~150 and 64 x 128 at ~115 (8 x 128: ~170).  The int8 path too, once its kernels'
+# column sums were computed at load: the default model's 2,479 sorted validation texts ran 774 texts/s at
+# 1024 tokens, 683 at 2048 and 659 at 4096 (2-core AMD EPYC).  The planner keeps batches within this many
+# padded tokens; accelerators get no cap.
 CPU_BATCH_TOKENS = 1024
-# The int8 path's uint8 x int8 kernels (AVX512-VNNI) gain with the batch: on the 2-core AMD EPYC the default
-# model ran 520 texts/s at 1024 tokens, 600-633 at 4096 (bfloat16 507-531, float32 305 -> 286).
-CPU_INT8_BATCH_TOKENS = 4096
 # A shape the worker has not compiled yet costs a compilation: the planner charges it as this many more
 # tokens, so that a worker settles on few shapes.  Compiling one MiniLM bucket took ~0.9 s on the 2-core CPU
 # (~150 tweets of compute, ~4,500 tokens) and takes seconds on GPUs, so this undercharges everywhere.  On
@@ -237,7 +236,6 @@ def grid_for(
     *,
     batch_size: int = 0,
     max_batch_tokens: int = 0,
-    precision: str = "float32",
 ) -> ShapeGrid:
     """The one grid of a model on a platform: where a worker, a classifier or a training run gets its shapes.
 
@@ -248,16 +246,14 @@ def grid_for(
       batch_size: rows of the largest batch; 0: :data:`CPU_BATCH_ROWS` on CPUs,
         :data:`ACCELERATOR_BATCH_ROWS` on accelerators.
       max_batch_tokens: padded tokens per batch of several items; 0: :data:`CPU_BATCH_TOKENS`
-        on CPUs (:data:`CPU_INT8_BATCH_TOKENS` for ``precision`` int8), no cap on accelerators.
-      precision: the path the model runs.
+        on CPUs, no cap on accelerators.
 
     Returns:
       The :class:`ShapeGrid`.
     """
     cpu = platform == "cpu"
     rows = batch_size or (CPU_BATCH_ROWS if cpu else ACCELERATOR_BATCH_ROWS)
-    cpu_tokens = CPU_INT8_BATCH_TOKENS if precision == "int8" else CPU_BATCH_TOKENS
-    tokens = max_batch_tokens or (cpu_tokens if cpu else 0)
+    tokens = max_batch_tokens or (CPU_BATCH_TOKENS if cpu else 0)
     return ShapeGrid.for_model(config, max_length, rows, tokens)
 
 

@@ -123,7 +123,6 @@ class Classifier:
                 # time_call is looked up here, so that a test can replace it for a whole pipeline run.
                 precision, built = _calibrate_on_cpu(self, candidates, measure or time_call, calibration_cache_dir)
         self.precision = precision
-        self.grid = grid_for(config, self.max_length, self.platform, batch_size=rows, max_batch_tokens=tokens, precision=precision)
         self.params, self._jitted = built or _build(self, precision)
 
     @property
