@@ -253,7 +253,8 @@ SMOKES: Mapping[str, Smoke] = {
     "device_check": Smoke(_device_check_argv, _device_check),
     "adapt": Smoke(
         lambda c, j: ["--train", c.labelled, "--data_root", c.data_root, "--mixture", c.mixture, "--model", c.model,
-                      "--json", j, "--adapt_args", "--epochs 1 --learning_rates 0.001 --folds 2 --max_length 32 --batch_size 16"],
+                      "--json", j, "--limit", "24",
+                      "--adapt_args", "--epochs 1 --learning_rates 0.001 --folds 2 --max_length 32 --batch_size 16"],
         _adapt,
     ),
 }
