@@ -9,7 +9,8 @@ classification head, and the accumulation of every product) stays float32:
   (the two attention products too).  :func:`prepare_params` stores the encoder's
   kernels in bfloat16 once, so no call converts weights.
 * ``int8``: kernels quantized once per output channel (symmetric, scale =
-  max |w| / 127); each activation row quantized on the fly with its own scale;
+  max |w| / 127; their column sums, which the CPU's product subtracts, stored
+  beside them); each activation row quantized on the fly with its own scale;
   int8 x int8 products accumulated in int32, then rescaled to float32.  The
   attention products (activation by activation: 1-2% of MiniLM's FLOPs at
   tweet lengths, but 13% of the time when run in float32) take bfloat16 inputs
