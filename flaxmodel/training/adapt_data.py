@@ -65,9 +65,10 @@ class AdaptRows:
 def read_train_rows(config: AdaptConfig, names: Sequence[str]) -> AdaptRows:
     """``--train``'s rows; every label must be one of ``names`` (a DataError names the rows otherwise)."""
     fields = dict(text_field=config.text_field, label_field=config.label_field, format=config.format)
-    data = read_labeled(config.train, labels=tuple(names), **fields)
+    group_field = config.target_field or TRAIN_TARGETS
+    data = read_labeled(config.train, labels=tuple(names), extra_fields=(group_field,), **fields)
     labels = np.asarray(data.label_ids, np.int64)
-    groups = _train_groups(config, len(labels))
+    groups = data.fields[group_field]
     return AdaptRows(
         texts=list(data.texts),
         labels=labels,
@@ -76,22 +77,8 @@ def read_train_rows(config: AdaptConfig, names: Sequence[str]) -> AdaptRows:
         strata=np.asarray([names[i] for i in labels], object),
         sizes=None,
         record={"kind": "train", "files": expand(config.train), "rows": len(labels)},
-        groups=groups,
+        groups=groups if any(cell not in (None, "") for cell in groups) else None,
     )
-
-
-def _train_groups(config: AdaptConfig, rows: int) -> list[str | None] | None:
-    """``--train``'s target-group cells, row for row with :func:`read_labeled` (which reads the same records)."""
-    field = config.target_field or TRAIN_TARGETS
-    cells: list[str | None] = []
-    for path in expand(config.train):
-        kind = detect_format(path) if config.format == "auto" else config.format
-        if kind == "tweeteval":
-            return None
-        cells += [record.fields[field] for record in read_records(path, kind, config.text_field, (field,))]
-    if len(cells) != rows:
-        raise DataError(f"--train {config.train}: {len(cells)} rows with a text against {rows} labeled ones")
-    return cells if any(cell not in (None, "") for cell in cells) else None
 
 
 def _probability(value: str | None, where: str) -> float:

@@ -46,11 +46,13 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class LabeledData:
-    """Texts and their integer labels, ``label_ids[i]`` naming ``labels[label_ids[i]]``."""
+    """Texts and their integer labels, ``label_ids[i]`` naming ``labels[label_ids[i]]``; ``fields`` the
+    other columns asked for, row for row (None where a row has none)."""
 
     texts: list[str]
     label_ids: np.ndarray
     labels: tuple[str, ...]
+    fields: dict[str, list[str | None]] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -219,6 +221,7 @@ def read_labeled(
     label_field: str = "label",
     labels: Sequence[str] | None = None,
     format: str = "auto",
+    extra_fields: Sequence[str] = (),
 ) -> LabeledData:
     """Every labeled row of the files ``pattern`` matches, in file then row order.
 
@@ -228,6 +231,7 @@ def read_labeled(
       labels: the label names in id order; default: from TweetEval's ``mapping.txt``,
         else ``LABEL_<id>`` for numeric labels or the sorted names.
       format: one of :data:`LABELED_FORMATS`; ``auto`` goes by each file's extension.
+      extra_fields: more columns to keep per row, in the same read (TweetEval files have none).
 
     Returns:
       The :class:`LabeledData`, ``label_ids`` int32 ``[n]``.
@@ -242,6 +246,7 @@ def read_labeled(
     where: list[str] = []
     problems: list[str] = []
     found_names: tuple[str, ...] | None = None
+    extra: dict[str, list[str | None]] = {field: [] for field in extra_fields}
     for path in expand(pattern):
         kind = detect_format(path) if format == "auto" else format
         if kind == "tweeteval":
@@ -251,8 +256,10 @@ def read_labeled(
                 texts.append(file_texts[i])
                 raw.append(file_labels[i])
                 where.append(f"{path}:{i + 1}")
+                for values in extra.values():
+                    values.append(None)
             continue
-        for record in read_records(path, kind, text_field, (label_field,)):
+        for record in read_records(path, kind, text_field, (label_field, *extra_fields)):
             label = record.fields[label_field]
             if label is None or label == "":
                 problems.append(f"{_where(record)}: missing {label_field!r} label")
@@ -260,9 +267,11 @@ def read_labeled(
             texts.append(record.text)
             raw.append(label)
             where.append(_where(record))
+            for field, values in extra.items():
+                values.append(record.fields[field])
     if problems:
         raise DataError(f"{len(problems)} unusable rows: " + "; ".join(problems[:_SHOWN_PROBLEMS]))
     if not texts:
         raise DataError(f"{pattern}: no labeled rows")
     ids, names = _label_ids(raw, where, tuple(labels) if labels is not None else found_names)
-    return LabeledData(texts=texts, label_ids=ids, labels=names)
+    return LabeledData(texts=texts, label_ids=ids, labels=names, fields=extra)

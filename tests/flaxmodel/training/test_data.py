@@ -116,3 +116,18 @@ def test_an_unknown_extension_or_format_names_the_labeled_formats(tmp_path):
     with pytest.raises(DataError, match="format must be one of"):
         read_labeled(str(path), format="text")
     assert "text" not in LABELED_FORMATS
+
+
+def test_extra_fields_come_row_for_row_in_the_same_read_and_none_where_a_row_or_file_has_none(tmp_path):
+    with open(tmp_path / "a.jsonl", "w") as f:
+        f.write(json.dumps({"text": "you people are vermin", "label": "hate", "targets": "origin"}) + "\n")
+        f.write(json.dumps({"text": "", "label": "hate", "targets": "race"}) + "\n")  # skipped with its cell
+        f.write(json.dumps({"text": "have a nice day", "label": "neither"}) + "\n")
+    (tmp_path / "train_text.txt").write_text("go away \n")
+    (tmp_path / "train_labels.txt").write_text("0\n")
+    (tmp_path / "mapping.txt").write_text("0\thate\n1\tneither\n")
+    pattern = f"{tmp_path / 'a.jsonl'},{tmp_path / 'train_text.txt'}"
+    data = read_labeled(pattern, labels=("hate", "neither"), extra_fields=("targets",))
+    assert data.texts == ["you people are vermin", "have a nice day", "go away "]
+    assert data.fields == {"targets": ["origin", None, None]}
+    assert read_labeled(pattern, labels=("hate", "neither")).fields == {}
